@@ -1,0 +1,59 @@
+;;;; lisp_echo.lisp -- the echo server on the Lisp API, in raw or stream mode.
+;;;;
+;;;; Benchmark code, not part of the library.  Written the way a user writes
+;;;; it against the documented cl-async API.
+;;;;  raw mode:    the read-cb gets (socket byte-array) and writes the bytes
+;;;;               back with WRITE-SOCKET-DATA.
+;;;;  stream mode: the server is made with :stream t; the read-cb gets
+;;;;               (socket stream), reads with READ-SEQUENCE until it returns 0
+;;;;               and writes back with WRITE-SEQUENCE on the same stream.
+;;;; On the peer's EOF the event-cb does nothing: the library sends what is
+;;;; still queued, then closes.
+;;;;
+;;;; Usage: sbcl --script bench/lisp_echo.lisp PORT [stream]
+;;;; (prints "READY <port>").  SBCL compiles every form it loads (evaluator
+;;;; mode :compile), so the callbacks run as native code.
+
+(require :asdf)
+(let ((root (merge-pathnames "../" (make-pathname :name nil :type nil
+                                                  :defaults *load-truename*))))
+  (push (truename root) asdf:*central-registry*))
+(let ((*standard-output* (make-broadcast-stream)))
+  ;; Compilation chatter would mix with the READY line the harness waits for.
+  (asdf:load-system :cl-async-tcp))
+
+(defpackage #:bench-echo
+  (:use #:cl))
+(in-package #:bench-echo)
+
+(defun on-read (socket data)
+  (as:write-socket-data socket data))
+
+;; The loop runs on one thread, so one buffer serves every connection.
+(defvar *buffer* (make-array 65536 :element-type '(unsigned-byte 8)))
+
+(defun on-read-stream (socket stream)
+  (declare (ignore socket))
+  (let ((buffer *buffer*))
+    (loop for n = (read-sequence buffer stream)
+          while (plusp n)
+          do (write-sequence buffer stream :end n))
+    (force-output stream)))
+
+(defun on-event (event)
+  (declare (ignore event)))
+
+(defun main ()
+  (let ((port (parse-integer (second sb-ext:*posix-argv*)))
+        (stream (equal (third sb-ext:*posix-argv*) "stream")))
+    (as:start-event-loop
+     (lambda ()
+       (if stream
+           (as:tcp-server "127.0.0.1" port #'on-read-stream #'on-event
+                          :backlog 4096 :stream t)
+           (as:tcp-server "127.0.0.1" port #'on-read #'on-event
+                          :backlog 4096))
+       (format t "READY ~d~%" port)
+       (finish-output)))))
+
+(main)

@@ -1,0 +1,469 @@
+/*
+ * cltcp.h -- the whole public ABI of libcltcp.
+ *
+ * libcltcp is a small C library over libuv (event loop, TCP) and c-ares
+ * (asynchronous DNS) that exists so that a garbage-collected language (Common
+ * Lisp, through CFFI) can do asynchronous TCP without ever handing a pointer
+ * to one of its own objects to C, and without C ever holding a pointer into
+ * the caller's heap.
+ *
+ * Conventions (they hold for every function below):
+ *
+ *  - Loops, sockets, servers, timers and DNS requests are 64-bit integer ids
+ *    (cltcp_id): a kind, a loop index, a slot index and a generation counter.
+ *    0 is never a valid id.  A closed, stale (slot reused) or made-up id makes
+ *    a call return CLTCP_ECLOSED; an id of the wrong kind CLTCP_EKIND.  No id
+ *    can make the library touch freed memory.
+ *
+ *  - Every fallible call returns 0 or a negative error code.  Codes are
+ *    libuv's where libuv has one (UV_ECONNREFUSED, ...) and the CLTCP_E*
+ *    values below otherwise.  cltcp_err_name() and cltcp_strerror() name and
+ *    describe any code, known or not, with static strings.  Results come back
+ *    through out-parameters, which come first.
+ *
+ *  - Every callback is a function pointer plus a uintptr_t context word chosen
+ *    by the caller; the library never looks inside the context word.
+ *
+ *  - Delivery rules (libuv's): a call that returns an error never calls its
+ *    callback.  A handle (socket, server, timer) whose creating call returned
+ *    0 gets exactly one CLTCP_EV_CLOSE event, always last, also when the loop
+ *    is torn down (status UV_ECANCELED then).  A DNS request that was started
+ *    gets exactly one callback.  A failure known while a call runs is
+ *    delivered on the next loop turn, never from inside the call.
+ *
+ *  - Data reaches callbacks as (pointer, length), valid during the callback
+ *    only.  Data given to the library is copied before the call returns, so
+ *    the caller may move or free it at once.
+ *
+ *  - One thread per loop.  All calls on a loop and on its handles must come
+ *    from the thread that runs it.  Callbacks run on that thread, from inside
+ *    cltcp_loop_run() only.  Any callback may call any function of this
+ *    header on the same loop (close the handle it is called for, write, stop
+ *    the loop, ...), except cltcp_loop_run() and cltcp_loop_close().
+ */
+#ifndef CLTCP_H
+#define CLTCP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CLTCP_EXTERN __attribute__((visibility("default")))
+#else
+#define CLTCP_EXTERN
+#endif
+
+/* ---------------------------------------------------------------------- */
+/* Version                                                                  */
+/* ---------------------------------------------------------------------- */
+
+#define CLTCP_VERSION_MAJOR 0
+#define CLTCP_VERSION_MINOR 1
+#define CLTCP_VERSION_PATCH 0
+
+/* The ABI version.  It changes whenever a declaration of this header changes
+ * in a way a binding would notice; bindings compare it with the value they
+ * were written for and refuse to run on a mismatch. */
+#define CLTCP_ABI_VERSION 1
+
+/* Returns CLTCP_ABI_VERSION of the library actually loaded. */
+CLTCP_EXTERN int cltcp_abi_version(void);
+
+/* Returns the library version as major * 10000 + minor * 100 + patch. */
+CLTCP_EXTERN int cltcp_version(void);
+
+/* Returns the library version as a static string, e.g. "0.1.0". */
+CLTCP_EXTERN const char *cltcp_version_string(void);
+
+/* ---------------------------------------------------------------------- */
+/* Errors                                                                   */
+/* ---------------------------------------------------------------------- */
+
+/* The library's own codes.  They lie far below libuv's range (libuv uses
+ * -1 .. -4095 on every platform), so the two never collide. */
+#define CLTCP_ERRNO_MAP(XX)                                                  \
+  XX(ECLOSED, -20001, "handle is closed or the id is unknown")               \
+  XX(EKIND, -20002, "id names a handle of another kind")                     \
+  XX(EBUSY, -20003, "not allowed while the loop is running")                 \
+  XX(EMODE, -20004, "operation not allowed in the socket's read mode")      \
+  XX(ESTATE, -20005, "operation not allowed in the handle's current state")  \
+  XX(ENOTFOUND, -20010, "host name not found")                               \
+  XX(ENODATA, -20011, "host name has no address of the requested family")   \
+  XX(ESERVFAIL, -20012, "DNS server failure")                                \
+  XX(EDNSREFUSED, -20013, "DNS server refused the query")                    \
+  XX(EDNSTIMEOUT, -20014, "DNS lookup timed out")                            \
+  XX(EBADNAME, -20015, "malformed host name")                                \
+  XX(EDNSFORMAT, -20016, "malformed DNS reply or query")                     \
+  XX(EDNSCONN, -20017, "could not contact the DNS server")                   \
+  XX(EDNS, -20018, "DNS lookup failed")                                      \
+  XX(EDNSCONFIG, -20019, "bad DNS configuration")
+
+typedef enum {
+#define CLTCP__ERR_ENUM(name, val, msg) CLTCP_##name = val,
+  CLTCP_ERRNO_MAP(CLTCP__ERR_ENUM)
+#undef CLTCP__ERR_ENUM
+  CLTCP_ERRNO_MAX_ = -30000
+} cltcp_errno_t;
+
+/* Returns the symbolic name of any code ("ECONNREFUSED", "ECLOSED", ...):
+ * a static string, "UNKNOWN" for a value that is not a code, "OK" for 0. */
+CLTCP_EXTERN const char *cltcp_err_name(int code);
+
+/* Returns a human readable message for any code: a static string. */
+CLTCP_EXTERN const char *cltcp_strerror(int code);
+
+/* ---------------------------------------------------------------------- */
+/* Ids, events, callbacks                                                  */
+/* ---------------------------------------------------------------------- */
+
+typedef uint64_t cltcp_id;
+
+/* Kinds of handle, as returned by cltcp_id_kind(). */
+enum {
+  CLTCP_KIND_NONE = 0,
+  CLTCP_KIND_LOOP = 1,
+  CLTCP_KIND_SOCKET = 2,
+  CLTCP_KIND_SERVER = 3,
+  CLTCP_KIND_TIMER = 4,
+  CLTCP_KIND_DNS = 5
+};
+
+/* Event types delivered to callbacks. */
+enum {
+  /* socket: the connection is established (status 0).  Sockets accepted by
+   * a server get no CONNECT event: the server's ACCEPT event announces them. */
+  CLTCP_EV_CONNECT = 1,
+  /* socket: data arrived.  Drain mode: (data, len) is the chunk, valid during
+   * the callback.  Keep mode: (data, len) is the chunk just appended to the
+   * socket's input buffer; it stays there until cltcp_socket_read(). */
+  CLTCP_EV_DATA = 2,
+  /* socket: the peer closed its side.  If the callback leaves the socket
+   * open, the socket then closes gracefully: reading stops, data already
+   * queued is still sent, then the socket closes (CLTCP_EV_CLOSE). */
+  CLTCP_EV_EOF = 3,
+  /* socket: an error (status < 0: UV_ECONNREFUSED, UV_ECONNRESET,
+   * UV_ETIMEDOUT for a read, write or connect timeout, a DNS code, ...).
+   * The socket is closed by the library right after the callback returns,
+   * unless the callback closed it already.  server: an accept failure
+   * (UV_EMFILE, ...); the server keeps listening. */
+  CLTCP_EV_ERROR = 4,
+  /* socket: everything written so far has left the write queue (requested
+   * with CLTCP_WRITE_NOTIFY).  status 0. */
+  CLTCP_EV_FLUSHED = 5,
+  /* socket: the write queue fell to or below the drain mark set with
+   * cltcp_socket_set_drain_mark() after being above it.  len = bytes still
+   * queued. */
+  CLTCP_EV_DRAIN = 6,
+  /* socket: the write side was shut down after cltcp_socket_shutdown()
+   * (status 0 or an error code). */
+  CLTCP_EV_SHUTDOWN = 7,
+  /* server: a connection was accepted; the new socket's id is `other'. */
+  CLTCP_EV_ACCEPT = 8,
+  /* timer: the timer fired. */
+  CLTCP_EV_TIMER = 9,
+  /* any handle: the handle is gone, its id is dead, this is the last event.
+   * status 0 after a close asked by the owner or done by the library after
+   * an error or EOF, UV_ECANCELED when the loop was torn down. */
+  CLTCP_EV_CLOSE = 10
+};
+
+/* The one callback type for sockets, servers and timers.
+ *  ctx    the context word given when the handle was created (or set later)
+ *  id     the handle the event is for
+ *  event  one of CLTCP_EV_*
+ *  status 0 or a negative code
+ *  other  server ACCEPT: the new socket's id; otherwise 0
+ *  data, len  socket DATA: the bytes; DRAIN: len = bytes queued; else 0 */
+typedef void (*cltcp_cb)(uintptr_t ctx, cltcp_id id, int event, int status,
+                         cltcp_id other, const uint8_t *data, size_t len);
+
+/* Returns the CLTCP_KIND_* encoded in an id (no lookup; 0 for id 0). */
+CLTCP_EXTERN int cltcp_id_kind(cltcp_id id);
+
+/* Stores in *alive 1 when id names a live handle (not closed, not closing),
+ * else 0.  Never fails for any id value. */
+CLTCP_EXTERN int cltcp_id_alive(int *alive, cltcp_id id);
+
+/* ---------------------------------------------------------------------- */
+/* Loop                                                                     */
+/* ---------------------------------------------------------------------- */
+
+/* Creates a loop; its id goes to *loop.  Returns 0 or UV_ENOMEM. */
+CLTCP_EXTERN int cltcp_loop_new(cltcp_id *loop);
+
+enum {
+  CLTCP_RUN_DEFAULT = 0, /* until no work is left or cltcp_loop_stop() */
+  CLTCP_RUN_ONCE = 1,    /* one turn, blocking for I/O if there is work */
+  CLTCP_RUN_NOWAIT = 2   /* one turn, never blocking */
+};
+
+/* Runs the loop.  *alive (may be NULL) is set to 1 if work is left when it
+ * returns.  Returns 0, CLTCP_ECLOSED, or CLTCP_EBUSY when called from one of
+ * the loop's own callbacks. */
+CLTCP_EXTERN int cltcp_loop_run(int *alive, cltcp_id loop, int mode);
+
+/* Makes cltcp_loop_run() return at the end of the current turn.  Safe from
+ * any callback.  Returns 0 or CLTCP_ECLOSED/CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_loop_stop(cltcp_id loop);
+
+/* Tears a loop down: every live handle of it is closed, each gets its
+ * CLTCP_EV_CLOSE (status UV_ECANCELED) and each pending DNS request its
+ * callback (UV_ECANCELED), then everything is freed and the id dies.
+ * Returns 0, CLTCP_ECLOSED, or CLTCP_EBUSY from inside cltcp_loop_run(). */
+CLTCP_EXTERN int cltcp_loop_close(cltcp_id loop);
+
+/* The loop's cached time in milliseconds (libuv's uv_now). */
+CLTCP_EXTERN int cltcp_loop_now(uint64_t *ms, cltcp_id loop);
+
+/* Number of live handles of the loop (sockets, servers, timers, DNS
+ * requests), closing ones included.  For leak checks in tests. */
+CLTCP_EXTERN int cltcp_loop_handle_count(size_t *count, cltcp_id loop);
+
+/* ---------------------------------------------------------------------- */
+/* Timers                                                                   */
+/* ---------------------------------------------------------------------- */
+
+/* Starts a timer that fires after `seconds' (fractional; negative = 0) and,
+ * if repeat_seconds > 0, every repeat_seconds after that.  Each firing is a
+ * CLTCP_EV_TIMER event.  A one-shot timer closes itself after firing (then
+ * CLTCP_EV_CLOSE, status 0).  Returns 0, UV_EINVAL (NaN), UV_ENOMEM,
+ * CLTCP_ECLOSED or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_timer_start(cltcp_id *timer, cltcp_id loop,
+                                   double seconds, double repeat_seconds,
+                                   cltcp_cb cb, uintptr_t ctx);
+
+/* Stops and closes a timer (the id dies at once): CLTCP_EV_CLOSE (status 0)
+ * follows on a later turn.  Returns 0 or CLTCP_ECLOSED/CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_timer_close(cltcp_id timer);
+
+/* ---------------------------------------------------------------------- */
+/* Sockets                                                                  */
+/* ---------------------------------------------------------------------- */
+
+/* Creates an unconnected TCP socket on a loop.  All its events go to
+ * (cb, ctx).  It reads in drain mode until cltcp_socket_set_keep().
+ * Returns 0, UV_ENOMEM, CLTCP_ECLOSED or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_socket_new(cltcp_id *sock, cltcp_id loop, cltcp_cb cb,
+                                  uintptr_t ctx);
+
+/* Replaces the socket's callback and context word (for sockets accepted by a
+ * server, which start with the server's socket callback and context).
+ * Takes effect for the next event.  Returns 0 or CLTCP_ECLOSED/EKIND. */
+CLTCP_EXTERN int cltcp_socket_set_cb(cltcp_id sock, cltcp_cb cb,
+                                     uintptr_t ctx);
+
+/* Connects an unconnected socket to host:port.  host is a numeric IPv4 or
+ * IPv6 address or a host name; a name is looked up with the loop's resolver
+ * (both families) and the addresses are tried in order until one connects.
+ * Success: CLTCP_EV_CONNECT, then reading starts.  Failure (refused,
+ * unreachable, DNS, connect timeout): CLTCP_EV_ERROR then CLTCP_EV_CLOSE,
+ * never from inside this call.  Returns 0, UV_EINVAL (NULL host, port out of
+ * 0..65535), CLTCP_ESTATE (already connecting or connected), CLTCP_ECLOSED
+ * or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_socket_connect(cltcp_id sock, const char *host,
+                                      int port);
+
+/* Read modes. */
+enum {
+  CLTCP_READ_DRAIN = 0, /* each chunk goes to the callback, then is dropped */
+  CLTCP_READ_KEEP = 1   /* chunks accumulate in the socket's input buffer */
+};
+
+/* Switches the read mode.  Switching keep -> drain with bytes buffered
+ * returns CLTCP_EMODE (read them first).  Returns 0, CLTCP_EMODE,
+ * UV_EINVAL, CLTCP_ECLOSED or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_socket_set_read_mode(cltcp_id sock, int mode);
+
+/* Keep mode: stores in *n the number of bytes in the input buffer.  Works in
+ * drain mode too (always 0 there).  Returns 0 or CLTCP_ECLOSED/EKIND. */
+CLTCP_EXTERN int cltcp_socket_buffered(size_t *n, cltcp_id sock);
+
+/* Keep mode: copies up to `max' buffered bytes into dst and removes them from
+ * the input buffer; *n gets the count (0 when nothing is buffered).  Never
+ * blocks.  The bytes of a socket that has just closed stay readable until
+ * its CLTCP_EV_CLOSE event returns.  Returns 0, UV_EINVAL (dst NULL with
+ * max > 0), CLTCP_ECLOSED or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_socket_read(size_t *n, cltcp_id sock, uint8_t *dst,
+                                   size_t max);
+
+/* Write flags. */
+enum {
+  CLTCP_WRITE_NOTIFY = 1 /* deliver CLTCP_EV_FLUSHED when the queue empties */
+};
+
+/* Writes len bytes.  They are copied before the call returns: the library
+ * tries to hand them to the kernel at once and queues only what the kernel
+ * did not take; the queue drains as the socket becomes writable.  Writing
+ * to a socket that is still connecting queues the bytes until it connects.
+ * With CLTCP_WRITE_NOTIFY, a CLTCP_EV_FLUSHED event follows (on a later
+ * turn) once everything written so far has left the queue.
+ * Returns 0, UV_EINVAL (data NULL with len > 0), UV_EPIPE (write side shut
+ * down, or the peer's EOF started a graceful close), CLTCP_ECLOSED or
+ * CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_socket_write(cltcp_id sock, const uint8_t *data,
+                                    size_t len, int flags);
+
+/* Stores in *n the number of bytes written but not yet handed to the kernel.
+ * Returns 0 or CLTCP_ECLOSED/CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_socket_queued(size_t *n, cltcp_id sock);
+
+/* Sets the drain mark for backpressure: once the write queue has held more
+ * than `mark' bytes and falls to `mark' or below, CLTCP_EV_DRAIN is
+ * delivered.  (size_t)-1 (the default) turns it off.  Returns 0 or
+ * CLTCP_ECLOSED/CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_socket_set_drain_mark(cltcp_id sock, size_t mark);
+
+/* Sets the read and write timeouts in seconds; 0, negative or NaN = none.
+ * Read timeout: time since the last data arrived (or since the connection
+ * was made).  Write timeout: time that queued data makes no progress.  A
+ * timeout delivers CLTCP_EV_ERROR with UV_ETIMEDOUT, then the socket closes.
+ * Either can be set before connecting; the clocks start at the connection.
+ * Returns 0 or CLTCP_ECLOSED/CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_socket_set_timeouts(cltcp_id sock, double read_seconds,
+                                           double write_seconds);
+
+/* Sets the connect timeout in seconds (0 or negative = none, the default):
+ * time from cltcp_socket_connect() (DNS included) to the connection.
+ * Returns 0 or CLTCP_ECLOSED/CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_socket_set_connect_timeout(cltcp_id sock,
+                                                  double seconds);
+
+/* Enables or disables read and write monitoring.  For each of read/write:
+ * 1 enables, 0 disables, -1 leaves as is.  A disabled read side neither
+ * reads nor times out; a disabled write side keeps sending its queue but
+ * does not time out.  Returns 0 or CLTCP_ECLOSED/CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_socket_enable(cltcp_id sock, int read, int write);
+
+/* Stores in *read and *write (either may be NULL) whether the socket's read
+ * and write monitoring is enabled. */
+CLTCP_EXTERN int cltcp_socket_enabled(int *read, int *write, cltcp_id sock);
+
+/* Shuts the write side down once the queue is flushed (a TCP half-close);
+ * reading goes on.  CLTCP_EV_SHUTDOWN follows.  Later writes return
+ * UV_EPIPE.  Returns 0, CLTCP_ESTATE (not connected or already shut down),
+ * CLTCP_ECLOSED or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_socket_shutdown(cltcp_id sock);
+
+/* Close modes. */
+enum {
+  CLTCP_CLOSE_NOW = 0,     /* drop the queue, close at once */
+  CLTCP_CLOSE_FLUSH = 1    /* stop reading, send the queue, then close */
+};
+
+/* Closes a socket.  The id dies at once (calls on it return CLTCP_ECLOSED);
+ * CLTCP_EV_CLOSE (status 0) follows on a later turn.  With
+ * CLTCP_CLOSE_FLUSH the queued bytes are still sent first (the write timeout
+ * still applies).  Returns 0, UV_EINVAL (bad mode), CLTCP_ECLOSED or
+ * CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_socket_close(cltcp_id sock, int mode);
+
+/* Sets TCP_NODELAY (enable != 0 turns Nagle's algorithm off). */
+CLTCP_EXTERN int cltcp_socket_nodelay(cltcp_id sock, int enable);
+
+/* Sets TCP keep-alive; delay_seconds is the idle time before the first
+ * probe (ignored when enable is 0).  May be called before connecting. */
+CLTCP_EXTERN int cltcp_socket_keepalive(cltcp_id sock, int enable,
+                                        unsigned delay_seconds);
+
+/* Address of a connected socket: `which' 0 = local, 1 = peer.  The numeric
+ * address is written NUL-terminated to buf (46 bytes are always enough);
+ * *port gets the port, *family 4 or 6.  Returns 0, UV_ENOTCONN, UV_ENOBUFS
+ * (buf too small), UV_EINVAL, CLTCP_ECLOSED or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_socket_address(char *buf, size_t buflen, int *port,
+                                      int *family, cltcp_id sock, int which);
+
+/* ---------------------------------------------------------------------- */
+/* Servers                                                                  */
+/* ---------------------------------------------------------------------- */
+
+/* Listens on host:port.  host NULL or "" means "0.0.0.0"; it may be a
+ * numeric IPv4/IPv6 address or a name found in /etc/hosts ("localhost").
+ * port 0 picks a free port (see cltcp_server_port()).  backlog < 0 means the
+ * system default (SOMAXCONN).
+ * Each accepted connection becomes a socket, announced to (server_cb,
+ * server_ctx) as CLTCP_EV_ACCEPT with the socket id in `other'; the socket
+ * starts with (sock_cb, sock_ctx) and starts reading (drain mode) once the
+ * ACCEPT callback returns; change them with cltcp_socket_set_cb() and
+ * cltcp_socket_set_read_mode() inside that callback.  Accept failures are
+ * CLTCP_EV_ERROR events on the server, which keeps listening.
+ * Bind and listen failures are returned here: UV_EADDRINUSE, UV_EACCES
+ * (privileged port), UV_EADDRNOTAVAIL, UV_EINVAL (bad address or port),
+ * CLTCP_ENOTFOUND (name not in /etc/hosts), CLTCP_ECLOSED, CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_server_listen(cltcp_id *server, cltcp_id loop,
+                                     const char *host, int port, int backlog,
+                                     cltcp_cb server_cb, uintptr_t server_ctx,
+                                     cltcp_cb sock_cb, uintptr_t sock_ctx);
+
+/* The server's bound address, as cltcp_socket_address() (which is ignored:
+ * always the local address). */
+CLTCP_EXTERN int cltcp_server_address(char *buf, size_t buflen, int *port,
+                                      int *family, cltcp_id server);
+
+/* The port the server listens on.  Returns 0 or CLTCP_ECLOSED/EKIND. */
+CLTCP_EXTERN int cltcp_server_port(int *port, cltcp_id server);
+
+/* Stops listening and closes the server; accepted sockets stay open.
+ * CLTCP_EV_CLOSE (status 0) follows.  Returns 0 or CLTCP_ECLOSED (already
+ * closed) / CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_server_close(cltcp_id server);
+
+/* ---------------------------------------------------------------------- */
+/* DNS                                                                      */
+/* ---------------------------------------------------------------------- */
+
+/* Address families for lookups. */
+enum {
+  CLTCP_AF_UNSPEC = 0,
+  CLTCP_AF_INET = 4,
+  CLTCP_AF_INET6 = 6
+};
+
+/* One resolved address. */
+typedef struct cltcp_addr {
+  int family;      /* CLTCP_AF_INET or CLTCP_AF_INET6 */
+  char addr[48];   /* numeric form, NUL-terminated */
+} cltcp_addr;
+
+/* The DNS result callback.  status 0 with n >= 1 addresses, or a negative
+ * code with n = 0 (UV_ECANCELED when the request or its loop was closed). */
+typedef void (*cltcp_dns_cb)(uintptr_t ctx, cltcp_id req, int status,
+                             const cltcp_addr *addrs, size_t n);
+
+/* Looks a host name up asynchronously: /etc/hosts first, then the loop's DNS
+ * servers, through c-ares driven by the loop (no threads, nothing blocks).
+ * family: CLTCP_AF_UNSPEC (both; IPv4 first), CLTCP_AF_INET or _INET6.
+ * A numeric address is "resolved" to itself.  The callback fires exactly
+ * once, on a later turn.  *req (may be NULL) gets the request id.
+ * Returns 0, UV_EINVAL (NULL host or bad family), UV_ENOMEM, CLTCP_ECLOSED
+ * or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_dns_lookup(cltcp_id *req, cltcp_id loop,
+                                  const char *host, int family,
+                                  cltcp_dns_cb cb, uintptr_t ctx);
+
+/* Cancels a pending lookup: its callback fires with UV_ECANCELED on a later
+ * turn.  Returns 0 or CLTCP_ECLOSED/CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_dns_cancel(cltcp_id req);
+
+/* Sets the loop's DNS servers, a comma-separated list of host[:port] (IPv6
+ * as [addr]:port), e.g. "127.0.0.1:15353".  NULL or "" restores the system's
+ * (/etc/resolv.conf).  Lookups already in flight keep their servers.
+ * Returns 0, CLTCP_EDNSCONFIG (bad list), CLTCP_EBUSY (lookups in flight),
+ * CLTCP_ECLOSED or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_loop_set_dns_servers(cltcp_id loop,
+                                            const char *servers);
+
+/* Sets the per-try DNS timeout in seconds and the number of tries per
+ * server (tries < 1 keeps the current value).  Defaults: 5 s, 2 tries.
+ * Returns 0, UV_EINVAL, CLTCP_EBUSY (lookups in flight), CLTCP_ECLOSED or
+ * CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_loop_set_dns_timeout(cltcp_id loop, double seconds,
+                                            int tries);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CLTCP_H */

@@ -1,0 +1,868 @@
+/* dns.c -- asynchronous host name lookups with c-ares, driven by the loop.
+ *
+ * One c-ares channel per loop, created on first use, plugged into libuv the
+ * way node's cares_wrap does it: c-ares tells us through its socket-state
+ * callback which sockets to watch, each gets a uv_poll_t, and a uv_timer_t
+ * armed from ares_timeout() lets c-ares retry and time out; both call
+ * ares_process_fd().  Nothing blocks and no thread is involved.
+ *
+ * Only the c-ares 1.18 API is used (Debian 12 ships 1.18.1).
+ *
+ * Delivery: the c-ares completion callback never calls the user.  It stores
+ * the result in the request and queues the delivery as deferred work of the
+ * loop (cltcp__defer), so every result -- also the ones c-ares produces
+ * inside ares_getaddrinfo() itself (/etc/hosts hits, bad names) -- reaches
+ * its callback on a later loop turn, and no user code ever runs inside
+ * c-ares (where calling back into the channel would be unsafe).
+ *
+ * Lifetime of a request: c-ares has no way to cancel one query, so a
+ * request that is cancelled, aborted or torn down stays allocated until
+ * c-ares is done with it (its completion callback ran) and its own deferred
+ * delivery, if any, has run or been unqueued.  Its owner's callback, though,
+ * is called exactly once (public requests, internal ones unless aborted),
+ * and never after the owner stopped caring.
+ */
+#include "internal.h"
+
+#include <ares.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* Default per-try timeout and tries (the header documents them). */
+#define DNS_DEFAULT_TIMEOUT_MS 5000
+#define DNS_DEFAULT_TRIES 2
+
+typedef struct dns_poll {
+  uv_poll_t handle;
+  struct dns_poll *next; /* dns->polls: watched sockets, not closing */
+  cltcp__dns *dns;
+  ares_socket_t fd;
+} dns_poll;
+
+struct cltcp__dns_req {
+  cltcp__dns_req *prev, *next; /* dns->reqs (circular, with a sentinel) */
+  cltcp__dns *dns;
+  cltcp__deferred d;   /* the queued delivery */
+  cltcp_id id;         /* public request: its id; internal: 0 */
+  cltcp_dns_cb cb;     /* public callback */
+  uintptr_t ctx;
+  cltcp__dns_fn fn;    /* internal callback */
+  void *arg;
+  int family;          /* CLTCP_AF_* */
+  bool in_ares;        /* c-ares still holds a pointer to this request */
+  bool owed;           /* the owner's callback has not been called yet */
+  bool cancelled;      /* public request cancelled: deliver UV_ECANCELED */
+  bool delivering;     /* inside the owner's callback */
+  int status;          /* result, valid once c-ares is done (or cancel) */
+  cltcp_addr *addrs;
+  size_t naddrs;
+};
+
+struct cltcp__dns {
+  cltcp__loop *loop;
+  ares_channel channel;
+  uv_timer_t timer;
+  dns_poll *polls;
+  cltcp__dns_req reqs; /* sentinel of the list of every request */
+  char *servers;       /* NULL: the system's servers (/etc/resolv.conf) */
+  int timeout_ms;
+  int tries;
+  bool closing;        /* loop teardown has started */
+};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static pthread_once_t library_once = PTHREAD_ONCE_INIT;
+static int library_status;
+
+/* ares_library_init() is a reference-counted global that is not thread
+ * safe; loops may live in different threads, so it runs exactly once for
+ * the process and is never undone (on Unix it allocates nothing). */
+static void library_init(void) {
+  library_status = ares_library_init(ARES_LIB_INIT_ALL);
+}
+
+/* c-ares statuses are positive; the library's one code space is negative. */
+static int map_status(int status) {
+  switch (status) {
+  case ARES_SUCCESS:
+    return 0;
+  case ARES_ENODATA:
+    return CLTCP_ENODATA;
+  case ARES_EFORMERR:
+  case ARES_EBADQUERY:
+  case ARES_EBADRESP:
+    return CLTCP_EDNSFORMAT;
+  case ARES_ESERVFAIL:
+    return CLTCP_ESERVFAIL;
+  case ARES_ENOTFOUND:
+    return CLTCP_ENOTFOUND;
+  case ARES_EREFUSED:
+    return CLTCP_EDNSREFUSED;
+  case ARES_EBADNAME:
+  case ARES_EBADSTR:
+  case ARES_ENONAME:
+    return CLTCP_EBADNAME;
+  case ARES_ECONNREFUSED:
+  case ARES_EOF:
+    return CLTCP_EDNSCONN;
+  case ARES_ETIMEOUT:
+    return CLTCP_EDNSTIMEOUT;
+  case ARES_EFILE:
+  case ARES_ENOTINITIALIZED:
+    return CLTCP_EDNSCONFIG;
+  case ARES_ENOMEM:
+    return UV_ENOMEM;
+  case ARES_EDESTRUCTION:
+  case ARES_ECANCELLED:
+    return UV_ECANCELED;
+  default: /* ENOTIMP, EBADFAMILY, EBADFLAGS, EBADHINTS, ESERVICE, ... */
+    return CLTCP_EDNS;
+  }
+}
+
+/* Accepts CLTCP_AF_* (and, for internal callers, the AF_* values). */
+static int family_norm(int family) {
+  switch (family) {
+  case CLTCP_AF_UNSPEC:
+    return CLTCP_AF_UNSPEC;
+  case CLTCP_AF_INET:
+  case AF_INET:
+    return CLTCP_AF_INET;
+  case CLTCP_AF_INET6:
+  case AF_INET6:
+    return CLTCP_AF_INET6;
+  default:
+    return -1;
+  }
+}
+
+/* Appends an address unless it is already there (hosts files and DNS
+ * answers may repeat one).  Returns the new count. */
+static size_t addr_add(cltcp_addr *out, size_t n, size_t max, int family,
+                       const char *text) {
+  size_t i, len = strlen(text);
+  if (n >= max || len >= sizeof(out[0].addr))
+    return n;
+  for (i = 0; i < n; i++)
+    if (out[i].family == family && strcmp(out[i].addr, text) == 0)
+      return n;
+  out[n].family = family;
+  memcpy(out[n].addr, text, len + 1);
+  return n + 1;
+}
+
+static size_t addr_add_raw(cltcp_addr *out, size_t n, size_t max, int af,
+                           const void *raw) {
+  char text[INET6_ADDRSTRLEN + 1];
+  if (uv_inet_ntop(af, raw, text, sizeof(text)) != 0)
+    return n;
+  return addr_add(out, n, max, af == AF_INET ? CLTCP_AF_INET : CLTCP_AF_INET6,
+                  text);
+}
+
+/* A numeric address "resolves" to itself without c-ares (whose 1.18
+ * getaddrinfo even queries the servers for a literal with AF_UNSPEC).
+ * Returns 1 if host is numeric, with *status and out[0] set; else 0. */
+static int numeric_lookup(cltcp_addr *out, int *status, const char *host,
+                          int family) {
+  struct sockaddr_in sin;
+  struct sockaddr_in6 sin6;
+  char buf[64];
+  const char *h = host;
+  size_t len = strlen(host);
+  /* "[::1]" as well as "::1", like cltcp__parse_addr(). */
+  if (len >= 3 && host[0] == '[' && host[len - 1] == ']' &&
+      len - 2 < sizeof(buf)) {
+    memcpy(buf, host + 1, len - 2);
+    buf[len - 2] = '\0';
+    h = buf;
+  }
+  if (h == host && uv_ip4_addr(h, 0, &sin) == 0) {
+    *status = family == CLTCP_AF_INET6 ? CLTCP_ENODATA : 0;
+    if (*status == 0)
+      addr_add_raw(out, 0, 1, AF_INET, &sin.sin_addr);
+    return 1;
+  }
+  if (strchr(h, ':') != NULL && uv_ip6_addr(h, 0, &sin6) == 0) {
+    *status = family == CLTCP_AF_INET ? CLTCP_ENODATA : 0;
+    if (*status == 0) {
+      /* Keep a scope ("fe80::1%eth0") as written; normalize the rest. */
+      if (strchr(h, '%') == NULL ||
+          addr_add(out, 0, 1, CLTCP_AF_INET6, h) == 0)
+        addr_add_raw(out, 0, 1, AF_INET6, &sin6.sin6_addr);
+    }
+    return 1;
+  }
+  return 0;
+}
+
+/* Checks a server list: comma-separated entries "a.b.c.d", "a.b.c.d:port",
+ * "[v6]", "[v6]:port" or a bare "v6", ports 1..65535.  c-ares 1.18 accepts
+ * out-of-range ports and empty entries silently. */
+static int servers_valid(const char *list) {
+  const char *p = list;
+  for (;;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    char buf[80];
+    const char *host = buf, *port = NULL;
+    struct sockaddr_in sin;
+    struct sockaddr_in6 sin6;
+    if (len == 0 || len >= sizeof(buf))
+      return 0;
+    memcpy(buf, p, len);
+    buf[len] = '\0';
+    if (buf[0] == '[') {
+      char *close = strchr(buf, ']');
+      if (close == NULL)
+        return 0;
+      *close = '\0';
+      host = buf + 1;
+      if (close[1] == ':')
+        port = close + 2;
+      else if (close[1] != '\0')
+        return 0;
+      if (uv_ip6_addr(host, 53, &sin6) != 0 || strchr(host, '%') != NULL)
+        return 0;
+    } else {
+      char *colon = strchr(buf, ':');
+      if (colon != NULL && strchr(colon + 1, ':') == NULL) {
+        *colon = '\0';
+        port = colon + 1;
+      }
+      if (port != NULL || strchr(buf, ':') == NULL) {
+        if (uv_ip4_addr(host, 53, &sin) != 0)
+          return 0;
+      } else if (uv_ip6_addr(host, 53, &sin6) != 0 ||
+                 strchr(host, '%') != NULL) {
+        return 0;
+      }
+    }
+    if (port != NULL) {
+      char *e;
+      long v;
+      if (*port < '0' || *port > '9')
+        return 0;
+      v = strtol(port, &e, 10);
+      if (*e != '\0' || v < 1 || v > 65535)
+        return 0;
+    }
+    if (end == NULL)
+      return 1;
+    p = end + 1;
+  }
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static void req_link(cltcp__dns_req *head, cltcp__dns_req *r) {
+  r->prev = head->prev;
+  r->next = head;
+  head->prev->next = r;
+  head->prev = r;
+}
+
+static void req_unlink(cltcp__dns_req *r) {
+  r->prev->next = r->next;
+  r->next->prev = r->prev;
+  r->prev = r->next = r;
+}
+
+/* Frees a request nobody needs any more: c-ares is done with it, its owner
+ * was called (or gave up) and no delivery is queued. */
+static void req_maybe_free(cltcp__dns_req *r) {
+  if (r->in_ares || r->owed || r->d.queued || r->delivering)
+    return;
+  req_unlink(r);
+  free(r->addrs);
+  free(r);
+}
+
+static void req_clear_result(cltcp__dns_req *r) {
+  free(r->addrs);
+  r->addrs = NULL;
+  r->naddrs = 0;
+}
+
+/* Calls the owner once.  Public requests lose their id here (a cancelled
+ * one lost it at cltcp_dns_cancel() and only kept its place in `live'). */
+static void req_call(cltcp__dns_req *r) {
+  cltcp__loop *loop = r->dns->loop;
+  cltcp_addr *addrs = r->addrs;
+  size_t n = r->naddrs;
+  int status = r->status;
+  if (!r->owed)
+    return;
+  r->owed = false;
+  if (status != 0) {
+    addrs = NULL;
+    n = 0;
+  } else if (n == 0) {
+    status = CLTCP_ENODATA;
+    addrs = NULL;
+  }
+  r->delivering = true;
+  if (r->id != 0) {
+    if (r->cancelled)
+      loop->live--;
+    else
+      cltcp__id_free(loop, r->id);
+    r->cb(r->ctx, r->id, status, addrs, n);
+  } else {
+    r->fn(r->arg, status, addrs, n);
+  }
+  r->delivering = false;
+  req_clear_result(r);
+  req_maybe_free(r);
+}
+
+static void req_deliver(cltcp__deferred *d) {
+  cltcp__dns_req *r =
+      (cltcp__dns_req *)((char *)d - offsetof(cltcp__dns_req, d));
+  if (r->owed)
+    req_call(r);
+  else
+    req_maybe_free(r);
+}
+
+static void req_queue(cltcp__dns_req *r) {
+  if (!r->dns->closing)
+    cltcp__defer(r->dns->loop, &r->d, req_deliver);
+}
+
+/* Keeps the addresses of the wanted families, IPv4 first, in answer order
+ * within a family. */
+static void req_store(cltcp__dns_req *r, const struct ares_addrinfo *ai) {
+  const struct ares_addrinfo_node *node;
+  size_t count = 0, n = 0;
+  int pass;
+  for (node = ai ? ai->nodes : NULL; node != NULL; node = node->ai_next)
+    count++;
+  if (count == 0) {
+    r->status = CLTCP_ENODATA;
+    return;
+  }
+  r->addrs = calloc(count, sizeof(*r->addrs));
+  if (r->addrs == NULL) {
+    r->status = UV_ENOMEM;
+    return;
+  }
+  for (pass = 0; pass < 2; pass++) {
+    int af = pass == 0 ? AF_INET : AF_INET6;
+    int want = pass == 0 ? CLTCP_AF_INET : CLTCP_AF_INET6;
+    if (r->family != CLTCP_AF_UNSPEC && r->family != want)
+      continue;
+    for (node = ai->nodes; node != NULL; node = node->ai_next) {
+      if (node->ai_family != af || node->ai_addr == NULL)
+        continue;
+      if (af == AF_INET)
+        n = addr_add_raw(r->addrs, n, count, af,
+                         &((struct sockaddr_in *)node->ai_addr)->sin_addr);
+      else
+        n = addr_add_raw(r->addrs, n, count, af,
+                         &((struct sockaddr_in6 *)node->ai_addr)->sin6_addr);
+    }
+  }
+  r->naddrs = n;
+  r->status = n > 0 ? 0 : CLTCP_ENODATA;
+  if (n == 0)
+    req_clear_result(r);
+}
+
+/* c-ares' completion callback: runs inside ares_getaddrinfo() (hosts file,
+ * bad name), ares_process_fd(), ares_cancel() or ares_destroy().  It only
+ * records; the owner is called from the deferred queue. */
+static void gai_cb(void *arg, int status, int timeouts,
+                   struct ares_addrinfo *ai) {
+  cltcp__dns_req *r = arg;
+  (void)timeouts;
+  r->in_ares = false;
+  if (r->owed && !r->cancelled) {
+    req_clear_result(r);
+    if (status == ARES_SUCCESS)
+      req_store(r, ai);
+    else
+      r->status = map_status(status);
+    req_queue(r);
+  }
+  if (ai != NULL)
+    ares_freeaddrinfo(ai);
+  req_maybe_free(r);
+}
+
+/* ---- the channel and its uv handles ------------------------------------- */
+
+static void dns_schedule(cltcp__dns *dns);
+
+static void timer_cb(uv_timer_t *t) {
+  cltcp__dns *dns = t->data;
+  ares_process_fd(dns->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+  dns_schedule(dns);
+}
+
+/* Arms the timer for c-ares' next timeout, or stops it when no query is
+ * pending (so an idle resolver does not keep the loop alive). */
+static void dns_schedule(cltcp__dns *dns) {
+  struct timeval tv, *t;
+  uint64_t ms;
+  if (dns->closing)
+    return;
+  t = ares_timeout(dns->channel, NULL, &tv);
+  if (t == NULL) {
+    uv_timer_stop(&dns->timer);
+    return;
+  }
+  ms = (uint64_t)t->tv_sec * 1000 + ((uint64_t)t->tv_usec + 999) / 1000;
+  uv_timer_start(&dns->timer, timer_cb, ms, 0);
+}
+
+static void poll_close_cb(uv_handle_t *h) {
+  free(h->data);
+}
+
+static void poll_close(cltcp__dns *dns, dns_poll *p) {
+  dns_poll **pp;
+  for (pp = &dns->polls; *pp != NULL; pp = &(*pp)->next) {
+    if (*pp == p) {
+      *pp = p->next;
+      break;
+    }
+  }
+  uv_close((uv_handle_t *)&p->handle, poll_close_cb);
+}
+
+static void poll_cb(uv_poll_t *h, int status, int events) {
+  dns_poll *p = h->data;
+  cltcp__dns *dns = p->dns;
+  ares_socket_t fd = p->fd;
+  /* On an error let c-ares read and write, so it sees the error itself and
+   * moves to the next server (node does the same).  `p' may be closed by
+   * the socket-state callback inside ares_process_fd(). */
+  if (status < 0)
+    events = UV_READABLE | UV_WRITABLE;
+  ares_process_fd(dns->channel, (events & UV_READABLE) ? fd : ARES_SOCKET_BAD,
+                  (events & UV_WRITABLE) ? fd : ARES_SOCKET_BAD);
+  dns_schedule(dns);
+}
+
+static void sock_state_cb(void *data, ares_socket_t fd, int readable,
+                          int writable) {
+  cltcp__dns *dns = data;
+  dns_poll *p;
+  for (p = dns->polls; p != NULL; p = p->next)
+    if (p->fd == fd)
+      break;
+  if (!readable && !writable) {
+    if (p != NULL)
+      poll_close(dns, p);
+    return;
+  }
+  if (dns->closing)
+    return;
+  if (p == NULL) {
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+      return; /* c-ares times the query out */
+    if (uv_poll_init_socket(&dns->loop->uv, &p->handle, fd) != 0) {
+      free(p);
+      return;
+    }
+    p->handle.data = p;
+    p->dns = dns;
+    p->fd = fd;
+    p->next = dns->polls;
+    dns->polls = p;
+  }
+  uv_poll_start(&p->handle,
+                (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0),
+                poll_cb);
+}
+
+static int channel_new(ares_channel *out, cltcp__dns *dns, int timeout_ms,
+                       int tries, const char *servers) {
+  struct ares_options o;
+  ares_channel ch;
+  int rc;
+  pthread_once(&library_once, library_init);
+  if (library_status != ARES_SUCCESS)
+    return CLTCP_EDNSCONFIG;
+  memset(&o, 0, sizeof(o));
+  o.sock_state_cb = sock_state_cb;
+  o.sock_state_cb_data = dns;
+  o.lookups = (char *)"fb"; /* /etc/hosts first, then DNS */
+  o.timeout = timeout_ms;
+  o.tries = tries;
+  rc = ares_init_options(&ch, &o,
+                         ARES_OPT_SOCK_STATE_CB | ARES_OPT_LOOKUPS |
+                             ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
+  if (rc != ARES_SUCCESS)
+    return rc == ARES_ENOMEM ? UV_ENOMEM : CLTCP_EDNSCONFIG;
+  if (servers != NULL) {
+    rc = ares_set_servers_ports_csv(ch, servers);
+    if (rc != ARES_SUCCESS) {
+      ares_destroy(ch);
+      return rc == ARES_ENOMEM ? UV_ENOMEM : CLTCP_EDNSCONFIG;
+    }
+  }
+  *out = ch;
+  return 0;
+}
+
+/* The loop's resolver, created on first use. */
+static int dns_get(cltcp__dns **out, cltcp__loop *loop) {
+  cltcp__dns *dns = loop->dns;
+  int rc;
+  if (dns == NULL) {
+    dns = calloc(1, sizeof(*dns));
+    if (dns == NULL)
+      return UV_ENOMEM;
+    dns->loop = loop;
+    dns->reqs.prev = dns->reqs.next = &dns->reqs;
+    dns->timeout_ms = DNS_DEFAULT_TIMEOUT_MS;
+    dns->tries = DNS_DEFAULT_TRIES;
+    rc = channel_new(&dns->channel, dns, dns->timeout_ms, dns->tries, NULL);
+    if (rc != 0) {
+      free(dns);
+      return rc;
+    }
+    uv_timer_init(&loop->uv, &dns->timer);
+    dns->timer.data = dns;
+    loop->dns = dns;
+  }
+  *out = dns;
+  return 0;
+}
+
+/* A lookup whose owner still waits for c-ares: the channel must stay. */
+static bool dns_busy(cltcp__dns *dns) {
+  cltcp__dns_req *r;
+  for (r = dns->reqs.next; r != &dns->reqs; r = r->next)
+    if (r->in_ares && r->owed && !r->cancelled)
+      return true;
+  return false;
+}
+
+/* Replaces the channel with one built from the new settings (c-ares 1.18
+ * sets timeouts only at init, and cannot go back to the system's servers).
+ * Queries still in the old channel belong to cancelled or aborted requests;
+ * destroying it completes them (ARES_EDESTRUCTION) and frees them. */
+static int dns_reconfigure(cltcp__dns *dns, int timeout_ms, int tries,
+                           const char *servers) {
+  ares_channel ch, old;
+  char *copy = NULL;
+  int rc;
+  if (dns_busy(dns))
+    return CLTCP_EBUSY;
+  if (servers != NULL) {
+    copy = strdup(servers);
+    if (copy == NULL)
+      return UV_ENOMEM;
+  }
+  rc = channel_new(&ch, dns, timeout_ms, tries, servers);
+  if (rc != 0) {
+    free(copy);
+    return rc;
+  }
+  old = dns->channel;
+  dns->channel = ch;
+  ares_destroy(old);
+  free(dns->servers);
+  dns->servers = copy;
+  dns->timeout_ms = timeout_ms;
+  dns->tries = tries;
+  dns_schedule(dns);
+  return 0;
+}
+
+/* ---- starting ----------------------------------------------------------- */
+
+static int req_new(cltcp__dns_req **out, cltcp__loop *loop, const char *host,
+                   int family) {
+  cltcp__dns *dns;
+  cltcp__dns_req *r;
+  int rc;
+  if (host == NULL || (family = family_norm(family)) < 0)
+    return UV_EINVAL;
+  if (loop->closing)
+    return CLTCP_ECLOSED;
+  rc = dns_get(&dns, loop);
+  if (rc != 0)
+    return rc;
+  r = calloc(1, sizeof(*r));
+  if (r == NULL)
+    return UV_ENOMEM;
+  r->dns = dns;
+  r->family = family;
+  r->owed = true;
+  r->d.prev = r->d.next = &r->d;
+  req_link(&dns->reqs, r);
+  *out = r;
+  return 0;
+}
+
+/* Starts a request made by req_new().  Cannot fail: every failure is a
+ * result, delivered on a later turn. */
+static void req_launch(cltcp__dns_req *r, const char *host) {
+  cltcp__dns *dns = r->dns;
+  struct ares_addrinfo_hints hints;
+  cltcp_addr one;
+  if (numeric_lookup(&one, &r->status, host, r->family)) {
+    if (r->status == 0) {
+      r->addrs = malloc(sizeof(one));
+      if (r->addrs == NULL) {
+        r->status = UV_ENOMEM;
+      } else {
+        r->addrs[0] = one;
+        r->naddrs = 1;
+      }
+    }
+    req_queue(r);
+    return;
+  }
+  if (*host == '\0') {
+    r->status = CLTCP_EBADNAME;
+    req_queue(r);
+    return;
+  }
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = r->family == CLTCP_AF_INET    ? AF_INET
+                    : r->family == CLTCP_AF_INET6 ? AF_INET6
+                                                  : AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  /* We order the answers ourselves (IPv4 first); RFC 6724 sorting would
+   * cost a socket and a connect() per address. */
+  hints.ai_flags = ARES_AI_NOSORT;
+  r->in_ares = true;
+  ares_getaddrinfo(dns->channel, host, NULL, &hints, gai_cb, r);
+  dns_schedule(dns);
+}
+
+int cltcp__dns_start(cltcp__dns_req **out, cltcp__loop *loop,
+                     const char *host, int family, cltcp__dns_fn fn,
+                     void *arg) {
+  cltcp__dns_req *r;
+  int rc;
+  if (out == NULL || fn == NULL)
+    return UV_EINVAL;
+  rc = req_new(&r, loop, host, family);
+  if (rc != 0)
+    return rc;
+  r->fn = fn;
+  r->arg = arg;
+  *out = r;
+  req_launch(r, host);
+  return 0;
+}
+
+void cltcp__dns_abort(cltcp__dns_req *r) {
+  if (r == NULL || r->delivering || !r->owed)
+    return;
+  r->owed = false;
+  cltcp__undefer(r->dns->loop, &r->d);
+  req_clear_result(r);
+  req_maybe_free(r);
+}
+
+int cltcp__dns_hosts(cltcp_addr *out, size_t max, size_t *n,
+                     cltcp__loop *loop, const char *host, int family) {
+  cltcp__dns *dns;
+  size_t count = 0;
+  int rc, status = CLTCP_ENOTFOUND, pass;
+  if (n != NULL)
+    *n = 0;
+  if (out == NULL || max == 0 || n == NULL || host == NULL ||
+      (family = family_norm(family)) < 0)
+    return UV_EINVAL;
+  if (numeric_lookup(out, &status, host, family)) {
+    if (status == 0)
+      *n = 1;
+    return status;
+  }
+  if (*host == '\0')
+    return CLTCP_EBADNAME;
+  if (loop->closing)
+    return CLTCP_ECLOSED;
+  rc = dns_get(&dns, loop);
+  if (rc != 0)
+    return rc;
+  for (pass = 0; pass < 2; pass++) {
+    int af = pass == 0 ? AF_INET : AF_INET6;
+    struct hostent *he = NULL;
+    char **a;
+    if (family != CLTCP_AF_UNSPEC &&
+        family != (pass == 0 ? CLTCP_AF_INET : CLTCP_AF_INET6))
+      continue;
+    rc = ares_gethostbyname_file(dns->channel, host, af, &he);
+    if (rc != ARES_SUCCESS || he == NULL) {
+      if (rc != ARES_ENOTFOUND && rc != ARES_SUCCESS)
+        status = map_status(rc);
+      continue;
+    }
+    if (he->h_addrtype == af)
+      for (a = he->h_addr_list; *a != NULL; a++)
+        count = addr_add_raw(out, count, max, af, *a);
+    ares_free_hostent(he);
+  }
+  *n = count;
+  return count > 0 ? 0 : status;
+}
+
+/* ---- teardown ----------------------------------------------------------- */
+
+void cltcp__dns_loop_teardown(cltcp__loop *loop) {
+  cltcp__dns *dns = loop->dns;
+  cltcp__dns_req todo, *r;
+  if (dns == NULL || dns->closing)
+    return;
+  dns->closing = true;
+  uv_timer_stop(&dns->timer);
+  /* Completes every query c-ares holds (ARES_ECANCELLED); nothing is queued
+   * for delivery any more since `closing' is set. */
+  ares_cancel(dns->channel);
+  /* Call every owner still waiting, once, with UV_ECANCELED.  The list is
+   * moved aside first: a callback may abort or cancel other requests, which
+   * unlinks them from whatever list they are in. */
+  todo.prev = todo.next = &todo;
+  if (dns->reqs.next != &dns->reqs) {
+    todo.next = dns->reqs.next;
+    todo.prev = dns->reqs.prev;
+    todo.next->prev = &todo;
+    todo.prev->next = &todo;
+    dns->reqs.prev = dns->reqs.next = &dns->reqs;
+  }
+  while (todo.next != &todo) {
+    r = todo.next;
+    req_unlink(r);
+    req_link(&dns->reqs, r);
+    cltcp__undefer(loop, &r->d);
+    if (r->owed) {
+      req_clear_result(r);
+      r->status = UV_ECANCELED;
+      req_call(r);
+    } else {
+      req_maybe_free(r);
+    }
+  }
+  while (dns->polls != NULL)
+    poll_close(dns, dns->polls);
+  uv_close((uv_handle_t *)&dns->timer, NULL);
+}
+
+void cltcp__dns_loop_free(cltcp__loop *loop) {
+  cltcp__dns *dns = loop->dns;
+  if (dns == NULL)
+    return;
+  dns->closing = true;
+  /* Completes whatever c-ares still holds (nothing, after ares_cancel())
+   * and closes its sockets; their polls are closed already. */
+  ares_destroy(dns->channel);
+  while (dns->reqs.next != &dns->reqs) {
+    cltcp__dns_req *r = dns->reqs.next;
+    req_unlink(r);
+    free(r->addrs);
+    free(r);
+  }
+  while (dns->polls != NULL) { /* only if teardown was skipped */
+    dns_poll *p = dns->polls;
+    dns->polls = p->next;
+    free(p);
+  }
+  free(dns->servers);
+  free(dns);
+  loop->dns = NULL;
+}
+
+/* ---- public API --------------------------------------------------------- */
+
+int cltcp_dns_lookup(cltcp_id *req, cltcp_id loop_id, const char *host,
+                     int family, cltcp_dns_cb cb, uintptr_t ctx) {
+  cltcp__loop *loop;
+  cltcp__dns_req *r;
+  int rc;
+  if (host == NULL || cb == NULL ||
+      (family != CLTCP_AF_UNSPEC && family != CLTCP_AF_INET &&
+       family != CLTCP_AF_INET6))
+    return UV_EINVAL;
+  rc = cltcp__loop_lookup(&loop, loop_id);
+  if (rc != 0)
+    return rc;
+  rc = req_new(&r, loop, host, family);
+  if (rc != 0)
+    return rc;
+  rc = cltcp__id_alloc(&r->id, loop, CLTCP_KIND_DNS, r);
+  if (rc != 0) {
+    r->id = 0;
+    r->owed = false;
+    req_maybe_free(r);
+    return rc;
+  }
+  r->cb = cb;
+  r->ctx = ctx;
+  if (req != NULL)
+    *req = r->id;
+  req_launch(r, host);
+  return 0;
+}
+
+int cltcp_dns_cancel(cltcp_id id) {
+  cltcp__dns_req *r;
+  void *p;
+  int rc = cltcp__lookup(&p, id, CLTCP_KIND_DNS);
+  if (rc != 0)
+    return rc;
+  r = p;
+  if (!r->owed || r->cancelled || r->delivering)
+    return CLTCP_ECLOSED;
+  /* The id dies now, like a closed socket's; the request stays counted in
+   * `live' until its UV_ECANCELED callback has run. */
+  r->cancelled = true;
+  cltcp__id_free(r->dns->loop, r->id);
+  r->dns->loop->live++;
+  req_clear_result(r);
+  r->status = UV_ECANCELED;
+  cltcp__undefer(r->dns->loop, &r->d);
+  req_queue(r);
+  return 0;
+}
+
+int cltcp_loop_set_dns_servers(cltcp_id loop_id, const char *servers) {
+  cltcp__loop *loop;
+  cltcp__dns *dns;
+  int rc = cltcp__loop_lookup(&loop, loop_id);
+  if (rc != 0)
+    return rc;
+  if (servers != NULL && *servers == '\0')
+    servers = NULL;
+  if (servers != NULL && !servers_valid(servers))
+    return CLTCP_EDNSCONFIG;
+  if (servers == NULL && loop->dns == NULL)
+    return 0; /* the system's servers are what a new channel gets */
+  rc = dns_get(&dns, loop);
+  if (rc != 0)
+    return rc;
+  return dns_reconfigure(dns, dns->timeout_ms, dns->tries, servers);
+}
+
+int cltcp_loop_set_dns_timeout(cltcp_id loop_id, double seconds, int tries) {
+  cltcp__loop *loop;
+  cltcp__dns *dns;
+  int ms;
+  int rc = cltcp__loop_lookup(&loop, loop_id);
+  if (rc != 0)
+    return rc;
+  if (isnan(seconds) || seconds <= 0 || seconds > 86400)
+    return UV_EINVAL;
+  /* Rounded up, at least 1 ms (no libm needed for ceil()). */
+  ms = (int)(seconds * 1000);
+  if ((double)ms < seconds * 1000 || ms < 1)
+    ms++;
+  rc = dns_get(&dns, loop);
+  if (rc != 0)
+    return rc;
+  return dns_reconfigure(dns, ms, tries >= 1 ? tries : dns->tries,
+                         dns->servers);
+}

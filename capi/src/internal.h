@@ -1,0 +1,179 @@
+/*
+ * internal.h -- private structures and cltcp__ functions shared between the
+ * source files of libcltcp.  Nothing here is part of the ABI.
+ */
+#ifndef CLTCP_INTERNAL_H
+#define CLTCP_INTERNAL_H
+
+#include "cltcp.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define CLTCP__HIDDEN __attribute__((visibility("hidden")))
+
+/* ---- ids ---------------------------------------------------------------
+ * An id packs, from the top bit down: kind (4 bits), loop index (12 bits),
+ * slot index (24 bits), generation (24 bits).  The generation of a slot is
+ * never 0, so no valid id is 0. */
+#define CLTCP__KIND_SHIFT 60
+#define CLTCP__LOOP_SHIFT 48
+#define CLTCP__SLOT_SHIFT 24
+#define CLTCP__LOOP_MAX 4096u
+#define CLTCP__SLOT_MAX (1u << 24)
+#define CLTCP__GEN_MASK 0xFFFFFFu
+
+static inline int cltcp__id_kind(cltcp_id id) {
+  return (int)(id >> CLTCP__KIND_SHIFT);
+}
+static inline uint32_t cltcp__id_loop(cltcp_id id) {
+  return (uint32_t)(id >> CLTCP__LOOP_SHIFT) & 0xFFFu;
+}
+static inline uint32_t cltcp__id_slot(cltcp_id id) {
+  return (uint32_t)(id >> CLTCP__SLOT_SHIFT) & 0xFFFFFFu;
+}
+static inline uint32_t cltcp__id_gen(cltcp_id id) {
+  return (uint32_t)id & CLTCP__GEN_MASK;
+}
+static inline cltcp_id cltcp__id_make(int kind, uint32_t loop, uint32_t slot,
+                                      uint32_t gen) {
+  return ((cltcp_id)kind << CLTCP__KIND_SHIFT) |
+         ((cltcp_id)loop << CLTCP__LOOP_SHIFT) |
+         ((cltcp_id)slot << CLTCP__SLOT_SHIFT) | (cltcp_id)gen;
+}
+
+/* A slot of a loop's handle table. */
+typedef struct cltcp__slot {
+  void *ptr;          /* the handle, NULL when free */
+  uint32_t gen;       /* current generation (never 0) */
+  uint32_t next_free; /* free list link (index + 1, 0 = end) */
+} cltcp__slot;
+
+/* ---- deferred work ------------------------------------------------------
+ * Work that must not run inside the call that produced it (libuv's rule:
+ * a failure known during a call is reported on the next turn).  Items are
+ * embedded in the structure that owns them and unlinked when it dies. */
+typedef struct cltcp__deferred cltcp__deferred;
+typedef void (*cltcp__deferred_fn)(cltcp__deferred *d);
+struct cltcp__deferred {
+  cltcp__deferred *prev, *next;
+  cltcp__deferred_fn fn;
+  bool queued;
+};
+
+/* ---- loop ---------------------------------------------------------------- */
+typedef struct cltcp__dns cltcp__dns; /* dns.c */
+
+typedef struct cltcp__loop {
+  uv_loop_t uv;
+  cltcp_id id;
+  uint32_t index; /* loop index in the global loop table */
+  int running;    /* inside cltcp_loop_run() */
+  int closing;    /* inside cltcp_loop_close() */
+  /* handle table */
+  cltcp__slot *slots;
+  uint32_t nslots, capslots;
+  uint32_t free_head; /* index + 1 of the first free slot, 0 = none */
+  size_t live;        /* ids allocated in the table (ids.c counts them);
+                         handles keep their id until they are freed */
+  /* deferred work, run by `idle' (which keeps the loop from blocking) */
+  uv_idle_t idle;
+  cltcp__deferred deferred; /* list head (circular) */
+  /* one read buffer shared by all drain-mode sockets of the loop: libuv
+   * calls alloc_cb and read_cb back to back for one stream at a time */
+  uint8_t *readbuf;
+  size_t readbuf_len;
+  cltcp__dns *dns; /* NULL until the first lookup */
+  /* every socket, server and timer of the loop, for teardown */
+  void *handles_head; /* cltcp__handle list */
+} cltcp__loop;
+
+/* Common head of sockets, servers and timers. */
+typedef struct cltcp__handle {
+  struct cltcp__handle *hprev, *hnext; /* loop's list of live handles */
+  cltcp__loop *loop;
+  cltcp_id id;
+  int kind;
+  cltcp_cb cb;
+  uintptr_t ctx;
+  int close_status;  /* status of the CLOSE event */
+  int pending_closes; /* uv handles still closing */
+  /* Set when the owner or the library started closing the handle.  Its id
+   * stays in the table until the CLOSE event has been delivered (so a
+   * keep-mode socket's last bytes stay readable), but every call other than
+   * reading returns CLTCP_ECLOSED from then on. */
+  bool closing;
+} cltcp__handle;
+
+/* ids.c */
+CLTCP__HIDDEN int cltcp__loop_lookup(cltcp__loop **out, cltcp_id id);
+CLTCP__HIDDEN int cltcp__lookup(void **out, cltcp_id id, int kind);
+CLTCP__HIDDEN int cltcp__id_alloc(cltcp_id *out, cltcp__loop *loop, int kind,
+                                  void *ptr);
+CLTCP__HIDDEN void cltcp__id_free(cltcp__loop *loop, cltcp_id id);
+/* Looks up a socket, server or timer; a closing handle gives CLTCP_ECLOSED
+ * unless allow_closing. */
+CLTCP__HIDDEN int cltcp__handle_lookup(cltcp__handle **out, cltcp_id id,
+                                       int kind, bool allow_closing);
+CLTCP__HIDDEN int cltcp__loop_register(cltcp__loop *loop);
+CLTCP__HIDDEN void cltcp__loop_unregister(cltcp__loop *loop);
+
+/* loop.c */
+CLTCP__HIDDEN void cltcp__defer(cltcp__loop *loop, cltcp__deferred *d,
+                                cltcp__deferred_fn fn);
+CLTCP__HIDDEN void cltcp__undefer(cltcp__loop *loop, cltcp__deferred *d);
+CLTCP__HIDDEN void cltcp__handle_link(cltcp__loop *loop, cltcp__handle *h);
+CLTCP__HIDDEN void cltcp__handle_unlink(cltcp__loop *loop, cltcp__handle *h);
+CLTCP__HIDDEN double cltcp__sanitize_seconds(double s);
+
+/* tcp.c / server.c / timer.c: close for teardown (status UV_ECANCELED) */
+CLTCP__HIDDEN void cltcp__socket_teardown(cltcp__handle *h);
+CLTCP__HIDDEN void cltcp__server_teardown(cltcp__handle *h);
+CLTCP__HIDDEN void cltcp__timer_teardown(cltcp__handle *h);
+/* tcp.c: make a socket for an accepted connection (server.c) */
+typedef struct cltcp__socket cltcp__socket;
+CLTCP__HIDDEN int cltcp__socket_create(cltcp__socket **out, cltcp__loop *loop,
+                                       cltcp_cb cb, uintptr_t ctx);
+CLTCP__HIDDEN uv_stream_t *cltcp__socket_stream(cltcp__socket *s);
+/* Before the ACCEPT event: mark connected, start the clocks. */
+CLTCP__HIDDEN void cltcp__socket_accepted(cltcp__socket *s);
+/* After the ACCEPT event: start reading (unless closed or disabled). */
+CLTCP__HIDDEN void cltcp__socket_start(cltcp__socket *s);
+CLTCP__HIDDEN void cltcp__socket_destroy_unused(cltcp__socket *s);
+CLTCP__HIDDEN cltcp_id cltcp__socket_id(cltcp__socket *s);
+
+/* ---- dns.c ----------------------------------------------------------------
+ * Internal lookups, used by tcp.c for connecting by name.  The callback is
+ * called exactly once, never from inside cltcp__dns_start(), unless
+ * cltcp__dns_abort() was called first (then never).  addrs live during the
+ * callback only. */
+typedef struct cltcp__dns_req cltcp__dns_req;
+typedef void (*cltcp__dns_fn)(void *arg, int status, const cltcp_addr *addrs,
+                              size_t n);
+CLTCP__HIDDEN int cltcp__dns_start(cltcp__dns_req **out, cltcp__loop *loop,
+                                   const char *host, int family,
+                                   cltcp__dns_fn fn, void *arg);
+CLTCP__HIDDEN void cltcp__dns_abort(cltcp__dns_req *req);
+/* Synchronous /etc/hosts lookup (for server bind names).  Fills up to max
+ * addresses; returns 0 or CLTCP_ENOTFOUND / a negative code. */
+CLTCP__HIDDEN int cltcp__dns_hosts(cltcp_addr *out, size_t max, size_t *n,
+                                   cltcp__loop *loop, const char *host,
+                                   int family);
+/* Called by cltcp_loop_close() before the handles are closed: fails every
+ * pending request with UV_ECANCELED (public requests get their callback,
+ * internal ones too unless aborted), closes the poll handles and timer. */
+CLTCP__HIDDEN void cltcp__dns_loop_teardown(cltcp__loop *loop);
+/* Called once the loop's uv handles are all closed: frees the channel. */
+CLTCP__HIDDEN void cltcp__dns_loop_free(cltcp__loop *loop);
+
+/* Parses a numeric IPv4/IPv6 address and port into *ss.  Returns 0 or
+ * UV_EINVAL. */
+CLTCP__HIDDEN int cltcp__parse_addr(struct sockaddr_storage *ss,
+                                    const char *host, int port);
+/* Formats a sockaddr as numeric address, port, family (4/6). */
+CLTCP__HIDDEN int cltcp__format_addr(char *buf, size_t buflen, int *port,
+                                     int *family, const struct sockaddr *sa);
+
+#endif /* CLTCP_INTERNAL_H */

@@ -1,0 +1,243 @@
+/* loop.c -- loops, deferred work and the per-loop handle list. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLTCP__READBUF_SIZE (64 * 1024)
+
+static void deferred_init(cltcp__deferred *head) {
+  head->prev = head->next = head;
+  head->fn = NULL;
+  head->queued = false;
+}
+
+static bool deferred_empty(const cltcp__deferred *head) {
+  return head->next == head;
+}
+
+static void idle_cb(uv_idle_t *idle) {
+  cltcp__loop *loop = idle->data;
+  cltcp__deferred batch;
+  /* Run only what was queued before this turn: work queued by these
+   * callbacks waits for the next turn, like libuv's pending queue. */
+  deferred_init(&batch);
+  if (!deferred_empty(&loop->deferred)) {
+    batch.next = loop->deferred.next;
+    batch.prev = loop->deferred.prev;
+    batch.next->prev = &batch;
+    batch.prev->next = &batch;
+    deferred_init(&loop->deferred);
+  }
+  while (!deferred_empty(&batch)) {
+    cltcp__deferred *d = batch.next;
+    d->prev->next = d->next;
+    d->next->prev = d->prev;
+    d->prev = d->next = d;
+    d->queued = false;
+    d->fn(d);
+  }
+  if (deferred_empty(&loop->deferred))
+    uv_idle_stop(&loop->idle);
+}
+
+void cltcp__defer(cltcp__loop *loop, cltcp__deferred *d,
+                  cltcp__deferred_fn fn) {
+  if (d->queued)
+    return;
+  d->fn = fn;
+  d->queued = true;
+  d->prev = loop->deferred.prev;
+  d->next = &loop->deferred;
+  loop->deferred.prev->next = d;
+  loop->deferred.prev = d;
+  if (!uv_is_active((uv_handle_t *)&loop->idle))
+    uv_idle_start(&loop->idle, idle_cb);
+}
+
+void cltcp__undefer(cltcp__loop *loop, cltcp__deferred *d) {
+  (void)loop;
+  if (!d->queued)
+    return;
+  d->prev->next = d->next;
+  d->next->prev = d->prev;
+  d->prev = d->next = d;
+  d->queued = false;
+}
+
+void cltcp__handle_link(cltcp__loop *loop, cltcp__handle *h) {
+  cltcp__handle *head = loop->handles_head;
+  h->hprev = NULL;
+  h->hnext = head;
+  if (head != NULL)
+    head->hprev = h;
+  loop->handles_head = h;
+}
+
+void cltcp__handle_unlink(cltcp__loop *loop, cltcp__handle *h) {
+  if (h->hprev != NULL)
+    h->hprev->hnext = h->hnext;
+  else
+    loop->handles_head = h->hnext;
+  if (h->hnext != NULL)
+    h->hnext->hprev = h->hprev;
+  h->hprev = h->hnext = NULL;
+}
+
+double cltcp__sanitize_seconds(double s) {
+  if (isnan(s) || s <= 0)
+    return 0;
+  if (s > 1e9)
+    return 1e9;
+  return s;
+}
+
+int cltcp_loop_new(cltcp_id *out) {
+  cltcp__loop *loop;
+  int rc;
+  if (out == NULL)
+    return UV_EINVAL;
+  loop = calloc(1, sizeof(*loop));
+  if (loop == NULL)
+    return UV_ENOMEM;
+  loop->readbuf = malloc(CLTCP__READBUF_SIZE);
+  if (loop->readbuf == NULL) {
+    free(loop);
+    return UV_ENOMEM;
+  }
+  loop->readbuf_len = CLTCP__READBUF_SIZE;
+  rc = uv_loop_init(&loop->uv);
+  if (rc != 0) {
+    free(loop->readbuf);
+    free(loop);
+    return rc;
+  }
+  loop->uv.data = loop;
+  uv_idle_init(&loop->uv, &loop->idle);
+  loop->idle.data = loop;
+  deferred_init(&loop->deferred);
+  rc = cltcp__loop_register(loop);
+  if (rc != 0) {
+    uv_close((uv_handle_t *)&loop->idle, NULL);
+    uv_run(&loop->uv, UV_RUN_DEFAULT);
+    uv_loop_close(&loop->uv);
+    free(loop->readbuf);
+    free(loop);
+    return rc;
+  }
+  *out = loop->id;
+  return 0;
+}
+
+int cltcp_loop_run(int *alive, cltcp_id id, int mode) {
+  cltcp__loop *loop;
+  uv_run_mode m;
+  int rc = cltcp__loop_lookup(&loop, id);
+  if (rc != 0)
+    return rc;
+  if (loop->running)
+    return CLTCP_EBUSY;
+  switch (mode) {
+  case CLTCP_RUN_DEFAULT:
+    m = UV_RUN_DEFAULT;
+    break;
+  case CLTCP_RUN_ONCE:
+    m = UV_RUN_ONCE;
+    break;
+  case CLTCP_RUN_NOWAIT:
+    m = UV_RUN_NOWAIT;
+    break;
+  default:
+    return UV_EINVAL;
+  }
+  loop->running = 1;
+  uv_run(&loop->uv, m);
+  loop->running = 0;
+  if (alive != NULL)
+    *alive = uv_loop_alive(&loop->uv);
+  return 0;
+}
+
+int cltcp_loop_stop(cltcp_id id) {
+  cltcp__loop *loop;
+  int rc = cltcp__loop_lookup(&loop, id);
+  if (rc != 0)
+    return rc;
+  uv_stop(&loop->uv);
+  return 0;
+}
+
+static void walk_close(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+int cltcp_loop_close(cltcp_id id) {
+  cltcp__loop *loop;
+  cltcp__handle *h, *next;
+  int rc = cltcp__loop_lookup(&loop, id);
+  if (rc != 0)
+    return rc;
+  if (loop->running)
+    return CLTCP_EBUSY;
+  loop->closing = 1;
+  loop->running = 1; /* callbacks below must not re-enter run or close */
+  cltcp__dns_loop_teardown(loop);
+  for (h = loop->handles_head; h != NULL; h = next) {
+    next = h->hnext;
+    switch (h->kind) {
+    case CLTCP_KIND_SOCKET:
+      cltcp__socket_teardown(h);
+      break;
+    case CLTCP_KIND_SERVER:
+      cltcp__server_teardown(h);
+      break;
+    case CLTCP_KIND_TIMER:
+      cltcp__timer_teardown(h);
+      break;
+    default:
+      break;
+    }
+  }
+  uv_run(&loop->uv, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&loop->idle, NULL);
+  uv_run(&loop->uv, UV_RUN_DEFAULT);
+  cltcp__dns_loop_free(loop);
+  if (uv_loop_close(&loop->uv) == UV_EBUSY) {
+    /* Only a bug leaves handles here; close them rather than leak. */
+    uv_walk(&loop->uv, walk_close, NULL);
+    uv_run(&loop->uv, UV_RUN_DEFAULT);
+    uv_loop_close(&loop->uv);
+  }
+  cltcp__loop_unregister(loop);
+  free(loop->slots);
+  free(loop->readbuf);
+  free(loop);
+  return 0;
+}
+
+int cltcp_loop_now(uint64_t *ms, cltcp_id id) {
+  cltcp__loop *loop;
+  int rc;
+  if (ms == NULL)
+    return UV_EINVAL;
+  rc = cltcp__loop_lookup(&loop, id);
+  if (rc != 0)
+    return rc;
+  *ms = uv_now(&loop->uv);
+  return 0;
+}
+
+int cltcp_loop_handle_count(size_t *count, cltcp_id id) {
+  cltcp__loop *loop;
+  int rc;
+  if (count == NULL)
+    return UV_EINVAL;
+  rc = cltcp__loop_lookup(&loop, id);
+  if (rc != 0)
+    return rc;
+  *count = loop->live;
+  return 0;
+}

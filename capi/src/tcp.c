@@ -1,0 +1,980 @@
+/* tcp.c -- TCP sockets: connect, read (drain and keep modes), write queue,
+ * timeouts, half-close and close. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define KEEP_MIN_FREE (64 * 1024)
+
+enum {
+  ST_NEW = 0,     /* created, not connecting */
+  ST_RESOLVING,   /* waiting for DNS */
+  ST_CONNECTING,  /* uv_tcp_connect in flight */
+  ST_CONNECTED    /* connected (or accepted) */
+};
+
+struct cltcp__socket {
+  cltcp__handle h;
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_connect_t creq;
+  uv_write_t wreq;
+  uv_shutdown_t sreq;
+  cltcp__deferred dfr;
+  int state;
+  int mode;
+  /* flags */
+  bool uv_closed;       /* uv_close called on tcp and timer */
+  bool tcp_reopening;   /* tcp closing between two connect attempts */
+  bool reading;         /* uv_read_start active */
+  bool read_enabled;
+  bool write_enabled;
+  bool eof;             /* peer's EOF seen */
+  bool writing;         /* wreq in flight */
+  bool flush_close;     /* close once the queue is empty */
+  bool shut_wanted;     /* cltcp_socket_shutdown called */
+  bool shut_started;
+  bool notify;          /* a FLUSHED event is owed */
+  bool above_mark;
+  bool nodelay;
+  bool keepalive;
+  unsigned keepalive_delay;
+  /* deferred events */
+  int dfr_error;        /* an ERROR to deliver on the next turn */
+  bool dfr_flushed;     /* a FLUSHED to deliver on the next turn */
+  /* keep-mode input buffer: bytes [kstart, kend) of kbuf */
+  uint8_t *kbuf;
+  size_t kcap, kstart, kend;
+  /* write queue: `wf' is handed to uv_write, `wq' collects what comes
+   * meanwhile; they swap, so the steady state allocates nothing. */
+  uint8_t *wf, *wq;
+  size_t wf_len, wf_cap, wq_len, wq_cap;
+  size_t drain_mark;
+  size_t last_queued;   /* queue size at the last write-progress check */
+  /* timeouts (ms, 0 = none) and clocks (loop time, ms) */
+  uint64_t read_to, write_to, connect_to;
+  uint64_t last_read, last_write, connect_start;
+  uint64_t timer_due;   /* when the armed timer fires; 0 = not armed */
+  /* connecting by name */
+  cltcp__dns_req *dns;
+  cltcp_addr *addrs;
+  size_t naddrs, next_addr;
+  int port;
+  int last_err;
+};
+
+static void close_now(cltcp__socket *s, int status);
+static void arm_timer(cltcp__socket *s);
+static void start_write(cltcp__socket *s);
+static void try_connect_next(cltcp__socket *s);
+
+static inline size_t queued(const cltcp__socket *s) {
+  return s->tcp.write_queue_size + s->wq_len;
+}
+
+static inline uint64_t now(const cltcp__socket *s) {
+  return uv_now(&s->h.loop->uv);
+}
+
+static uint64_t to_ms(double seconds) {
+  seconds = cltcp__sanitize_seconds(seconds);
+  if (seconds == 0)
+    return 0;
+  if (seconds < 0.001)
+    return 1;
+  return (uint64_t)(seconds * 1000.0 + 0.5);
+}
+
+static inline void emit(cltcp__socket *s, int event, int status,
+                        const uint8_t *data, size_t len) {
+  s->h.cb(s->h.ctx, s->h.id, event, status, 0, data, len);
+}
+
+static int sock_get(cltcp__socket **out, cltcp_id id) {
+  return cltcp__handle_lookup((cltcp__handle **)out, id, CLTCP_KIND_SOCKET,
+                              false);
+}
+
+/* ---- deferred events ------------------------------------------------- */
+
+static void deferred_run(cltcp__deferred *d) {
+  cltcp__socket *s = (cltcp__socket *)((char *)d -
+                                       offsetof(cltcp__socket, dfr));
+  if (s->h.closing)
+    return;
+  if (s->dfr_error != 0) {
+    int err = s->dfr_error;
+    s->dfr_error = 0;
+    emit(s, CLTCP_EV_ERROR, err, NULL, 0);
+    close_now(s, 0);
+    return;
+  }
+  if (s->dfr_flushed) {
+    s->dfr_flushed = false;
+    /* Only if nothing was written meanwhile; otherwise the write
+     * completion will deliver it. */
+    if (s->notify && queued(s) == 0) {
+      s->notify = false;
+      emit(s, CLTCP_EV_FLUSHED, 0, NULL, 0);
+    }
+  }
+}
+
+static void fail_later(cltcp__socket *s, int err) {
+  if (s->dfr_error == 0)
+    s->dfr_error = err;
+  cltcp__defer(s->h.loop, &s->dfr, deferred_run);
+}
+
+/* An error seen in a libuv callback: tell the owner, then close. */
+static void fail(cltcp__socket *s, int err) {
+  if (s->h.closing) {
+    close_now(s, err);
+    return;
+  }
+  emit(s, CLTCP_EV_ERROR, err, NULL, 0);
+  close_now(s, 0);
+}
+
+/* ---- close ------------------------------------------------------------ */
+
+static void socket_free(cltcp__socket *s) {
+  cltcp__loop *loop = s->h.loop;
+  cltcp__id_free(loop, s->h.id);
+  cltcp__handle_unlink(loop, &s->h);
+  free(s->kbuf);
+  free(s->wf);
+  free(s->wq);
+  free(s->addrs);
+  free(s);
+}
+
+static void uv_closed_cb(uv_handle_t *uvh) {
+  cltcp__socket *s = uvh->data;
+  if (--s->h.pending_closes > 0)
+    return;
+  /* The id is still valid here, so keep-mode bytes can be read during the
+   * CLOSE event; it dies right after. */
+  emit(s, CLTCP_EV_CLOSE, s->h.close_status, NULL, 0);
+  socket_free(s);
+}
+
+static void close_now(cltcp__socket *s, int status) {
+  if (s->uv_closed)
+    return;
+  s->uv_closed = true;
+  if (!s->h.closing) {
+    s->h.closing = true;
+    s->h.close_status = status;
+  } else if (status != 0 && s->h.close_status == 0) {
+    s->h.close_status = status;
+  }
+  cltcp__undefer(s->h.loop, &s->dfr);
+  if (s->dns != NULL) {
+    cltcp__dns_abort(s->dns);
+    s->dns = NULL;
+  }
+  s->h.pending_closes = 1;
+  uv_close((uv_handle_t *)&s->timer, uv_closed_cb);
+  /* Between two connect attempts the tcp handle is already closing; its
+   * close callback (reopen_cb) counts itself. */
+  s->h.pending_closes++;
+  if (!s->tcp_reopening)
+    uv_close((uv_handle_t *)&s->tcp, uv_closed_cb);
+}
+
+/* Start a graceful close: stop reading, send what is queued, then close. */
+static void close_flush(cltcp__socket *s) {
+  if (s->reading) {
+    uv_read_stop((uv_stream_t *)&s->tcp);
+    s->reading = false;
+  }
+  /* Bytes written before the connection completes are sent once it does
+   * (connected() flushes them and the write completion closes). */
+  if (s->state == ST_NEW ||
+      (s->state == ST_CONNECTED && queued(s) == 0 && !s->writing) ||
+      (s->state != ST_CONNECTED && s->wq_len == 0)) {
+    close_now(s, s->h.close_status);
+    return;
+  }
+  s->flush_close = true;
+  arm_timer(s);
+}
+
+/* ---- timers ------------------------------------------------------------ */
+
+static void timer_cb(uv_timer_t *t) {
+  cltcp__socket *s = t->data;
+  uint64_t n = now(s);
+  size_t q;
+  s->timer_due = 0;
+  if (s->uv_closed)
+    return;
+  if ((s->state == ST_RESOLVING || s->state == ST_CONNECTING) &&
+      s->connect_to != 0 && n >= s->connect_start + s->connect_to) {
+    fail(s, UV_ETIMEDOUT);
+    return;
+  }
+  if (s->state == ST_CONNECTED) {
+    /* libuv reports no partial progress of a write; compare queue sizes. */
+    q = queued(s);
+    if (q < s->last_queued)
+      s->last_write = n;
+    s->last_queued = q;
+    if (s->write_to != 0 && s->write_enabled && q > 0 &&
+        n >= s->last_write + s->write_to) {
+      fail(s, UV_ETIMEDOUT);
+      return;
+    }
+    if (s->read_to != 0 && s->read_enabled && !s->eof && !s->h.closing &&
+        n >= s->last_read + s->read_to) {
+      fail(s, UV_ETIMEDOUT);
+      return;
+    }
+  }
+  arm_timer(s);
+}
+
+/* Arms the timer for the earliest deadline.  Reads only move last_read:
+ * the timer fires at the old deadline and re-arms itself, so a busy socket
+ * costs no timer operation per read. */
+static void arm_timer(cltcp__socket *s) {
+  uint64_t due = 0, d, n;
+  if (s->uv_closed)
+    return;
+  if ((s->state == ST_RESOLVING || s->state == ST_CONNECTING) &&
+      s->connect_to != 0)
+    due = s->connect_start + s->connect_to;
+  if (s->state == ST_CONNECTED) {
+    if (s->read_to != 0 && s->read_enabled && !s->eof && !s->h.closing) {
+      d = s->last_read + s->read_to;
+      if (due == 0 || d < due)
+        due = d;
+    }
+    if (s->write_to != 0 && s->write_enabled && queued(s) > 0) {
+      d = s->last_write + s->write_to;
+      if (due == 0 || d < due)
+        due = d;
+    }
+  }
+  if (due == 0) {
+    if (s->timer_due != 0) {
+      uv_timer_stop(&s->timer);
+      s->timer_due = 0;
+    }
+    return;
+  }
+  if (s->timer_due != 0 && s->timer_due <= due)
+    return; /* fires early enough; it re-arms itself */
+  n = now(s);
+  uv_timer_start(&s->timer, timer_cb, due > n ? due - n : 0, 0);
+  s->timer_due = due;
+}
+
+/* ---- reading ----------------------------------------------------------- */
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  cltcp__socket *s = h->data;
+  (void)hint;
+  if (s->mode == CLTCP_READ_DRAIN) {
+    buf->base = (char *)s->h.loop->readbuf;
+    buf->len = s->h.loop->readbuf_len;
+    return;
+  }
+  if (s->kstart == s->kend)
+    s->kstart = s->kend = 0;
+  if (s->kcap - s->kend < KEEP_MIN_FREE) {
+    size_t used = s->kend - s->kstart;
+    if (s->kstart > 0 && s->kcap - used >= KEEP_MIN_FREE &&
+        s->kstart >= used) {
+      /* Compact only when the live bytes are at most as many as the
+       * consumed ones, so each byte moves O(1) times on average. */
+      memmove(s->kbuf, s->kbuf + s->kstart, used);
+      s->kstart = 0;
+      s->kend = used;
+    } else {
+      size_t cap = s->kcap ? s->kcap : KEEP_MIN_FREE;
+      uint8_t *nb;
+      while (cap - s->kend < KEEP_MIN_FREE)
+        cap *= 2;
+      nb = realloc(s->kbuf, cap);
+      if (nb == NULL) {
+        buf->base = NULL;
+        buf->len = 0; /* libuv reports UV_ENOBUFS */
+        return;
+      }
+      s->kbuf = nb;
+      s->kcap = cap;
+    }
+  }
+  buf->base = (char *)s->kbuf + s->kend;
+  buf->len = s->kcap - s->kend;
+}
+
+static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  cltcp__socket *s = stream->data;
+  if (nread > 0) {
+    s->last_read = now(s);
+    if (s->mode == CLTCP_READ_DRAIN) {
+      emit(s, CLTCP_EV_DATA, 0, (const uint8_t *)buf->base, (size_t)nread);
+    } else {
+      s->kend += (size_t)nread;
+      emit(s, CLTCP_EV_DATA, 0, s->kbuf + s->kend - nread, (size_t)nread);
+    }
+    return;
+  }
+  if (nread == 0)
+    return;
+  if (s->reading) {
+    uv_read_stop(stream);
+    s->reading = false;
+  }
+  if (nread == UV_EOF) {
+    s->eof = true;
+    emit(s, CLTCP_EV_EOF, 0, NULL, 0);
+    if (!s->h.closing) {
+      s->h.closing = true;
+      s->h.close_status = 0;
+      close_flush(s);
+    }
+    return;
+  }
+  fail(s, (int)nread);
+}
+
+static void start_reading(cltcp__socket *s) {
+  int rc;
+  if (s->reading || !s->read_enabled || s->eof || s->h.closing ||
+      s->state != ST_CONNECTED)
+    return;
+  rc = uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb);
+  if (rc == 0)
+    s->reading = true;
+  else
+    fail_later(s, rc);
+}
+
+/* ---- writing ----------------------------------------------------------- */
+
+static int append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *d,
+                  size_t n) {
+  if (*cap - *len < n) {
+    size_t c = *cap ? *cap : 4096;
+    uint8_t *nb;
+    while (c - *len < n)
+      c *= 2;
+    nb = realloc(*buf, c);
+    if (nb == NULL)
+      return UV_ENOMEM;
+    *buf = nb;
+    *cap = c;
+  }
+  memcpy(*buf + *len, d, n);
+  *len += n;
+  return 0;
+}
+
+static void queue_emptied(cltcp__socket *s) {
+  if (s->notify) {
+    s->notify = false;
+    emit(s, CLTCP_EV_FLUSHED, 0, NULL, 0);
+    if (s->uv_closed)
+      return;
+  }
+  if (s->flush_close) {
+    close_now(s, s->h.close_status);
+    return;
+  }
+  if (s->shut_wanted && !s->shut_started && !s->h.closing)
+    start_write(s); /* starts the shutdown */
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status) {
+  cltcp__socket *s = req->data;
+  if (status == UV_ECANCELED || s->h.closing)
+    return;
+  emit(s, CLTCP_EV_SHUTDOWN, status, NULL, 0);
+}
+
+static void write_cb(uv_write_t *req, int status) {
+  cltcp__socket *s = req->data;
+  s->writing = false;
+  s->wf_len = 0;
+  if (status == UV_ECANCELED || s->uv_closed)
+    return;
+  if (status < 0) {
+    fail(s, status);
+    return;
+  }
+  s->last_write = now(s);
+  s->last_queued = queued(s);
+  if (s->wq_len > 0) {
+    start_write(s);
+    if (s->uv_closed)
+      return;
+  }
+  if (s->above_mark && queued(s) <= s->drain_mark) {
+    s->above_mark = false;
+    if (!s->h.closing) {
+      emit(s, CLTCP_EV_DRAIN, 0, NULL, queued(s));
+      if (s->uv_closed)
+        return;
+    }
+  }
+  if (!s->writing && s->wq_len == 0)
+    queue_emptied(s);
+  else
+    arm_timer(s);
+}
+
+/* Hands the collected queue to libuv, or starts a pending shutdown. */
+static void start_write(cltcp__socket *s) {
+  uv_buf_t b;
+  uint8_t *tb;
+  size_t tc;
+  int rc;
+  if (s->writing || s->state != ST_CONNECTED || s->uv_closed)
+    return;
+  if (s->wq_len == 0) {
+    if (s->shut_wanted && !s->shut_started) {
+      s->shut_started = true;
+      rc = uv_shutdown(&s->sreq, (uv_stream_t *)&s->tcp, shutdown_cb);
+      if (rc != 0)
+        fail_later(s, rc);
+    }
+    return;
+  }
+  tb = s->wf;
+  tc = s->wf_cap;
+  s->wf = s->wq;
+  s->wf_cap = s->wq_cap;
+  s->wf_len = s->wq_len;
+  s->wq = tb;
+  s->wq_cap = tc;
+  s->wq_len = 0;
+  b = uv_buf_init((char *)s->wf, (unsigned)s->wf_len);
+  rc = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, write_cb);
+  if (rc != 0) {
+    s->wf_len = 0;
+    fail_later(s, rc);
+    return;
+  }
+  s->writing = true;
+}
+
+/* ---- connecting ---------------------------------------------------------- */
+
+static void apply_options(cltcp__socket *s) {
+  if (s->nodelay)
+    uv_tcp_nodelay(&s->tcp, 1);
+  if (s->keepalive)
+    uv_tcp_keepalive(&s->tcp, 1, s->keepalive_delay);
+}
+
+static void connected(cltcp__socket *s) {
+  uint64_t n = now(s);
+  s->state = ST_CONNECTED;
+  s->last_read = s->last_write = n;
+  s->last_queued = 0;
+  free(s->addrs);
+  s->addrs = NULL;
+  s->naddrs = 0;
+  apply_options(s);
+  if (!s->h.closing) {
+    emit(s, CLTCP_EV_CONNECT, 0, NULL, 0);
+    if (s->uv_closed)
+      return;
+  }
+  start_write(s);
+  if (s->uv_closed)
+    return;
+  start_reading(s);
+  arm_timer(s);
+}
+
+static void connect_cb(uv_connect_t *req, int status) {
+  cltcp__socket *s = req->data;
+  if (status == UV_ECANCELED || s->uv_closed)
+    return;
+  if (status == 0) {
+    connected(s);
+    return;
+  }
+  s->last_err = status;
+  if (s->next_addr < s->naddrs && !s->h.closing) {
+    try_connect_next(s);
+    return;
+  }
+  fail(s, status);
+}
+
+static int start_connect(cltcp__socket *s, const struct sockaddr *sa) {
+  int rc;
+  s->state = ST_CONNECTING;
+  s->creq.data = s;
+  rc = uv_tcp_connect(&s->creq, &s->tcp, sa, connect_cb);
+  return rc;
+}
+
+static void reopen_cb(uv_handle_t *h) {
+  cltcp__socket *s = h->data;
+  s->tcp_reopening = false;
+  if (s->uv_closed) {
+    /* Closed while reopening: this close counts for the socket. */
+    uv_closed_cb(h);
+    return;
+  }
+  uv_tcp_init(&s->h.loop->uv, &s->tcp);
+  s->tcp.data = s;
+  try_connect_next(s);
+}
+
+/* Tries the next resolved address; the first attempt uses the fresh tcp
+ * handle, later ones close and reopen it (a socket that failed to connect
+ * cannot be reused, and the family may differ). */
+static void try_connect_next(cltcp__socket *s) {
+  struct sockaddr_storage ss;
+  int rc;
+  if (uv_fileno((uv_handle_t *)&s->tcp, &(uv_os_fd_t){0}) == 0) {
+    s->tcp_reopening = true;
+    uv_close((uv_handle_t *)&s->tcp, reopen_cb);
+    return;
+  }
+  while (s->next_addr < s->naddrs) {
+    const cltcp_addr *a = &s->addrs[s->next_addr++];
+    if (cltcp__parse_addr(&ss, a->addr, s->port) != 0)
+      continue;
+    rc = start_connect(s, (struct sockaddr *)&ss);
+    if (rc == 0)
+      return;
+    s->last_err = rc;
+    /* uv_tcp_connect may have opened the fd before failing. */
+    if (uv_fileno((uv_handle_t *)&s->tcp, &(uv_os_fd_t){0}) == 0) {
+      s->tcp_reopening = true;
+      uv_close((uv_handle_t *)&s->tcp, reopen_cb);
+      return;
+    }
+  }
+  fail(s, s->last_err != 0 ? s->last_err : CLTCP_ENOTFOUND);
+}
+
+static void dns_done(void *arg, int status, const cltcp_addr *addrs,
+                     size_t n) {
+  cltcp__socket *s = arg;
+  s->dns = NULL;
+  if (s->uv_closed)
+    return;
+  if (status < 0 || n == 0) {
+    fail(s, status < 0 ? status : CLTCP_ENOTFOUND);
+    return;
+  }
+  s->addrs = malloc(n * sizeof(*addrs));
+  if (s->addrs == NULL) {
+    fail(s, UV_ENOMEM);
+    return;
+  }
+  memcpy(s->addrs, addrs, n * sizeof(*addrs));
+  s->naddrs = n;
+  s->next_addr = 0;
+  s->state = ST_CONNECTING;
+  try_connect_next(s);
+}
+
+/* ---- internal API for server.c and loop.c ------------------------------ */
+
+int cltcp__socket_create(cltcp__socket **out, cltcp__loop *loop, cltcp_cb cb,
+                         uintptr_t ctx) {
+  cltcp__socket *s = calloc(1, sizeof(*s));
+  int rc;
+  if (s == NULL)
+    return UV_ENOMEM;
+  rc = cltcp__id_alloc(&s->h.id, loop, CLTCP_KIND_SOCKET, s);
+  if (rc != 0) {
+    free(s);
+    return rc;
+  }
+  s->h.loop = loop;
+  s->h.kind = CLTCP_KIND_SOCKET;
+  s->h.cb = cb;
+  s->h.ctx = ctx;
+  s->read_enabled = s->write_enabled = true;
+  s->drain_mark = (size_t)-1;
+  s->dfr.prev = s->dfr.next = &s->dfr;
+  uv_tcp_init(&loop->uv, &s->tcp);
+  uv_timer_init(&loop->uv, &s->timer);
+  s->tcp.data = s;
+  s->timer.data = s;
+  cltcp__handle_link(loop, &s->h);
+  *out = s;
+  return 0;
+}
+
+uv_stream_t *cltcp__socket_stream(cltcp__socket *s) {
+  return (uv_stream_t *)&s->tcp;
+}
+
+cltcp_id cltcp__socket_id(cltcp__socket *s) { return s->h.id; }
+
+static void unused_closed(uv_handle_t *h) {
+  cltcp__socket *s = h->data;
+  if (--s->h.pending_closes == 0)
+    socket_free(s);
+}
+
+void cltcp__socket_destroy_unused(cltcp__socket *s) {
+  s->uv_closed = true;
+  s->h.closing = true;
+  s->h.pending_closes = 2;
+  uv_close((uv_handle_t *)&s->tcp, unused_closed);
+  uv_close((uv_handle_t *)&s->timer, unused_closed);
+}
+
+void cltcp__socket_accepted(cltcp__socket *s) {
+  uint64_t n = now(s);
+  s->state = ST_CONNECTED;
+  s->last_read = s->last_write = n;
+}
+
+void cltcp__socket_start(cltcp__socket *s) {
+  if (s->h.closing)
+    return;
+  start_write(s);
+  if (s->uv_closed)
+    return;
+  start_reading(s);
+  arm_timer(s);
+}
+
+void cltcp__socket_teardown(cltcp__handle *h) {
+  close_now((cltcp__socket *)h, UV_ECANCELED);
+}
+
+/* ---- public API -------------------------------------------------------- */
+
+int cltcp_socket_new(cltcp_id *out, cltcp_id loop_id, cltcp_cb cb,
+                     uintptr_t ctx) {
+  cltcp__loop *loop;
+  cltcp__socket *s;
+  int rc;
+  if (out == NULL || cb == NULL)
+    return UV_EINVAL;
+  rc = cltcp__loop_lookup(&loop, loop_id);
+  if (rc != 0)
+    return rc;
+  rc = cltcp__socket_create(&s, loop, cb, ctx);
+  if (rc != 0)
+    return rc;
+  *out = s->h.id;
+  return 0;
+}
+
+int cltcp_socket_set_cb(cltcp_id id, cltcp_cb cb, uintptr_t ctx) {
+  cltcp__socket *s;
+  int rc;
+  if (cb == NULL)
+    return UV_EINVAL;
+  rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  s->h.cb = cb;
+  s->h.ctx = ctx;
+  return 0;
+}
+
+int cltcp_socket_connect(cltcp_id id, const char *host, int port) {
+  cltcp__socket *s;
+  struct sockaddr_storage ss;
+  int rc;
+  if (host == NULL || port < 0 || port > 65535)
+    return UV_EINVAL;
+  rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  if (s->state != ST_NEW)
+    return CLTCP_ESTATE;
+  s->port = port;
+  s->connect_start = now(s);
+  if (cltcp__parse_addr(&ss, host, port) == 0) {
+    rc = start_connect(s, (struct sockaddr *)&ss);
+    if (rc != 0)
+      fail_later(s, rc);
+  } else {
+    s->state = ST_RESOLVING;
+    rc = cltcp__dns_start(&s->dns, s->h.loop, host, CLTCP_AF_UNSPEC,
+                          dns_done, s);
+    if (rc != 0) {
+      s->state = ST_NEW;
+      s->dns = NULL;
+      return rc;
+    }
+  }
+  arm_timer(s);
+  return 0;
+}
+
+int cltcp_socket_set_read_mode(cltcp_id id, int mode) {
+  cltcp__socket *s;
+  int rc;
+  if (mode != CLTCP_READ_DRAIN && mode != CLTCP_READ_KEEP)
+    return UV_EINVAL;
+  rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  if (mode == CLTCP_READ_DRAIN && s->kend > s->kstart)
+    return CLTCP_EMODE;
+  s->mode = mode;
+  return 0;
+}
+
+int cltcp_socket_buffered(size_t *n, cltcp_id id) {
+  cltcp__socket *s;
+  int rc;
+  if (n == NULL)
+    return UV_EINVAL;
+  rc = cltcp__handle_lookup((cltcp__handle **)&s, id, CLTCP_KIND_SOCKET,
+                            true);
+  if (rc != 0)
+    return rc;
+  *n = s->kend - s->kstart;
+  return 0;
+}
+
+int cltcp_socket_read(size_t *n, cltcp_id id, uint8_t *dst, size_t max) {
+  cltcp__socket *s;
+  size_t avail;
+  int rc;
+  if (n == NULL || (dst == NULL && max > 0))
+    return UV_EINVAL;
+  rc = cltcp__handle_lookup((cltcp__handle **)&s, id, CLTCP_KIND_SOCKET,
+                            true);
+  if (rc != 0)
+    return rc;
+  avail = s->kend - s->kstart;
+  if (max > avail)
+    max = avail;
+  if (max > 0) {
+    memcpy(dst, s->kbuf + s->kstart, max);
+    s->kstart += max;
+    if (s->kstart == s->kend)
+      s->kstart = s->kend = 0;
+  }
+  *n = max;
+  return 0;
+}
+
+int cltcp_socket_write(cltcp_id id, const uint8_t *data, size_t len,
+                       int flags) {
+  cltcp__socket *s;
+  size_t done = 0, q;
+  int rc;
+  if (data == NULL && len > 0)
+    return UV_EINVAL;
+  rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  if (s->shut_wanted || s->eof)
+    return UV_EPIPE;
+  q = queued(s);
+  if (len > 0) {
+    if (s->state == ST_CONNECTED && q == 0 && !s->writing) {
+      uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+      int n = len <= 0x7fffffff ? uv_try_write((uv_stream_t *)&s->tcp, &b, 1)
+                                : UV_EAGAIN;
+      /* Any error other than EAGAIN is left for uv_write to report through
+       * its callback, so failures arrive as events, never from here. */
+      if (n > 0)
+        done = (size_t)n;
+    }
+    if (done < len) {
+      rc = append(&s->wq, &s->wq_len, &s->wq_cap, data + done, len - done);
+      if (rc != 0)
+        return rc;
+      if (q == 0)
+        s->last_write = now(s); /* the write clock starts now */
+      start_write(s);
+      if (s->drain_mark != (size_t)-1 && queued(s) > s->drain_mark)
+        s->above_mark = true;
+      arm_timer(s);
+    }
+  }
+  if (flags & CLTCP_WRITE_NOTIFY) {
+    s->notify = true;
+    if (queued(s) == 0 && !s->writing) {
+      s->dfr_flushed = true;
+      cltcp__defer(s->h.loop, &s->dfr, deferred_run);
+    }
+  }
+  return 0;
+}
+
+int cltcp_socket_queued(size_t *n, cltcp_id id) {
+  cltcp__socket *s;
+  int rc;
+  if (n == NULL)
+    return UV_EINVAL;
+  rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  *n = queued(s);
+  return 0;
+}
+
+int cltcp_socket_set_drain_mark(cltcp_id id, size_t mark) {
+  cltcp__socket *s;
+  int rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  s->drain_mark = mark;
+  s->above_mark = mark != (size_t)-1 && queued(s) > mark;
+  return 0;
+}
+
+int cltcp_socket_set_timeouts(cltcp_id id, double read_seconds,
+                              double write_seconds) {
+  cltcp__socket *s;
+  int rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  s->read_to = to_ms(read_seconds);
+  s->write_to = to_ms(write_seconds);
+  /* A new timeout counts from now, not from an old activity. */
+  if (s->state == ST_CONNECTED) {
+    uint64_t n = now(s);
+    s->last_read = n;
+    s->last_write = n;
+  }
+  if (s->timer_due) {
+    uv_timer_stop(&s->timer);
+    s->timer_due = 0;
+  }
+  arm_timer(s);
+  return 0;
+}
+
+int cltcp_socket_set_connect_timeout(cltcp_id id, double seconds) {
+  cltcp__socket *s;
+  int rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  s->connect_to = to_ms(seconds);
+  if (s->timer_due) {
+    uv_timer_stop(&s->timer);
+    s->timer_due = 0;
+  }
+  arm_timer(s);
+  return 0;
+}
+
+int cltcp_socket_enable(cltcp_id id, int read, int write) {
+  cltcp__socket *s;
+  int rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  if (write == 0 || write == 1) {
+    if (write && !s->write_enabled)
+      s->last_write = now(s);
+    s->write_enabled = write;
+  }
+  if (read == 1 && !s->read_enabled) {
+    s->read_enabled = true;
+    s->last_read = now(s);
+    start_reading(s);
+  } else if (read == 0 && s->read_enabled) {
+    s->read_enabled = false;
+    if (s->reading) {
+      uv_read_stop((uv_stream_t *)&s->tcp);
+      s->reading = false;
+    }
+  }
+  if (s->timer_due) {
+    uv_timer_stop(&s->timer);
+    s->timer_due = 0;
+  }
+  arm_timer(s);
+  return 0;
+}
+
+int cltcp_socket_enabled(int *read, int *write, cltcp_id id) {
+  cltcp__socket *s;
+  int rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  if (read != NULL)
+    *read = s->read_enabled;
+  if (write != NULL)
+    *write = s->write_enabled;
+  return 0;
+}
+
+int cltcp_socket_shutdown(cltcp_id id) {
+  cltcp__socket *s;
+  int rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  if (s->state != ST_CONNECTED || s->shut_wanted)
+    return CLTCP_ESTATE;
+  s->shut_wanted = true;
+  if (queued(s) == 0 && !s->writing)
+    start_write(s);
+  return 0;
+}
+
+int cltcp_socket_close(cltcp_id id, int mode) {
+  cltcp__socket *s;
+  int rc;
+  if (mode != CLTCP_CLOSE_NOW && mode != CLTCP_CLOSE_FLUSH)
+    return UV_EINVAL;
+  rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  s->h.closing = true;
+  s->h.close_status = 0;
+  if (mode == CLTCP_CLOSE_NOW)
+    close_now(s, 0);
+  else
+    close_flush(s);
+  return 0;
+}
+
+int cltcp_socket_nodelay(cltcp_id id, int enable) {
+  cltcp__socket *s;
+  int rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  s->nodelay = enable != 0;
+  return uv_tcp_nodelay(&s->tcp, enable != 0);
+}
+
+int cltcp_socket_keepalive(cltcp_id id, int enable, unsigned delay) {
+  cltcp__socket *s;
+  int rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  if (enable && delay == 0)
+    delay = 1;
+  s->keepalive = enable != 0;
+  s->keepalive_delay = delay;
+  return uv_tcp_keepalive(&s->tcp, enable != 0, delay);
+}
+
+int cltcp_socket_address(char *buf, size_t buflen, int *port, int *family,
+                         cltcp_id id, int which) {
+  cltcp__socket *s;
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  int rc;
+  if (which != 0 && which != 1)
+    return UV_EINVAL;
+  rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  if (s->state != ST_CONNECTED)
+    return UV_ENOTCONN;
+  rc = which == 0 ? uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len)
+                  : uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len);
+  if (rc != 0)
+    return rc;
+  return cltcp__format_addr(buf, buflen, port, family,
+                            (struct sockaddr *)&ss);
+}

@@ -1,0 +1,207 @@
+;;;; conditions.lisp -- event conditions, both vocabularies, and code mapping.
+;;;;
+;;;; The reference documents tcp-* names; cl-async signals socket-* names.
+;;;; Handlers written for either must fire, so each condition we deliver is an
+;;;; instance of a small combined class that inherits from the documented
+;;;; class AND from cl-async's name for it (cl-async itself only made the
+;;;; tcp-* names subclasses it never signals).  Every condition carries the
+;;;; object it is about (socket or server), the numeric code and its name.
+
+(in-package #:cl-async-tcp)
+
+;;; ---- error codes, learnt from the library by name ----
+;;; libuv's codes are negated errno values, which differ between systems, so
+;;; they are read from the loaded library (cltcp_err_name) instead of being
+;;; hardcoded; the Linux values are only the fallback.
+
+(defun find-code-by-name (name fallback)
+  (loop for code from -1 downto -4095
+        when (string= name (cltcp:err-name code))
+          do (return code)
+        finally (return fallback)))
+
+(defparameter +uv-eof+ (find-code-by-name "EOF" -4095))
+(defparameter +uv-econnrefused+ (find-code-by-name "ECONNREFUSED" -111))
+(defparameter +uv-etimedout+ (find-code-by-name "ETIMEDOUT" -110))
+(defparameter +uv-econnreset+ (find-code-by-name "ECONNRESET" -104))
+(defparameter +uv-econnaborted+ (find-code-by-name "ECONNABORTED" -103))
+(defparameter +uv-eaddrinuse+ (find-code-by-name "EADDRINUSE" -98))
+(defparameter +uv-eacces+ (find-code-by-name "EACCES" -13))
+(defparameter +uv-epipe+ (find-code-by-name "EPIPE" -32))
+(defparameter +uv-ecanceled+ (find-code-by-name "ECANCELED" -125))
+
+(defun code-name (code)
+  "The library's symbolic name of CODE (\"ECONNREFUSED\", \"ECLOSED\" ...)."
+  (if (= code -1) "LISP" (cltcp:err-name code)))
+
+(defun code-message (code)
+  "The library's message for CODE."
+  (cltcp:strerror code))
+
+;;; ---- the base conditions ----
+
+(define-condition event-info ()
+  ((code :initarg :code :initform 0 :reader event-errcode
+         :documentation "The library or OS code; -1 when this library made the condition itself.")
+   (name :initarg :name :initform nil)
+   (msg :initarg :msg :initform nil))
+  (:report (lambda (c s) (report-event c s)))
+  (:documentation "Base condition: something happened (cl-async's event-info).
+Carries a code (EVENT-ERRCODE), its name (EVENT-ERRNAME) and a message
+(EVENT-ERRMSG)."))
+
+(define-condition event-error (event-info error)
+  ()
+  (:documentation "Something bad happened (cl-async's event-error).  EVENT-ERRCODE is the
+OS or library code (-1 when the library made the error itself) and EVENT-ERRMSG
+the system's message or the library's own text."))
+
+(defgeneric event-errname (condition)
+  (:documentation "The symbolic name of the condition's code, e.g. \"ECONNREFUSED\".")
+  (:method ((c event-info))
+    (or (slot-value c 'name) (code-name (event-errcode c)))))
+
+(defgeneric event-errmsg (condition)
+  (:documentation "The message of an event condition: the system's or the library's text.")
+  (:method ((c event-info))
+    (or (slot-value c 'msg) (code-message (event-errcode c)))))
+
+(setf (documentation 'event-errcode 'function)
+      "The numeric code of an event condition (a negative libuv/libcltcp code, 0 or -1).")
+
+(defgeneric condition-object (condition)
+  (:documentation "The socket or server an event condition is about, or NIL.")
+  (:method ((c event-info)) nil))
+
+(defun report-event (c stream)
+  (let ((object (condition-object c)))
+    (format stream "~A~@[ on ~A~]: ~A (~A, code ~D)"
+            (type-of c) object (event-errmsg c) (event-errname c) (event-errcode c))))
+
+;;; ---- the documented TCP conditions and cl-async's names ----
+
+(define-condition tcp-info (event-info)
+  ((socket :initarg :socket :initform nil :reader tcp-socket :reader socket))
+  (:documentation "Base TCP condition: something happened on a TCP connection.
+TCP-SOCKET (or cl-async's SOCKET) is the socket (for server conditions, the tcp-server)."))
+
+(define-condition socket-info (event-info)
+  ((socket :initarg :socket :initform nil :reader socket :reader tcp-socket))
+  (:documentation "cl-async's name for TCP-INFO; what this library delivers is both."))
+
+(defmethod condition-object ((c tcp-info)) (tcp-socket c))
+(defmethod condition-object ((c socket-info)) (socket c))
+
+(setf (documentation 'tcp-socket 'function)
+      "The socket (or tcp-server) a TCP condition is about.")
+(setf (documentation 'socket 'function)
+      "cl-async's accessor name for TCP-SOCKET: the socket a TCP condition is about.")
+
+(define-condition tcp-error (event-error tcp-info) ()
+  (:documentation "A general error on a TCP connection.  The library closes the socket itself
+after delivering it (a failed write or an operation on a closed socket excepted)."))
+(define-condition socket-error (event-error socket-info) ()
+  (:documentation "cl-async's name for TCP-ERROR; what this library delivers is both."))
+
+(define-condition tcp-eof (tcp-info) ()
+  (:documentation "The peer closed its side of the connection.  Bytes already queued for the
+peer are still sent, then the socket closes, unless the event-cb closes it first."))
+(define-condition socket-eof (socket-info) ()
+  (:documentation "cl-async's name for TCP-EOF; what this library delivers is both."))
+
+(define-condition tcp-timeout (tcp-error) ()
+  (:documentation "A read, write or connect timeout expired on a TCP connection."))
+(define-condition socket-timeout (socket-error) ()
+  (:documentation "cl-async's name for TCP-TIMEOUT; what this library delivers is both."))
+
+(define-condition tcp-refused (tcp-error) ()
+  (:documentation "The peer refused the connection."))
+(define-condition socket-refused (socket-error) ()
+  (:documentation "cl-async's name for TCP-REFUSED; what this library delivers is both."))
+
+(define-condition tcp-reset (tcp-error) ()
+  (:documentation "The peer reset the connection (ECONNRESET)."))
+(define-condition socket-reset (socket-error) ()
+  (:documentation "cl-async's name for TCP-RESET; what this library delivers is both."))
+
+(define-condition socket-aborted (socket-error) ()
+  (:documentation "The connection was aborted (ECONNABORTED).  Delivered as a TCP-ERROR too."))
+
+(define-condition tcp-accept-error (tcp-error)
+  ((listener :initarg :listener :initform nil :reader tcp-accept-error-listener)
+   (tcp-server :initarg :tcp-server :initform nil :reader tcp-accept-error-tcp-server))
+  (:documentation "Passed to a tcp-server's event-cb when accepting a connection failed; the
+server keeps listening.  TCP-ACCEPT-ERROR-LISTENER is the server's C handle (an id),
+TCP-ACCEPT-ERROR-TCP-SERVER the tcp-server object."))
+(define-condition socket-accept-error (socket-error)
+  ((listener :initarg :listener :initform nil :reader tcp-accept-error-listener)
+   (tcp-server :initarg :tcp-server :initform nil :reader tcp-accept-error-tcp-server))
+  (:documentation "cl-async's name for TCP-ACCEPT-ERROR; what this library delivers is both."))
+
+(setf (documentation 'tcp-accept-error-listener 'function)
+      "The C handle (cltcp id) of the server an accept error happened on.")
+(setf (documentation 'tcp-accept-error-tcp-server 'function)
+      "The tcp-server object an accept error happened on.")
+
+(define-condition socket-closed (tcp-error socket-error) ()
+  (:documentation "Signalled when the application uses a socket that is already closed
+(write-socket-data, set-socket-timeouts, close-socket ...)."))
+
+(define-condition tcp-server-bind-error (tcp-error) ()
+  (:documentation "Signalled by tcp-server when it cannot bind or listen (port in use,
+privileged port, bad address).  TCP-SOCKET is the server object."))
+(define-condition socket-address-in-use (socket-error) ()
+  (:documentation "cl-async's condition for a bind to an address in use; a bind to a used
+port delivers something that is both this and TCP-SERVER-BIND-ERROR."))
+
+(define-condition dns-error (event-error) ()
+  (:documentation "A host name lookup failed (no such name, server failure, timeout ...).
+EVENT-ERRCODE and EVENT-ERRNAME say which."))
+
+;;; The classes actually delivered: each one is both names at once.
+(define-condition %eof (tcp-eof socket-eof) ())
+(define-condition %timeout (tcp-timeout socket-timeout) ())
+(define-condition %refused (tcp-refused socket-refused) ())
+(define-condition %reset (tcp-reset socket-reset) ())
+(define-condition %aborted (socket-aborted tcp-error) ())
+(define-condition %accept-error (tcp-accept-error socket-accept-error) ())
+(define-condition %tcp-error (tcp-error socket-error) ())
+(define-condition %bind-in-use (tcp-server-bind-error socket-address-in-use) ())
+(define-condition %bind-error (tcp-server-bind-error socket-error) ())
+(define-condition %dns-connect-error (dns-error tcp-error socket-error) ())
+
+(defun dns-code-p (code)
+  (<= cltcp:+ednsconfig+ code cltcp:+enotfound+))
+
+(defun code-condition-class (code context)
+  "The condition class delivered for CODE.  CONTEXT is :SOCKET, :ACCEPT or :BIND."
+  (declare (type fixnum code))
+  (ecase context
+    (:bind (if (= code +uv-eaddrinuse+) '%bind-in-use '%bind-error))
+    (:accept '%accept-error)
+    (:socket
+     (cond ((= code +uv-eof+) '%eof)
+           ((= code +uv-econnrefused+) '%refused)
+           ((= code +uv-etimedout+) '%timeout)
+           ((= code +uv-econnreset+) '%reset)
+           ((= code +uv-econnaborted+) '%aborted)
+           ((= code cltcp:+eclosed+) 'socket-closed)
+           ((dns-code-p code) '%dns-connect-error)
+           (t '%tcp-error)))))
+
+(defun make-event-condition (code object &optional (context :socket))
+  "A condition for CODE about OBJECT (a socket or server), of the class the code maps to."
+  (make-condition (code-condition-class code context) :code code :socket object))
+
+(defun signal-status (status object &optional (context :socket))
+  "Signal, as an error, the condition for the negative STATUS about OBJECT."
+  (error (make-event-condition status object context)))
+
+(declaim (inline check-status))
+(defun check-status (status object &optional (context :socket))
+  "The one place where return codes of libcltcp are checked: STATUS is returned
+when it is not negative; otherwise the condition for it is signalled as an error."
+  (declare (type fixnum status))
+  (if (< status 0)
+      (signal-status status object context)
+      status))

@@ -1,0 +1,113 @@
+;;;; package.lisp -- the CL-ASYNC-TCP package (nickname AS).
+;;;;
+;;;; Exports are grouped by feature.  Names from cl-async's TCP reference come
+;;;; first, then cl-async's other names for the same things (so programs
+;;;; written against either vocabulary run), then what this library adds.
+;;;; The stream and DNS names are exported here already so that
+;;;; lisp/stream.lisp and lisp/dns.lisp only have to define them.
+
+(defpackage #:cl-async-tcp
+  (:nicknames #:as)
+  (:use #:cl)
+  (:export
+   ;; ---- event loop (cl-async's event-loop page) ----
+   #:start-event-loop
+   #:with-event-loop
+   #:exit-event-loop
+   #:add-event-loop-exit-callback
+   #:event-loop-running-p
+   #:*default-event-handler*
+   #:*catch-application-errors*
+   #:*event-base*
+   #:delay
+   #:with-delay
+   #:interval
+   #:with-interval
+   #:remove-interval
+   #:free-event
+   #:remove-event
+   #:event-freed-p
+   ;; ---- base conditions ----
+   #:event-info
+   #:event-error
+   #:event-errcode
+   #:event-errmsg
+   #:event-errname
+   ;; ---- TCP functions (the reference) ----
+   #:tcp-connect
+   #:tcp-send
+   #:init-tcp-socket
+   #:connect-tcp-socket
+   #:tcp-server
+   #:close-tcp-server
+   #:write-socket-data
+   #:set-socket-timeouts
+   #:enable-socket
+   #:disable-socket
+   #:socket-closed-p
+   #:close-socket
+   ;; ---- classes and accessors (the reference) ----
+   #:socket
+   #:tcp-socket
+   #:socket-c
+   #:socket-data
+   ;; ---- TCP conditions (the reference) ----
+   #:tcp-info
+   #:tcp-error
+   #:tcp-eof
+   #:tcp-timeout
+   #:tcp-refused
+   #:tcp-reset
+   #:tcp-accept-error
+   #:tcp-accept-error-listener
+   #:tcp-accept-error-tcp-server
+   #:socket-closed
+   #:tcp-server-bind-error
+   ;; ---- cl-async's other names for these conditions ----
+   #:socket-info
+   #:socket-error
+   #:socket-eof
+   #:socket-reset
+   #:socket-timeout
+   #:socket-refused
+   #:socket-aborted
+   #:socket-address-in-use
+   #:socket-accept-error
+   ;; ---- beyond the reference ----
+   #:tcp-server-port
+   #:tcp-server-address
+   #:tcp-server-closed-p
+   #:socket-local-address
+   #:socket-peer-address
+   #:set-socket-nodelay
+   #:set-socket-keepalive
+   #:set-socket-connect-timeout
+   #:shutdown-socket
+   #:socket-queued-bytes
+   #:set-socket-drain-mark
+   #:socket-buffered-bytes
+   #:read-socket-data
+   #:socket-peer-closed-p
+   #:socket-stream
+   #:registry-live-count
+   #:deprecated-function
+   ;; ---- streams (defined in lisp/stream.lisp) ----
+   #:async-stream
+   #:async-input-stream
+   #:async-output-stream
+   #:async-io-stream
+   #:stream-socket
+   ;; ---- DNS (dns-error in conditions.lisp, the rest in lisp/dns.lisp) ----
+   #:dns-lookup
+   #:dns-error
+   #:+af-inet+
+   #:+af-inet6+
+   #:+af-unspec+))
+
+;;; The foreign layer lives in its own package so that nothing outside
+;;; lisp/ffi.lisp can mistake a raw C entry point for policy.
+(defpackage #:cl-async-tcp.ffi
+  (:nicknames #:cltcp)
+  (:use #:cl)
+  (:documentation "Mirror of capi/include/cltcp.h: constants, types and functions, nothing else.
+Each C name cltcp_foo_bar is the Lisp symbol CLTCP:FOO-BAR; CLTCP_EV_DATA is CLTCP:+EV-DATA+."))

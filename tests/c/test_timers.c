@@ -1,0 +1,265 @@
+/*
+ * test_timers.c -- one-shot and repeating timers, close before firing, close
+ * from inside the timer's own callback, firing order, argument errors.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "helpers.h"
+
+START_TEST(one_shot) {
+  cltcp_id loop = new_loop(), t = 0;
+  const ev *e;
+  ck_assert_int_eq(cltcp_timer_start(&t, loop, 0.05, 0, rec_cb, 42), 0);
+  ck_assert_int_ne(t, 0);
+  ck_assert_int_eq(cltcp_id_kind(t), CLTCP_KIND_TIMER);
+  track(t);
+  wait_ev(loop, t, CLTCP_EV_CLOSE, 1, 3);
+  ck_assert_str_eq(rec_seq(t), "TX");
+  e = rec_find(t, CLTCP_EV_TIMER, 0);
+  ck_assert_int_eq(e->status, 0);
+  ck_assert_int_eq(e->ctx, 42);
+  ck_assert_int_eq(e->other, 0);
+  ck_assert_ptr_null(e->data);
+  ck_assert_uint_eq(e->len, 0);
+  ck_assert_double_ge(e->when, 0.045);
+  ck_assert_double_lt(e->when, 1.0);
+  /* Closed by itself after firing: status 0. */
+  ck_assert_int_eq(rec_find(t, CLTCP_EV_CLOSE, 0)->status, 0);
+  ck_assert_int_eq(cltcp_timer_close(t), CLTCP_ECLOSED);
+  run_for(loop, 0.1);
+  ck_assert_uint_eq(rec_count(), 2);
+  finish_loop(loop);
+}
+END_TEST
+
+START_TEST(zero_and_negative_delay) {
+  cltcp_id loop = new_loop(), a = 0, b = 0;
+  ck_assert_int_eq(cltcp_timer_start(&a, loop, 0, 0, rec_cb, 1), 0);
+  ck_assert_int_eq(cltcp_timer_start(&b, loop, -5.0, -1.0, rec_cb, 2), 0);
+  track(a);
+  track(b);
+  /* Never from inside the call. */
+  ck_assert_uint_eq(rec_count(), 0);
+  wait_ev(loop, a, CLTCP_EV_CLOSE, 1, 3);
+  wait_ev(loop, b, CLTCP_EV_CLOSE, 1, 3);
+  ck_assert_str_eq(rec_seq(a), "TX");
+  /* Negative repeat means no repeat. */
+  ck_assert_str_eq(rec_seq(b), "TX");
+  ck_assert_double_lt(rec_find(b, CLTCP_EV_TIMER, 0)->when, 0.5);
+  finish_loop(loop);
+}
+END_TEST
+
+START_TEST(nan_is_einval) {
+  cltcp_id loop = new_loop(), t = 0;
+  size_t n = 5;
+  ck_assert_int_eq(cltcp_timer_start(&t, loop, NAN, 0, rec_cb, 1), UV_EINVAL);
+  ck_assert_int_eq(cltcp_timer_start(&t, loop, 0.01, NAN, rec_cb, 1),
+                   UV_EINVAL);
+  ck_assert_int_eq(cltcp_loop_handle_count(&n, loop), 0);
+  ck_assert_uint_eq(n, 0);
+  run_for(loop, 0.05);
+  ck_assert_uint_eq(rec_count(), 0);
+  finish_loop(loop);
+}
+END_TEST
+
+START_TEST(repeat) {
+  cltcp_id loop = new_loop(), t = 0;
+  size_t i;
+  ck_assert_int_eq(cltcp_timer_start(&t, loop, 0.02, 0.03, rec_cb, 5), 0);
+  track(t);
+  wait_ev(loop, t, CLTCP_EV_TIMER, 4, 3);
+  ck_assert_str_eq(rec_seq(t), "TTTT");
+  for (i = 0; i < 4; i++) {
+    const ev *e = rec_find(t, CLTCP_EV_TIMER, i);
+    ck_assert_int_eq(e->status, 0);
+    ck_assert_int_eq(e->ctx, 5);
+    /* 20 ms, then every 30 ms. */
+    ck_assert_double_ge(e->when, 0.02 + 0.03 * (double)i - 0.005);
+  }
+  ck_assert_int_eq(cltcp_timer_close(t), 0);
+  ck_assert_int_eq(cltcp_timer_close(t), CLTCP_ECLOSED);
+  wait_ev(loop, t, CLTCP_EV_CLOSE, 1, 3);
+  run_for(loop, 0.1);
+  ck_assert_str_eq(rec_seq(t), "TTTTX");
+  ck_assert_int_eq(rec_find(t, CLTCP_EV_CLOSE, 0)->status, UV_ECANCELED);
+  finish_loop(loop);
+}
+END_TEST
+
+START_TEST(close_before_firing) {
+  cltcp_id loop = new_loop(), t = 0;
+  ck_assert_int_eq(cltcp_timer_start(&t, loop, 0.01, 0, rec_cb, 1), 0);
+  track(t);
+  ck_assert_int_eq(cltcp_timer_close(t), 0);
+  ck_assert_uint_eq(rec_count(), 0);
+  wait_ev(loop, t, CLTCP_EV_CLOSE, 1, 3);
+  run_for(loop, 0.05);
+  ck_assert_str_eq(rec_seq(t), "X");
+  ck_assert_int_eq(rec_find(t, CLTCP_EV_CLOSE, 0)->status, UV_ECANCELED);
+  finish_loop(loop);
+}
+END_TEST
+
+static int close_in_cb_ret = 1;
+static int close_in_cb_after = 3;
+
+static void close_self_hook(const ev *e) {
+  if (e->event == CLTCP_EV_TIMER &&
+      (int)rec_count_ev(e->id, CLTCP_EV_TIMER) == close_in_cb_after) {
+    close_in_cb_ret = cltcp_timer_close(e->id);
+    /* Dead at once. */
+    ck_assert_int_eq(cltcp_timer_close(e->id), CLTCP_ECLOSED);
+  }
+}
+
+START_TEST(close_repeat_from_own_callback) {
+  cltcp_id loop = new_loop(), t = 0;
+  rec_hook = close_self_hook;
+  close_in_cb_after = 3;
+  ck_assert_int_eq(cltcp_timer_start(&t, loop, 0.01, 0.01, rec_cb, 1), 0);
+  track(t);
+  wait_ev(loop, t, CLTCP_EV_CLOSE, 1, 3);
+  run_for(loop, 0.1);
+  ck_assert_int_eq(close_in_cb_ret, 0);
+  ck_assert_str_eq(rec_seq(t), "TTTX");
+  ck_assert_int_eq(rec_find(t, CLTCP_EV_CLOSE, 0)->status, UV_ECANCELED);
+  finish_loop(loop);
+}
+END_TEST
+
+START_TEST(close_one_shot_from_own_callback) {
+  cltcp_id loop = new_loop(), t = 0;
+  rec_hook = close_self_hook;
+  close_in_cb_after = 1;
+  ck_assert_int_eq(cltcp_timer_start(&t, loop, 0.01, 0, rec_cb, 1), 0);
+  track(t);
+  wait_ev(loop, t, CLTCP_EV_CLOSE, 1, 3);
+  run_for(loop, 0.05);
+  /* The header does not say whether a one-shot timer's id is still alive
+   * during its TIMER callback; either way exactly one CLOSE follows. */
+  ck_assert_msg(close_in_cb_ret == 0 || close_in_cb_ret == CLTCP_ECLOSED,
+                "timer_close from its own callback returned %d (%s)",
+                close_in_cb_ret, cltcp_err_name(close_in_cb_ret));
+  ck_assert_str_eq(rec_seq(t), "TX");
+  finish_loop(loop);
+}
+END_TEST
+
+static cltcp_id victim;
+static int victim_close_ret = 1;
+
+static void close_other_hook(const ev *e) {
+  if (e->event == CLTCP_EV_TIMER && victim != 0) {
+    victim_close_ret = cltcp_timer_close(victim);
+    victim = 0;
+  }
+}
+
+START_TEST(close_other_timer_due_same_turn) {
+  /* Two timers due in the same turn; the first closes the second, which
+   * must then not fire. */
+  cltcp_id loop = new_loop(), a = 0, b = 0;
+  ck_assert_int_eq(cltcp_timer_start(&a, loop, 0.02, 0, rec_cb, 1), 0);
+  ck_assert_int_eq(cltcp_timer_start(&b, loop, 0.02, 0, rec_cb, 2), 0);
+  track(a);
+  track(b);
+  victim = b;
+  rec_hook = close_other_hook;
+  wait_ev(loop, a, CLTCP_EV_CLOSE, 1, 3);
+  wait_ev(loop, b, CLTCP_EV_CLOSE, 1, 3);
+  run_for(loop, 0.05);
+  ck_assert_int_eq(victim_close_ret, 0);
+  ck_assert_str_eq(rec_seq(a), "TX");
+  ck_assert_str_eq(rec_seq(b), "X");
+  ck_assert_int_eq(rec_find(b, CLTCP_EV_CLOSE, 0)->status, UV_ECANCELED);
+  finish_loop(loop);
+}
+END_TEST
+
+START_TEST(ordering) {
+  cltcp_id loop = new_loop(), t[5] = {0};
+  /* Due times 60, 20, 40, 20, 0 ms: fire by due time, equal due times in
+   * start order (libuv's rule). */
+  static const double due[5] = {0.06, 0.02, 0.04, 0.02, 0.0};
+  static const int order[5] = {4, 1, 3, 2, 0};
+  size_t i, k = 0;
+  for (i = 0; i < 5; i++) {
+    ck_assert_int_eq(cltcp_timer_start(&t[i], loop, due[i], 0, rec_cb, i),
+                     0);
+    track(t[i]);
+  }
+  for (i = 0; i < 5; i++) wait_ev(loop, t[i], CLTCP_EV_CLOSE, 1, 3);
+  for (i = 0; i < rec_count(); i++) {
+    const ev *e = rec_get(i);
+    if (e->event != CLTCP_EV_TIMER) continue;
+    ck_assert_msg(e->ctx == (uintptr_t)order[k],
+                  "timer firing #%zu was timer %lu, want %d", k,
+                  (unsigned long)e->ctx, order[k]);
+    k++;
+  }
+  ck_assert_uint_eq(k, 5);
+  for (i = 0; i < 5; i++) ck_assert_str_eq(rec_seq(t[i]), "TX");
+  finish_loop(loop);
+}
+END_TEST
+
+START_TEST(many_timers) {
+  cltcp_id loop = new_loop();
+  cltcp_id *t = calloc(1000, sizeof *t);
+  size_t i;
+  for (i = 0; i < 1000; i++) {
+    ck_assert_int_eq(
+        cltcp_timer_start(&t[i], loop, 0.001 * (double)(i % 50), 0, rec_cb, i),
+        0);
+    track(t[i]);
+  }
+  for (i = 0; i < 1000; i++) wait_ev(loop, t[i], CLTCP_EV_CLOSE, 1, 5);
+  for (i = 0; i < 1000; i++) {
+    ck_assert_str_eq(rec_seq(t[i]), "TX");
+    ck_assert_int_eq(rec_find(t[i], CLTCP_EV_TIMER, 0)->ctx, i);
+  }
+  ck_assert_uint_eq(rec_count(), 2000);
+  finish_loop(loop);
+  free(t);
+}
+END_TEST
+
+START_TEST(bad_loop) {
+  cltcp_id loop = new_loop(), t = 77, s = 0;
+  ck_assert_int_eq(cltcp_socket_new(&s, loop, rec_cb, 1), 0);
+  track(s);
+  ck_assert_int_eq(cltcp_timer_start(&t, s, 0.01, 0, rec_cb, 1), CLTCP_EKIND);
+  ck_assert_int_eq(cltcp_timer_start(&t, 0, 0.01, 0, rec_cb, 1),
+                   CLTCP_ECLOSED);
+  ck_assert_int_eq(cltcp_timer_close(s), CLTCP_EKIND);
+  run_for(loop, 0.03);
+  ck_assert_uint_eq(rec_count(), 0);
+  finish_loop(loop);
+}
+END_TEST
+
+static Suite *suite(void) {
+  Suite *s = suite_create("timers");
+  TCase *tc = tcase_create("timers");
+  tcase_set_timeout(tc, 20);
+  tcase_add_test(tc, one_shot);
+  tcase_add_test(tc, zero_and_negative_delay);
+  tcase_add_test(tc, nan_is_einval);
+  tcase_add_test(tc, repeat);
+  tcase_add_test(tc, close_before_firing);
+  tcase_add_test(tc, close_repeat_from_own_callback);
+  tcase_add_test(tc, close_one_shot_from_own_callback);
+  tcase_add_test(tc, close_other_timer_due_same_turn);
+  tcase_add_test(tc, ordering);
+  tcase_add_test(tc, many_timers);
+  tcase_add_test(tc, bad_loop);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return run_suite(suite()); }
