@@ -44,5 +44,5 @@
                  (:file "client-tests"))))
   ;; test-op must fail loudly: fiveam:run! only returns NIL, so signal here.
   :perform (test-op (o c)
-             (unless (uiop:symbol-call :cl-async-tcp-test :run-all-tests)
+             (unless (uiop:symbol-call :cl-async-tcp-test :run-suite)
                (error "cl-async-tcp test suite failed"))))

@@ -151,8 +151,8 @@ enum {
    * unless the callback closed it already.  server: an accept failure
    * (UV_EMFILE, ...); the server keeps listening. */
   CLTCP_EV_ERROR = 4,
-  /* socket: everything written so far has left the write queue (requested
-   * with CLTCP_WRITE_NOTIFY).  status 0. */
+  /* socket: everything written so far has left the write queue.  One event
+   * per write made with CLTCP_WRITE_NOTIFY, in order.  status 0. */
   CLTCP_EV_FLUSHED = 5,
   /* socket: the write queue fell to or below the drain mark set with
    * cltcp_socket_set_drain_mark() after being above it.  len = bytes still
@@ -202,7 +202,9 @@ enum {
 };
 
 /* Runs the loop.  *alive (may be NULL) is set to 1 if work is left when it
- * returns.  Returns 0, CLTCP_ECLOSED, or CLTCP_EBUSY when called from one of
+ * returns.  SIGPIPE is blocked in the calling thread while it runs (and a
+ * SIGPIPE raised by a write to a reset connection is discarded), so the
+ * process's disposition for it does not matter.  Returns 0, CLTCP_ECLOSED, or CLTCP_EBUSY when called from one of
  * the loop's own callbacks. */
 CLTCP_EXTERN int cltcp_loop_run(int *alive, cltcp_id loop, int mode);
 
@@ -300,10 +302,14 @@ enum {
  * did not take; the queue drains as the socket becomes writable.  Writing
  * to a socket that is still connecting queues the bytes until it connects.
  * With CLTCP_WRITE_NOTIFY, a CLTCP_EV_FLUSHED event follows (on a later
- * turn) once everything written so far has left the queue.
+ * turn, one per such write) once everything written so far has left the
+ * queue.  Writing from the CLTCP_EV_EOF callback works (the reply is sent
+ * before the graceful close); after it the socket is closing (ECLOSED).
+ * A write to a peer that reset the connection ends in an ERROR event;
+ * SIGPIPE is kept blocked while the library writes, whatever the process's
+ * disposition for it.
  * Returns 0, UV_EINVAL (data NULL with len > 0), UV_EPIPE (write side shut
- * down, or the peer's EOF started a graceful close), CLTCP_ECLOSED or
- * CLTCP_EKIND. */
+ * down), CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_socket_write(cltcp_id sock, const uint8_t *data,
                                     size_t len, int flags);
 
@@ -406,9 +412,10 @@ CLTCP_EXTERN int cltcp_server_address(char *buf, size_t buflen, int *port,
 /* The port the server listens on.  Returns 0 or CLTCP_ECLOSED/EKIND. */
 CLTCP_EXTERN int cltcp_server_port(int *port, cltcp_id server);
 
-/* Stops listening and closes the server; accepted sockets stay open.
- * CLTCP_EV_CLOSE (status 0) follows.  Returns 0 or CLTCP_ECLOSED (already
- * closed) / CLTCP_EKIND. */
+/* Stops listening and closes the server (the id dies at once); accepted
+ * sockets stay open.  CLTCP_EV_CLOSE (status 0) follows.  Returns 0, or
+ * CLTCP_ECLOSED when already closed (so closing twice changes nothing), or
+ * CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_server_close(cltcp_id server);
 
 /* ---------------------------------------------------------------------- */
@@ -438,8 +445,9 @@ typedef void (*cltcp_dns_cb)(uintptr_t ctx, cltcp_id req, int status,
  * family: CLTCP_AF_UNSPEC (both; IPv4 first), CLTCP_AF_INET or _INET6.
  * A numeric address is "resolved" to itself.  The callback fires exactly
  * once, on a later turn.  *req (may be NULL) gets the request id.
- * Returns 0, UV_EINVAL (NULL host or bad family), UV_ENOMEM, CLTCP_ECLOSED
- * or CLTCP_EKIND. */
+ * Returns 0, UV_EINVAL (NULL host or bad family), UV_ENOMEM,
+ * CLTCP_EDNSCONFIG (the resolver could not start), CLTCP_ECLOSED or
+ * CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_dns_lookup(cltcp_id *req, cltcp_id loop,
                                   const char *host, int family,
                                   cltcp_dns_cb cb, uintptr_t ctx);
@@ -458,8 +466,8 @@ CLTCP_EXTERN int cltcp_loop_set_dns_servers(cltcp_id loop,
 
 /* Sets the per-try DNS timeout in seconds and the number of tries per
  * server (tries < 1 keeps the current value).  Defaults: 5 s, 2 tries.
- * Returns 0, UV_EINVAL, CLTCP_EBUSY (lookups in flight), CLTCP_ECLOSED or
- * CLTCP_EKIND. */
+ * Returns 0, UV_EINVAL (seconds NaN, <= 0 or > 86400), CLTCP_EBUSY (lookups
+ * in flight), CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_loop_set_dns_timeout(cltcp_id loop, double seconds,
                                             int tries);
 

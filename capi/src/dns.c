@@ -15,6 +15,10 @@
  * its callback on a later loop turn, and no user code ever runs inside
  * c-ares (where calling back into the channel would be unsafe).
  *
+ * Bursts: at most DNS_MAX_QUERIES queries are in c-ares at once; further
+ * lookups wait in a FIFO and start as answers come in (see below why).
+ * Numeric addresses never reach c-ares, and malformed names fail at once.
+ *
  * Lifetime of a request: c-ares has no way to cancel one query, so a
  * request that is cancelled, aborted or torn down stays allocated until
  * c-ares is done with it (its completion callback ran) and its own deferred
@@ -34,6 +38,18 @@
 /* Default per-try timeout and tries (the header documents them). */
 #define DNS_DEFAULT_TIMEOUT_MS 5000
 #define DNS_DEFAULT_TRIES 2
+
+/* At most this many DNS queries (an AF_UNSPEC lookup makes two: A and
+ * AAAA) are handed to c-ares at once; further lookups wait in a queue.
+ * c-ares sends a query as soon as it gets it and reads answers only when
+ * the loop turns, so a burst of a thousand lookups would overflow the UDP
+ * receive buffer (about 200 KiB, some 1.3 KiB per datagram) and stall in
+ * retries.  128 answers fit. */
+#define DNS_MAX_QUERIES 128
+
+typedef struct dns_link {
+  struct dns_link *prev, *next;
+} dns_link;
 
 typedef struct dns_poll {
   uv_poll_t handle;
@@ -56,6 +72,10 @@ struct cltcp__dns_req {
   bool owed;           /* the owner's callback has not been called yet */
   bool cancelled;      /* public request cancelled: deliver UV_ECANCELED */
   bool delivering;     /* inside the owner's callback */
+  bool waiting;        /* in dns->waitq, not yet given to c-ares */
+  dns_link wait;       /* dns->waitq link */
+  char *host;          /* copy of the name while waiting */
+  int weight;          /* queries this lookup makes (1 or 2) */
   int status;          /* result, valid once c-ares is done (or cancel) */
   cltcp_addr *addrs;
   size_t naddrs;
@@ -67,6 +87,8 @@ struct cltcp__dns {
   uv_timer_t timer;
   dns_poll *polls;
   cltcp__dns_req reqs; /* sentinel of the list of every request */
+  dns_link waitq;      /* requests waiting for room in c-ares, FIFO */
+  int active;          /* queries c-ares holds (see DNS_MAX_QUERIES) */
   char *servers;       /* NULL: the system's servers (/etc/resolv.conf) */
   int timeout_ms;
   int tries;
@@ -200,11 +222,45 @@ static int numeric_lookup(cltcp_addr *out, int *status, const char *host,
   return 0;
 }
 
-/* Checks a server list: comma-separated entries "a.b.c.d", "a.b.c.d:port",
- * "[v6]", "[v6]:port" or a bare "v6", ports 1..65535.  c-ares 1.18 accepts
- * out-of-range ports and empty entries silently. */
-static int servers_valid(const char *list) {
+/* A host name as DNS can carry it: labels of 1..63 bytes separated by dots,
+ * at most 253 bytes (one trailing dot allowed), made of letters, digits,
+ * '-' and '_' (and UTF-8 bytes, which c-ares passes as they are).  Anything
+ * else (a malformed address such as "1:2:3:4:5:6:7:8:9", spaces, "a..b")
+ * is CLTCP_EBADNAME at once rather than a query to the servers. */
+static bool name_valid(const char *host) {
+  size_t len = strlen(host), label = 0, i;
+  if (len > 0 && host[len - 1] == '.')
+    len--;
+  if (len == 0 || len > 253)
+    return false;
+  for (i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)host[i];
+    if (c == '.') {
+      if (label == 0)
+        return false;
+      label = 0;
+      continue;
+    }
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '-' || c == '_' || c >= 0x80))
+      return false;
+    if (++label > 63)
+      return false;
+  }
+  return true;
+}
+
+/* Checks a server list -- comma-separated entries "a.b.c.d", "a.b.c.d:port",
+ * "[v6]", "[v6]:port" or a bare "v6", ports 1..65535 -- and rewrites it in
+ * the form c-ares 1.18 parses ("[v6]" without a port becomes "v6").  c-ares
+ * itself would accept out-of-range ports and empty entries silently.
+ * Returns 0 with a malloc'ed *out, CLTCP_EDNSCONFIG or UV_ENOMEM. */
+static int servers_normalize(char **out, const char *list) {
+  size_t cap = strlen(list) + 1, used = 0;
   const char *p = list;
+  char *res = malloc(cap);
+  if (res == NULL)
+    return UV_ENOMEM;
   for (;;) {
     const char *end = strchr(p, ',');
     size_t len = end ? (size_t)(end - p) : strlen(p);
@@ -212,49 +268,65 @@ static int servers_valid(const char *list) {
     const char *host = buf, *port = NULL;
     struct sockaddr_in sin;
     struct sockaddr_in6 sin6;
+    bool v6 = false;
+    int n;
     if (len == 0 || len >= sizeof(buf))
-      return 0;
+      goto bad;
     memcpy(buf, p, len);
     buf[len] = '\0';
     if (buf[0] == '[') {
       char *close = strchr(buf, ']');
       if (close == NULL)
-        return 0;
+        goto bad;
       *close = '\0';
       host = buf + 1;
       if (close[1] == ':')
         port = close + 2;
       else if (close[1] != '\0')
-        return 0;
-      if (uv_ip6_addr(host, 53, &sin6) != 0 || strchr(host, '%') != NULL)
-        return 0;
+        goto bad;
+      v6 = true;
     } else {
       char *colon = strchr(buf, ':');
       if (colon != NULL && strchr(colon + 1, ':') == NULL) {
         *colon = '\0';
         port = colon + 1;
       }
-      if (port != NULL || strchr(buf, ':') == NULL) {
-        if (uv_ip4_addr(host, 53, &sin) != 0)
-          return 0;
-      } else if (uv_ip6_addr(host, 53, &sin6) != 0 ||
-                 strchr(host, '%') != NULL) {
-        return 0;
-      }
+      v6 = strchr(buf, ':') != NULL;
     }
+    if (v6 ? (uv_ip6_addr(host, 53, &sin6) != 0 || strchr(host, '%'))
+           : uv_ip4_addr(host, 53, &sin) != 0)
+      goto bad;
     if (port != NULL) {
       char *e;
       long v;
       if (*port < '0' || *port > '9')
-        return 0;
+        goto bad;
       v = strtol(port, &e, 10);
       if (*e != '\0' || v < 1 || v > 65535)
-        return 0;
+        goto bad;
     }
+    /* The rewritten entry is never longer than the original plus a
+     * comma, except "v6" (no brackets) which is shorter. */
+    if (v6 && port != NULL)
+      n = snprintf(res + used, cap - used, "%s[%s]:%s", used ? "," : "",
+                   host, port);
+    else if (port != NULL)
+      n = snprintf(res + used, cap - used, "%s%s:%s", used ? "," : "", host,
+                   port);
+    else
+      n = snprintf(res + used, cap - used, "%s%s", used ? "," : "", host);
+    if (n < 0 || (size_t)n >= cap - used)
+      goto bad;
+    used += (size_t)n;
     if (end == NULL)
-      return 1;
+      break;
     p = end + 1;
   }
+  *out = res;
+  return 0;
+bad:
+  free(res);
+  return CLTCP_EDNSCONFIG;
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -275,11 +347,23 @@ static void req_unlink(cltcp__dns_req *r) {
 /* Frees a request nobody needs any more: c-ares is done with it, its owner
  * was called (or gave up) and no delivery is queued. */
 static void req_maybe_free(cltcp__dns_req *r) {
-  if (r->in_ares || r->owed || r->d.queued || r->delivering)
+  if (r->in_ares || r->owed || r->d.queued || r->delivering || r->waiting)
     return;
   req_unlink(r);
   free(r->addrs);
   free(r);
+}
+
+/* Takes a request out of the wait queue (it will not go to c-ares). */
+static void req_unwait(cltcp__dns_req *r) {
+  if (!r->waiting)
+    return;
+  r->wait.prev->next = r->wait.next;
+  r->wait.next->prev = r->wait.prev;
+  r->wait.prev = r->wait.next = &r->wait;
+  r->waiting = false;
+  free(r->host);
+  r->host = NULL;
 }
 
 static void req_clear_result(cltcp__dns_req *r) {
@@ -381,6 +465,7 @@ static void gai_cb(void *arg, int status, int timeouts,
   cltcp__dns_req *r = arg;
   (void)timeouts;
   r->in_ares = false;
+  r->dns->active -= r->weight;
   if (r->owed && !r->cancelled) {
     req_clear_result(r);
     if (status == ARES_SUCCESS)
@@ -398,9 +483,51 @@ static void gai_cb(void *arg, int status, int timeouts,
 
 static void dns_schedule(cltcp__dns *dns);
 
+/* Hands a request to c-ares.  Its callback may run inside (hosts file). */
+static void ares_start(cltcp__dns_req *r, const char *host) {
+  cltcp__dns *dns = r->dns;
+  struct ares_addrinfo_hints hints;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = r->family == CLTCP_AF_INET    ? AF_INET
+                    : r->family == CLTCP_AF_INET6 ? AF_INET6
+                                                  : AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  /* We order the answers ourselves (IPv4 first); RFC 6724 sorting would
+   * cost a socket and a connect() per address. */
+  hints.ai_flags = ARES_AI_NOSORT;
+  r->in_ares = true;
+  dns->active += r->weight;
+  ares_getaddrinfo(dns->channel, host, NULL, &hints, gai_cb, r);
+}
+
+static bool dns_has_room(cltcp__dns *dns, int weight) {
+  return dns->active == 0 || dns->active + weight <= DNS_MAX_QUERIES;
+}
+
+/* Moves waiting requests into c-ares while there is room.  Called after
+ * ares_process_fd() returned, never from inside a c-ares callback. */
+static void dns_pump(cltcp__dns *dns) {
+  while (!dns->closing && dns->waitq.next != &dns->waitq) {
+    cltcp__dns_req *r = (cltcp__dns_req *)((char *)dns->waitq.next -
+                                           offsetof(cltcp__dns_req, wait));
+    char *host;
+    if (!dns_has_room(dns, r->weight))
+      break;
+    host = r->host;
+    r->host = NULL;
+    r->wait.prev->next = r->wait.next;
+    r->wait.next->prev = r->wait.prev;
+    r->wait.prev = r->wait.next = &r->wait;
+    r->waiting = false;
+    ares_start(r, host);
+    free(host);
+  }
+}
+
 static void timer_cb(uv_timer_t *t) {
   cltcp__dns *dns = t->data;
   ares_process_fd(dns->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+  dns_pump(dns);
   dns_schedule(dns);
 }
 
@@ -446,6 +573,7 @@ static void poll_cb(uv_poll_t *h, int status, int events) {
     events = UV_READABLE | UV_WRITABLE;
   ares_process_fd(dns->channel, (events & UV_READABLE) ? fd : ARES_SOCKET_BAD,
                   (events & UV_WRITABLE) ? fd : ARES_SOCKET_BAD);
+  dns_pump(dns);
   dns_schedule(dns);
 }
 
@@ -522,6 +650,7 @@ static int dns_get(cltcp__dns **out, cltcp__loop *loop) {
       return UV_ENOMEM;
     dns->loop = loop;
     dns->reqs.prev = dns->reqs.next = &dns->reqs;
+    dns->waitq.prev = dns->waitq.next = &dns->waitq;
     dns->timeout_ms = DNS_DEFAULT_TIMEOUT_MS;
     dns->tries = DNS_DEFAULT_TRIES;
     rc = channel_new(&dns->channel, dns, dns->timeout_ms, dns->tries, NULL);
@@ -541,7 +670,7 @@ static int dns_get(cltcp__dns **out, cltcp__loop *loop) {
 static bool dns_busy(cltcp__dns *dns) {
   cltcp__dns_req *r;
   for (r = dns->reqs.next; r != &dns->reqs; r = r->next)
-    if (r->in_ares && r->owed && !r->cancelled)
+    if ((r->in_ares || r->waiting) && r->owed && !r->cancelled)
       return true;
   return false;
 }
@@ -574,6 +703,7 @@ static int dns_reconfigure(cltcp__dns *dns, int timeout_ms, int tries,
   dns->servers = copy;
   dns->timeout_ms = timeout_ms;
   dns->tries = tries;
+  dns_pump(dns);
   dns_schedule(dns);
   return 0;
 }
@@ -598,7 +728,9 @@ static int req_new(cltcp__dns_req **out, cltcp__loop *loop, const char *host,
   r->dns = dns;
   r->family = family;
   r->owed = true;
+  r->weight = family == CLTCP_AF_UNSPEC ? 2 : 1;
   r->d.prev = r->d.next = &r->d;
+  r->wait.prev = r->wait.next = &r->wait;
   req_link(&dns->reqs, r);
   *out = r;
   return 0;
@@ -608,7 +740,6 @@ static int req_new(cltcp__dns_req **out, cltcp__loop *loop, const char *host,
  * result, delivered on a later turn. */
 static void req_launch(cltcp__dns_req *r, const char *host) {
   cltcp__dns *dns = r->dns;
-  struct ares_addrinfo_hints hints;
   cltcp_addr one;
   if (numeric_lookup(&one, &r->status, host, r->family)) {
     if (r->status == 0) {
@@ -623,22 +754,27 @@ static void req_launch(cltcp__dns_req *r, const char *host) {
     req_queue(r);
     return;
   }
-  if (*host == '\0') {
+  if (!name_valid(host)) {
     r->status = CLTCP_EBADNAME;
     req_queue(r);
     return;
   }
-  memset(&hints, 0, sizeof(hints));
-  hints.ai_family = r->family == CLTCP_AF_INET    ? AF_INET
-                    : r->family == CLTCP_AF_INET6 ? AF_INET6
-                                                  : AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  /* We order the answers ourselves (IPv4 first); RFC 6724 sorting would
-   * cost a socket and a connect() per address. */
-  hints.ai_flags = ARES_AI_NOSORT;
-  r->in_ares = true;
-  ares_getaddrinfo(dns->channel, host, NULL, &hints, gai_cb, r);
-  dns_schedule(dns);
+  if (dns->waitq.next == &dns->waitq && dns_has_room(dns, r->weight)) {
+    ares_start(r, host);
+    dns_schedule(dns);
+    return;
+  }
+  r->host = strdup(host);
+  if (r->host == NULL) {
+    r->status = UV_ENOMEM;
+    req_queue(r);
+    return;
+  }
+  r->waiting = true;
+  r->wait.prev = dns->waitq.prev;
+  r->wait.next = &dns->waitq;
+  dns->waitq.prev->next = &r->wait;
+  dns->waitq.prev = &r->wait;
 }
 
 int cltcp__dns_start(cltcp__dns_req **out, cltcp__loop *loop,
@@ -662,6 +798,7 @@ void cltcp__dns_abort(cltcp__dns_req *r) {
   if (r == NULL || r->delivering || !r->owed)
     return;
   r->owed = false;
+  req_unwait(r);
   cltcp__undefer(r->dns->loop, &r->d);
   req_clear_result(r);
   req_maybe_free(r);
@@ -682,7 +819,7 @@ int cltcp__dns_hosts(cltcp_addr *out, size_t max, size_t *n,
       *n = 1;
     return status;
   }
-  if (*host == '\0')
+  if (!name_valid(host))
     return CLTCP_EBADNAME;
   if (loop->closing)
     return CLTCP_ECLOSED;
@@ -723,6 +860,9 @@ void cltcp__dns_loop_teardown(cltcp__loop *loop) {
   /* Completes every query c-ares holds (ARES_ECANCELLED); nothing is queued
    * for delivery any more since `closing' is set. */
   ares_cancel(dns->channel);
+  while (dns->waitq.next != &dns->waitq)
+    req_unwait((cltcp__dns_req *)((char *)dns->waitq.next -
+                                  offsetof(cltcp__dns_req, wait)));
   /* Call every owner still waiting, once, with UV_ECANCELED.  The list is
    * moved aside first: a callback may abort or cancel other requests, which
    * unlinks them from whatever list they are in. */
@@ -763,6 +903,7 @@ void cltcp__dns_loop_free(cltcp__loop *loop) {
   while (dns->reqs.next != &dns->reqs) {
     cltcp__dns_req *r = dns->reqs.next;
     req_unlink(r);
+    free(r->host);
     free(r->addrs);
     free(r);
   }
@@ -820,6 +961,7 @@ int cltcp_dns_cancel(cltcp_id id) {
   /* The id dies now, like a closed socket's; the request stays counted in
    * `live' until its UV_ECANCELED callback has run. */
   r->cancelled = true;
+  req_unwait(r);
   cltcp__id_free(r->dns->loop, r->id);
   r->dns->loop->live++;
   req_clear_result(r);
@@ -832,19 +974,22 @@ int cltcp_dns_cancel(cltcp_id id) {
 int cltcp_loop_set_dns_servers(cltcp_id loop_id, const char *servers) {
   cltcp__loop *loop;
   cltcp__dns *dns;
+  char *list = NULL;
   int rc = cltcp__loop_lookup(&loop, loop_id);
   if (rc != 0)
     return rc;
-  if (servers != NULL && *servers == '\0')
-    servers = NULL;
-  if (servers != NULL && !servers_valid(servers))
-    return CLTCP_EDNSCONFIG;
-  if (servers == NULL && loop->dns == NULL)
+  if (servers != NULL && *servers != '\0') {
+    rc = servers_normalize(&list, servers);
+    if (rc != 0)
+      return rc;
+  } else if (loop->dns == NULL) {
     return 0; /* the system's servers are what a new channel gets */
+  }
   rc = dns_get(&dns, loop);
-  if (rc != 0)
-    return rc;
-  return dns_reconfigure(dns, dns->timeout_ms, dns->tries, servers);
+  if (rc == 0)
+    rc = dns_reconfigure(dns, dns->timeout_ms, dns->tries, list);
+  free(list);
+  return rc;
 }
 
 int cltcp_loop_set_dns_timeout(cltcp_id loop_id, double seconds, int tries) {

@@ -53,9 +53,10 @@ static cltcp__loop *loop_of(cltcp_id id) {
 
 int cltcp__loop_lookup(cltcp__loop **out, cltcp_id id) {
   cltcp__loop *loop;
-  if (cltcp__id_kind(id) != CLTCP_KIND_LOOP)
-    return id == 0 || cltcp__id_kind(id) > CLTCP_KIND_DNS ? CLTCP_ECLOSED
-                                                         : CLTCP_EKIND;
+  int k = cltcp__id_kind(id);
+  if (k != CLTCP_KIND_LOOP)
+    return (k == CLTCP_KIND_NONE || k > CLTCP_KIND_DNS) ? CLTCP_ECLOSED
+                                                       : CLTCP_EKIND;
   loop = loop_of(id);
   if (loop == NULL || loop->id != id || loop->closing)
     return CLTCP_ECLOSED;

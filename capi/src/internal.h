@@ -7,6 +7,7 @@
 
 #include "cltcp.h"
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -127,6 +128,8 @@ CLTCP__HIDDEN void cltcp__undefer(cltcp__loop *loop, cltcp__deferred *d);
 CLTCP__HIDDEN void cltcp__handle_link(cltcp__loop *loop, cltcp__handle *h);
 CLTCP__HIDDEN void cltcp__handle_unlink(cltcp__loop *loop, cltcp__handle *h);
 CLTCP__HIDDEN double cltcp__sanitize_seconds(double s);
+CLTCP__HIDDEN void cltcp__sigpipe_block(sigset_t *old);
+CLTCP__HIDDEN void cltcp__sigpipe_restore(const sigset_t *old);
 
 /* tcp.c / server.c / timer.c: close for teardown (status UV_ECANCELED) */
 CLTCP__HIDDEN void cltcp__socket_teardown(cltcp__handle *h);

@@ -2,7 +2,10 @@
 #include "internal.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #define CLTCP__READBUF_SIZE (64 * 1024)
@@ -85,6 +88,29 @@ void cltcp__handle_unlink(cltcp__loop *loop, cltcp__handle *h) {
   h->hprev = h->hnext = NULL;
 }
 
+/* libuv writes with write(2), which raises SIGPIPE on a reset connection.
+ * The host process (a Lisp image) may not ignore it, and must not be asked
+ * to, so SIGPIPE is blocked in this thread while the library can write, and
+ * one raised meanwhile is consumed before unblocking. */
+void cltcp__sigpipe_block(sigset_t *old) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, old);
+}
+
+void cltcp__sigpipe_restore(const sigset_t *old) {
+  sigset_t set, pending;
+  if (!sigismember(old, SIGPIPE) && sigpending(&pending) == 0 &&
+      sigismember(&pending, SIGPIPE)) {
+    struct timespec zero = {0, 0};
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    (void)sigtimedwait(&set, NULL, &zero);
+  }
+  pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
 double cltcp__sanitize_seconds(double s) {
   if (isnan(s) || s <= 0)
     return 0;
@@ -133,6 +159,7 @@ int cltcp_loop_new(cltcp_id *out) {
 int cltcp_loop_run(int *alive, cltcp_id id, int mode) {
   cltcp__loop *loop;
   uv_run_mode m;
+  sigset_t old;
   int rc = cltcp__loop_lookup(&loop, id);
   if (rc != 0)
     return rc;
@@ -152,7 +179,9 @@ int cltcp_loop_run(int *alive, cltcp_id id, int mode) {
     return UV_EINVAL;
   }
   loop->running = 1;
+  cltcp__sigpipe_block(&old);
   uv_run(&loop->uv, m);
+  cltcp__sigpipe_restore(&old);
   loop->running = 0;
   if (alive != NULL)
     *alive = uv_loop_alive(&loop->uv);
@@ -177,11 +206,13 @@ static void walk_close(uv_handle_t *h, void *arg) {
 int cltcp_loop_close(cltcp_id id) {
   cltcp__loop *loop;
   cltcp__handle *h, *next;
+  sigset_t old;
   int rc = cltcp__loop_lookup(&loop, id);
   if (rc != 0)
     return rc;
   if (loop->running)
     return CLTCP_EBUSY;
+  cltcp__sigpipe_block(&old);
   loop->closing = 1;
   loop->running = 1; /* callbacks below must not re-enter run or close */
   cltcp__dns_loop_teardown(loop);
@@ -211,6 +242,7 @@ int cltcp_loop_close(cltcp_id id) {
     uv_run(&loop->uv, UV_RUN_DEFAULT);
     uv_loop_close(&loop->uv);
   }
+  cltcp__sigpipe_restore(&old);
   cltcp__loop_unregister(loop);
   free(loop->slots);
   free(loop->readbuf);

@@ -146,10 +146,9 @@ int cltcp_server_port(int *port, cltcp_id id) {
 
 int cltcp_server_close(cltcp_id id) {
   cltcp__handle *h;
-  int rc = cltcp__handle_lookup(&h, id, CLTCP_KIND_SERVER, true);
+  int rc = cltcp__handle_lookup(&h, id, CLTCP_KIND_SERVER, false);
   if (rc != 0)
     return rc;
-  /* Closing twice is a no-op while the first close completes. */
   server_close((cltcp__server *)h, 0);
   return 0;
 }

@@ -35,7 +35,7 @@ struct cltcp__socket {
   bool flush_close;     /* close once the queue is empty */
   bool shut_wanted;     /* cltcp_socket_shutdown called */
   bool shut_started;
-  bool notify;          /* a FLUSHED event is owed */
+  unsigned notify;      /* FLUSHED events owed (one per NOTIFY write) */
   bool above_mark;
   bool nodelay;
   bool keepalive;
@@ -68,6 +68,7 @@ static void close_now(cltcp__socket *s, int status);
 static void arm_timer(cltcp__socket *s);
 static void start_write(cltcp__socket *s);
 static void try_connect_next(cltcp__socket *s);
+static void emit_flushed(cltcp__socket *s);
 
 static inline size_t queued(const cltcp__socket *s) {
   return s->tcp.write_queue_size + s->wq_len;
@@ -114,11 +115,19 @@ static void deferred_run(cltcp__deferred *d) {
     s->dfr_flushed = false;
     /* Only if nothing was written meanwhile; otherwise the write
      * completion will deliver it. */
-    if (s->notify && queued(s) == 0) {
-      s->notify = false;
-      emit(s, CLTCP_EV_FLUSHED, 0, NULL, 0);
-    }
+    if (s->notify > 0 && queued(s) == 0 && !s->writing)
+      emit_flushed(s);
   }
+}
+
+/* Delivers one FLUSHED per NOTIFY write, stopping if the owner closes the
+ * socket from one of them. */
+static void emit_flushed(cltcp__socket *s) {
+  while (s->notify > 0 && !s->uv_closed) {
+    s->notify--;
+    emit(s, CLTCP_EV_FLUSHED, 0, NULL, 0);
+  }
+  s->notify = 0;
 }
 
 static void fail_later(cltcp__socket *s, int err) {
@@ -376,9 +385,8 @@ static int append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *d,
 }
 
 static void queue_emptied(cltcp__socket *s) {
-  if (s->notify) {
-    s->notify = false;
-    emit(s, CLTCP_EV_FLUSHED, 0, NULL, 0);
+  if (s->notify > 0) {
+    emit_flushed(s);
     if (s->uv_closed)
       return;
   }
@@ -439,6 +447,7 @@ static void start_write(cltcp__socket *s) {
   if (s->wq_len == 0) {
     if (s->shut_wanted && !s->shut_started) {
       s->shut_started = true;
+      s->sreq.data = s;
       rc = uv_shutdown(&s->sreq, (uv_stream_t *)&s->tcp, shutdown_cb);
       if (rc != 0)
         fail_later(s, rc);
@@ -454,6 +463,7 @@ static void start_write(cltcp__socket *s) {
   s->wq_cap = tc;
   s->wq_len = 0;
   b = uv_buf_init((char *)s->wf, (unsigned)s->wf_len);
+  s->wreq.data = s;
   rc = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, write_cb);
   if (rc != 0) {
     s->wf_len = 0;
@@ -565,6 +575,8 @@ static void dns_done(void *arg, int status, const cltcp_addr *addrs,
   s->dns = NULL;
   if (s->uv_closed)
     return;
+  if (status == UV_ECANCELED && s->h.loop->closing)
+    return; /* loop teardown: cltcp__socket_teardown() closes the socket */
   if (status < 0 || n == 0) {
     fail(s, status < 0 ? status : CLTCP_ENOTFOUND);
     return;
@@ -763,17 +775,32 @@ int cltcp_socket_read(size_t *n, cltcp_id id, uint8_t *dst, size_t max) {
   return 0;
 }
 
+static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
+                        int flags);
+
 int cltcp_socket_write(cltcp_id id, const uint8_t *data, size_t len,
                        int flags) {
   cltcp__socket *s;
-  size_t done = 0, q;
+  sigset_t old;
   int rc;
   if (data == NULL && len > 0)
     return UV_EINVAL;
   rc = sock_get(&s, id);
   if (rc != 0)
     return rc;
-  if (s->shut_wanted || s->eof)
+  if (s->h.loop->running) /* cltcp_loop_run() blocked SIGPIPE already */
+    return socket_write(s, data, len, flags);
+  cltcp__sigpipe_block(&old);
+  rc = socket_write(s, data, len, flags);
+  cltcp__sigpipe_restore(&old);
+  return rc;
+}
+
+static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
+                        int flags) {
+  size_t done = 0, q;
+  int rc;
+  if (s->shut_wanted)
     return UV_EPIPE;
   q = queued(s);
   if (len > 0) {
@@ -799,7 +826,7 @@ int cltcp_socket_write(cltcp_id id, const uint8_t *data, size_t len,
     }
   }
   if (flags & CLTCP_WRITE_NOTIFY) {
-    s->notify = true;
+    s->notify++;
     if (queued(s) == 0 && !s->writing) {
       s->dfr_flushed = true;
       cltcp__defer(s->h.loop, &s->dfr, deferred_run);

@@ -19,6 +19,12 @@
                   r__, cltcp_err_name(r__), (code), cltcp_err_name(code));   \
   } while (0)
 
+/* The header says both that a closed socket's id "dies at once" and that
+ * its buffered bytes "stay readable until its CLTCP_EV_CLOSE event returns";
+ * between cltcp_socket_close() and CLOSE, buffered/read may therefore
+ * return 0 as well. */
+static int read_calls_may_succeed;
+
 /* Calls every socket function on `id' and asserts they all return code. */
 static void socket_calls_return(cltcp_id id, int code) {
   uint8_t buf[4] = {1, 2, 3, 4};
@@ -28,8 +34,15 @@ static void socket_calls_return(cltcp_id id, int code) {
   ASSERT_CODE(cltcp_socket_set_cb(id, rec_cb, 1), code);
   ASSERT_CODE(cltcp_socket_connect(id, "127.0.0.1", 1), code);
   ASSERT_CODE(cltcp_socket_set_read_mode(id, CLTCP_READ_KEEP), code);
-  ASSERT_CODE(cltcp_socket_buffered(&n, id), code);
-  ASSERT_CODE(cltcp_socket_read(&n, id, buf, sizeof buf), code);
+  if (read_calls_may_succeed) {
+    int r1 = cltcp_socket_buffered(&n, id);
+    int r2 = cltcp_socket_read(&n, id, buf, sizeof buf);
+    ck_assert_msg(r1 == code || r1 == 0, "buffered returned %d", r1);
+    ck_assert_msg(r2 == code || r2 == 0, "read returned %d", r2);
+  } else {
+    ASSERT_CODE(cltcp_socket_buffered(&n, id), code);
+    ASSERT_CODE(cltcp_socket_read(&n, id, buf, sizeof buf), code);
+  }
   ASSERT_CODE(cltcp_socket_write(id, buf, sizeof buf, 0), code);
   ASSERT_CODE(cltcp_socket_queued(&n, id), code);
   ASSERT_CODE(cltcp_socket_set_drain_mark(id, 10), code);
@@ -239,7 +252,9 @@ START_TEST(stale_after_close) {
   assert_dead(sock);
   assert_dead(timer);
   assert_dead(server);
+  read_calls_may_succeed = 1;
   socket_calls_return(sock, CLTCP_ECLOSED);
+  read_calls_may_succeed = 0;
   ASSERT_CODE(cltcp_timer_close(timer), CLTCP_ECLOSED);
   server_calls_return(server, CLTCP_ECLOSED);
   /* ...which never come from inside the close call. */

@@ -1,0 +1,275 @@
+;;;; callbacks.lisp -- the one C callback, event dispatch and error routing.
+;;;;
+;;;; Every socket, server and timer event of libcltcp arrives in
+;;;; %EVENT-CALLBACK with the handle's context word, which is its index in the
+;;;; loop's registry (registry.lisp): one SVREF finds the Lisp object, one
+;;;; CASE on the event code picks the work.  Nothing is hashed and nothing is
+;;;; consed per event except the octet vector a drain-mode read-cb receives.
+;;;;
+;;;; No Lisp error ever unwinds through the C frames below us (libuv would be
+;;;; left inside uv_run with its state half updated).  Each event runs under
+;;;; a HANDLER-BIND on ERROR -- only ERROR: a warning signalled in a callback
+;;;; is left alone, so it never unwinds anything -- whose handler routes the
+;;;; error and then leaves the callback by RETURN-FROM, a transfer that stays
+;;;; inside Lisp frames:
+;;;;   - with :catch-app-errors, to the operation's event-cb (or
+;;;;     *default-event-handler*, or the catch-app-errors function);
+;;;;   - otherwise (or when that handler fails too) it is queued on the loop,
+;;;;     the loop is asked to stop, and START-EVENT-LOOP signals it once
+;;;;     cltcp_loop_run has returned, with restarts to go on or to stop.
+
+(in-package #:cl-async-tcp)
+
+(defvar *catch-application-errors* nil
+  "When true (per loop: START-EVENT-LOOP's :catch-app-errors), an error inside an
+application callback is caught and passed to the event-cb of the operation that
+triggered it (or *DEFAULT-EVENT-HANDLER*).  When it is a function, it receives
+the errors of operations without an event-cb.  When NIL, the error is signalled
+out of START-EVENT-LOOP with the restarts CONTINUE and EXIT-EVENT-LOOP.")
+
+(defvar *send-errors-to-eventcb* t
+  "Newer cl-async's :send-errors-to-eventcb (per loop).  When true, caught
+application errors go to the operation's event-cb; when NIL, only to the
+:catch-app-errors function (or nowhere when it is not a function).")
+
+(defun default-event-handler (condition)
+  "The default *DEFAULT-EVENT-HANDLER*: re-signals errors (so an unhandled
+tcp-refused is loud) and ignores plain event-info (so an unhandled tcp-eof is quiet)."
+  (when (typep condition 'error)
+    (error condition)))
+
+(defvar *default-event-handler* #'default-event-handler
+  "The event-cb used by every operation that has none (per loop: START-EVENT-LOOP's
+:default-event-cb).  Called with one argument, the condition.  The default
+re-signals event-errors and ignores event-info that is not an error.")
+
+(defvar *event-callback-pointer*)       ; set at the end of this file
+
+(defvar *in-event-handler* nil
+  "True while an event-cb (or the default handler) runs, so that an error it
+raises is not routed back into it.")
+
+;;; ---- error routing ----
+
+(defun %defer-error (base condition)
+  "Queue CONDITION to be signalled out of START-EVENT-LOOP and stop the loop."
+  (setf (event-base-pending-errors base)
+        (append (event-base-pending-errors base) (list condition)))
+  (cltcp:loop-stop (event-base-id base))
+  nil)
+
+(defun %object-event-cb (object)
+  (typecase object
+    (socket (%sock-event-cb object))
+    (tcp-server (%srv-event-cb object))
+    (timer (%timer-event-cb object))
+    (t nil)))
+
+(defun %route-app-error (base object condition)
+  "An error escaped an application callback about OBJECT: route it (see the top)."
+  (let ((catch *catch-application-errors*))
+    (if (or (null catch) *in-event-handler*)
+        (%defer-error base condition)
+        (block route
+          ;; A handler that fails in turn is never routed again: it goes out
+          ;; of the loop.  (Our own HANDLER-BIND is disabled while its handler
+          ;; runs, hence this second one.)
+          (handler-bind ((error (lambda (e)
+                                  (%defer-error base e)
+                                  (return-from route nil))))
+            (let ((*in-event-handler* t)
+                  (event-cb (%object-event-cb object)))
+              (cond ((and *send-errors-to-eventcb* event-cb)
+                     (funcall event-cb condition))
+                    ((functionp catch)
+                     (funcall catch condition))
+                    (*send-errors-to-eventcb*
+                     (funcall (or *default-event-handler* #'default-event-handler)
+                              condition)))))))))
+
+(defun %deliver (object condition)
+  "Give the event CONDITION to OBJECT's event-cb, or to *DEFAULT-EVENT-HANDLER*."
+  (let ((*in-event-handler* t))
+    (funcall (or (%object-event-cb object) *default-event-handler* #'default-event-handler)
+             condition)))
+
+;;; ---- per-kind dispatch (run under the guard) ----
+
+(declaim (ftype function %make-socket-stream))
+
+(defun %socket-event (socket event status data len)
+  (declare (type socket socket) (type fixnum event status)
+           (type (and fixnum unsigned-byte) len)
+           (optimize (speed 3) (safety 1) (debug 0)))
+  ;; After close-socket the application hears nothing more of this socket.
+  (when (%sock-closed-p socket)
+    (return-from %socket-event nil))
+  (case event
+    (#.cltcp:+ev-data+
+     (let ((read-cb (%sock-read-cb socket)))
+       (when read-cb
+         (if (%sock-keep-p socket)
+             (funcall read-cb socket (%sock-stream socket))
+             (funcall read-cb socket (copy-foreign-octets data len))))))
+    (#.cltcp:+ev-flushed+
+     (let ((write-cb (%sock-write-cb socket)))
+       (when write-cb (funcall write-cb socket))))
+    (#.cltcp:+ev-connect+
+     (setf (%sock-connected-p socket) t)
+     (unwind-protect
+          (let ((connect-cb (%sock-connect-cb socket)))
+            (when connect-cb (funcall connect-cb socket)))
+       (when (and (%sock-shutdown-pending-p socket) (not (%sock-closed-p socket)))
+         (setf (%sock-shutdown-pending-p socket) nil)
+         (cltcp:socket-shutdown (%sock-id socket)))))
+    (#.cltcp:+ev-eof+
+     (setf (%sock-peer-closed-p socket) t)
+     (unwind-protect
+          (%deliver socket (make-condition '%eof :code +uv-eof+ :socket socket))
+       ;; Unless the event-cb closed it, C now closes gracefully: the queue is
+       ;; still sent, but nothing more can be written.
+       (setf (%sock-draining-p socket) t)))
+    (#.cltcp:+ev-error+
+     (unwind-protect
+          (%deliver socket (make-event-condition status socket :socket))
+       ;; C closes the socket as soon as we return.
+       (setf (%sock-closed-p socket) t)))
+    (#.cltcp:+ev-drain+
+     (let ((drain-cb (%sock-drain-cb socket)))
+       (when drain-cb (funcall drain-cb socket len))))
+    (#.cltcp:+ev-shutdown+
+     (if (< status 0)
+         (%deliver socket (make-event-condition status socket :socket))
+         (let ((shutdown-cb (%sock-shutdown-cb socket)))
+           (when shutdown-cb (funcall shutdown-cb socket))))))
+  nil)
+
+(defun %accept (base server new-id)
+  "A connection came in on SERVER: make its socket object, point the C socket
+at it, then run the server's connect-cb (reading starts after we return)."
+  (declare (type event-base base) (type tcp-server server))
+  (let* ((socket (%make-tcp-socket :id new-id :base base
+                                   :read-cb (%srv-read-cb server)
+                                   :event-cb (%srv-event-cb server)
+                                   :connect-cb (%srv-connect-cb server)
+                                   :keep-p (%srv-stream-p server)
+                                   :connected-p t
+                                   :server server))
+         (index (registry-add base socket)))
+    (setf (%sock-index socket) index)
+    (let ((rc (cltcp:socket-set-cb new-id *event-callback-pointer* index)))
+      (when (< rc 0)
+        ;; The socket died already; it closes with the server's context word.
+        (registry-remove base index)
+        (setf (%sock-index socket) -1 (%sock-closed-p socket) t)
+        (return-from %accept nil)))
+    (when (%srv-stream-p server)
+      (cltcp:socket-set-read-mode new-id cltcp:+read-keep+)
+      (%make-socket-stream socket))
+    (let ((connect-cb (%sock-connect-cb socket)))
+      (when connect-cb (funcall connect-cb socket)))))
+
+(defun %server-event (base server id event status other)
+  (declare (type tcp-server server) (type fixnum event status)
+           (type (unsigned-byte 64) id other))
+  (cond ((/= id (%srv-id server))
+         ;; An accepted socket that never got its own context word (its
+         ;; ACCEPT was skipped): nobody owns it, so close it.
+         (cltcp:socket-close id cltcp:+close-now+))
+        ((%srv-closed-p server)
+         (when (= event cltcp:+ev-accept+)
+           (cltcp:socket-close other cltcp:+close-now+)))
+        ((= event cltcp:+ev-accept+)
+         (%accept base server other))
+        ((= event cltcp:+ev-error+)
+         (%deliver server (make-condition '%accept-error
+                                          :code status :socket server
+                                          :listener (%srv-id server)
+                                          :tcp-server server))))
+  nil)
+
+(defun %timer-event (timer event)
+  (declare (type timer timer) (type fixnum event))
+  (when (and (= event cltcp:+ev-timer+) (not (%timer-freed-p timer)))
+    (let ((callback (%timer-callback timer)))
+      (when callback (funcall callback)))))
+
+;;; ---- close: bookkeeping only, never user code ----
+
+(defun %save-leftover (socket)
+  "Keep mode: the handle is about to die; move its unread input into Lisp so
+that a stream can still read it (C keeps it readable until CLOSE returns)."
+  (let ((id (%sock-id socket)))
+    (cffi:with-foreign-object (n :size)
+      (when (and (zerop (cltcp:socket-buffered n id))
+                 (plusp (cffi:mem-ref n :size)))
+        (let* ((count (cffi:mem-ref n :size))
+               (buffer (make-array count :element-type '(unsigned-byte 8))))
+          (when (zerop (cffi:with-pointer-to-vector-data (p buffer)
+                         (cltcp:socket-read n id p count)))
+            (setf (%sock-leftover socket) (subseq buffer 0 (cffi:mem-ref n :size))
+                  (%sock-leftover-start socket) 0)))))))
+
+(defun %handle-close (base object id)
+  (declare (type event-base base) (type handle object) (type (unsigned-byte 64) id))
+  (when (= id (%handle-id object))
+    (typecase object
+      (socket
+       (when (%sock-keep-p object)
+         (%save-leftover object))
+       (setf (%sock-closed-p object) t
+             (%sock-read-cb object) nil
+             (%sock-write-cb object) nil
+             (%sock-connect-cb object) nil
+             (%sock-drain-cb object) nil
+             (%sock-shutdown-cb object) nil))
+      (tcp-server (setf (%srv-closed-p object) t))
+      (timer (setf (%timer-freed-p object) t)))
+    (registry-remove base (%handle-index object))
+    (setf (%handle-index object) -1)))
+
+;;; ---- the entry point ----
+
+(defun %dispatch (base object id event status other data len)
+  (declare (type event-base base) (type fixnum event status)
+           (optimize (speed 3) (safety 1) (debug 0)))
+  (block guard
+    (handler-bind ((error (lambda (e)
+                            (%route-app-error base object e)
+                            (return-from guard nil))))
+      (typecase object
+        (socket (%socket-event object event status data len))
+        (tcp-server (%server-event base object id event status other))
+        (timer (%timer-event object event))))))
+
+(defun %handle-event (ctx id event status other data len)
+  (declare (type (unsigned-byte 64) ctx id other) (type fixnum event status)
+           (optimize (speed 3) (safety 1) (debug 0)))
+  (let ((base *event-base*))
+    (when base
+      (let* ((base base)
+             (object (registry-ref base ctx)))
+        (declare (type event-base base))
+        (when object
+          (cond ((= event cltcp:+ev-close+)
+                 ;; Bookkeeping must not fail, but if it ever does the error
+                 ;; still must not cross C frames.
+                 (handler-case (%handle-close base object id)
+                   (error (e) (%defer-error base e))))
+                ((or (event-base-stopping base) (event-base-closing base))
+                 ;; exit-event-loop: queued events do not run.  An accepted
+                 ;; socket nobody will own is closed at once.
+                 (when (= event cltcp:+ev-accept+)
+                   (cltcp:socket-close other cltcp:+close-now+)))
+                (t
+                 (%dispatch base object id event status other data len)))))))
+  nil)
+
+(cffi:defcallback %event-callback :void
+    ((ctx :uintptr) (id :uint64) (event :int) (status :int)
+     (other :uint64) (data :pointer) (len :size))
+  (%handle-event ctx id event status other data len))
+
+(setf *event-callback-pointer* (cffi:callback %event-callback))
+(setf (documentation '*event-callback-pointer* 'variable)
+      "The C address of %EVENT-CALLBACK, given to every handle.")

@@ -1,0 +1,190 @@
+;;;; event-loop.lisp -- start-event-loop and friends, delays and intervals.
+;;;;
+;;;; One loop per thread: START-EVENT-LOOP binds *EVENT-BASE* and the per-loop
+;;;; settings (*DEFAULT-EVENT-HANDLER*, *CATCH-APPLICATION-ERRORS* ...) for
+;;;; its dynamic extent, so callbacks -- which run on this thread inside
+;;;; cltcp_loop_run -- see them, and loops in other threads keep their own.
+
+(in-package #:cl-async-tcp)
+
+(defun %current-base ()
+  "The running loop of this thread, or a clear error."
+  (or *event-base*
+      (error "cl-async-tcp: no event loop is running in this thread.  Asynchronous ~
+              operations must be called inside START-EVENT-LOOP (or WITH-EVENT-LOOP), ~
+              from its start function or from a callback.")))
+
+(defun event-loop-running-p ()
+  "True inside a running event loop (in this thread)."
+  (not (null *event-base*)))
+
+(defun %signal-pending-errors (base)
+  "Signal the application errors the callbacks queued, oldest first.  Returns
+true when the loop should go on, NIL when the user chose to stop it."
+  (loop while (event-base-pending-errors base)
+        do (let ((condition (pop (event-base-pending-errors base))))
+             (restart-case (error condition)
+               (continue ()
+                 :report "Drop the callback that failed and keep the event loop running."
+                 nil)
+               (exit-event-loop ()
+                 :report "Stop the event loop: close everything and return from START-EVENT-LOOP."
+                 (setf (event-base-stopping base) t)
+                 (return-from %signal-pending-errors nil)))))
+  t)
+
+(defun %run-loop (base)
+  (declare (type event-base base))
+  (cffi:with-foreign-object (alive :int)
+    (loop
+      (when (event-base-stopping base)
+        (return))
+      (setf (cffi:mem-ref alive :int) 0)
+      (let ((rc (cltcp:loop-run alive (event-base-id base) cltcp:+run-default+)))
+        (when (< rc 0)
+          (error "cl-async-tcp: cltcp_loop_run failed: ~A" (code-name rc))))
+      (cond ((event-base-pending-errors base)
+             (unless (%signal-pending-errors base)
+               (return)))
+            ((event-base-stopping base) (return))
+            ((zerop (cffi:mem-ref alive :int)) (return))))))
+
+(defun %teardown (base)
+  "Run the exit callbacks, then close the C loop: every handle gets its CLOSE
+event (status ECANCELED), which frees its registry entry."
+  (declare (type event-base base))
+  (setf (event-base-stopping base) t)
+  (unwind-protect
+       (loop for fn = (pop (event-base-exit-functions base))
+             while fn do (funcall fn))
+    (setf (event-base-closing base) t)
+    (unless (zerop (event-base-id base))
+      (cltcp:loop-close (event-base-id base)))
+    ;; Anything still registered would be a bug of the C side; release it so
+    ;; the objects at least read as closed.
+    (dolist (object (registry-objects base))
+      (typecase object
+        (socket (setf (%sock-closed-p object) t))
+        (tcp-server (setf (%srv-closed-p object) t))
+        (timer (setf (%timer-freed-p object) t)))
+      (registry-remove base (%handle-index object)))))
+
+(defun start-event-loop (start-fn &key default-event-cb catch-app-errors
+                                       (send-errors-to-eventcb t))
+  "Run START-FN (a function of no arguments) inside a new event loop and block
+until the loop has no work left or EXIT-EVENT-LOOP is called; returns 0.
+
+:DEFAULT-EVENT-CB replaces *DEFAULT-EVENT-HANDLER* for this loop.
+:CATCH-APP-ERRORS true: an error inside an application callback goes to the
+  event-cb of its operation (or the default handler); a function: it also
+  receives errors of operations that have no event-cb.
+:SEND-ERRORS-TO-EVENTCB (default T), newer cl-async's switch: NIL sends caught
+  errors only to a :catch-app-errors function.
+
+Without :catch-app-errors, an error in a callback stops the loop and is
+signalled from here with two restarts: CONTINUE (drop that callback, keep the
+loop running) and EXIT-EVENT-LOOP (close everything and return).  Unwinding
+out of here closes the loop too, so a new loop can start at once."
+  (when *event-base*
+    (error "cl-async-tcp: an event loop is already running in this thread."))
+  (let* ((base (make-event-base))
+         (*event-base* base)
+         (*default-event-handler* (or default-event-cb *default-event-handler*))
+         (*catch-application-errors* catch-app-errors)
+         (*send-errors-to-eventcb* send-errors-to-eventcb)
+         (*in-event-handler* nil))
+    (cffi:with-foreign-object (id 'cltcp:id)
+      (let ((rc (cltcp:loop-new id)))
+        (when (< rc 0)
+          (error "cl-async-tcp: cannot create an event loop: ~A" (code-message rc))))
+      (setf (event-base-id base) (cffi:mem-ref id 'cltcp:id)))
+    (unwind-protect
+         (progn
+           (when start-fn
+             (funcall start-fn))
+           (%run-loop base))
+      (%teardown base)))
+  0)
+
+(defmacro with-event-loop ((&rest options &key default-event-cb catch-app-errors
+                                               send-errors-to-eventcb)
+                           &body body)
+  "Run BODY inside a new event loop (START-EVENT-LOOP with OPTIONS)."
+  (declare (ignore default-event-cb catch-app-errors send-errors-to-eventcb))
+  `(start-event-loop (lambda () ,@body) ,@options))
+
+(defun exit-event-loop ()
+  "Stop the running event loop at once: events already queued do not run, and
+every socket, server and timer is closed.  Outside a loop it does nothing."
+  (let ((base *event-base*))
+    (when (and base (not (event-base-stopping base)))
+      (setf (event-base-stopping base) t)
+      (cltcp:loop-stop (event-base-id base))))
+  nil)
+
+(defun add-event-loop-exit-callback (fn)
+  "Call FN (no arguments) when the running event loop exits."
+  (push fn (event-base-exit-functions (%current-base)))
+  nil)
+
+;;; ---- delays and intervals ----
+
+(defun %seconds (x)
+  (if (and x (realp x) (plusp x)) (float x 1d0) 0d0))
+
+(defun %start-timer (callback event-cb seconds repeat)
+  (let* ((base (%current-base))
+         (timer (%make-timer :base base :callback callback :event-cb event-cb))
+         (index (registry-add base timer)))
+    (setf (%timer-index timer) index)
+    (cffi:with-foreign-object (id 'cltcp:id)
+      (let ((rc (cltcp:timer-start id (event-base-id base) (%seconds seconds)
+                                   (%seconds repeat) *event-callback-pointer* index)))
+        (when (< rc 0)
+          (registry-remove base index)
+          (error "cl-async-tcp: cannot start a timer: ~A" (code-message rc))))
+      (setf (%timer-id timer) (cffi:mem-ref id 'cltcp:id)))
+    timer))
+
+(defun delay (callback &key time event-cb)
+  "Call CALLBACK (no arguments) once, TIME seconds from now (fractional; NIL or
+0 = on the next loop turn).  EVENT-CB receives errors of CALLBACK when
+:catch-app-errors is on.  Returns the pending event (see FREE-EVENT)."
+  (%start-timer callback event-cb time 0))
+
+(defmacro with-delay ((&optional (seconds 0)) &body body)
+  "Run BODY once, SECONDS from now."
+  `(delay (lambda () ,@body) :time ,seconds))
+
+(defun free-event (event)
+  "Cancel a pending delay or interval (what DELAY returns).  Idempotent."
+  (unless (%timer-freed-p event)
+    (setf (%timer-freed-p event) t)
+    (cltcp:timer-close (%timer-id event)))
+  nil)
+
+(defun remove-event (event)
+  "cl-async's name: cancel a pending delay or interval.  Same as FREE-EVENT."
+  (free-event event))
+
+(defun event-freed-p (event)
+  "True once a delay has fired or been cancelled."
+  (%timer-freed-p event))
+
+(defun interval (callback &key time event-cb)
+  "Call CALLBACK (no arguments) every TIME seconds until REMOVE-INTERVAL.
+Returns a function; REMOVE-INTERVAL (or calling the function) stops it."
+  (let* ((seconds (if (and time (plusp time)) time 0.001d0))
+         (timer (%start-timer callback event-cb seconds seconds)))
+    (lambda () (free-event timer))))
+
+(defmacro with-interval ((seconds) &body body)
+  "Run BODY every SECONDS; returns what INTERVAL returns."
+  `(interval (lambda () ,@body) :time ,seconds))
+
+(defun remove-interval (interval)
+  "Stop an interval made by INTERVAL (its returned function, or a timer)."
+  (if (functionp interval)
+      (funcall interval)
+      (free-event interval))
+  nil)

@@ -1,0 +1,400 @@
+;;;; tcp.lisp -- the TCP functions of the reference, and the extras.
+;;;;
+;;;; Calling conventions: the reference passes event-cb positionally after the
+;;;; read-cb (NIL there means *DEFAULT-EVENT-HANDLER*); current cl-async takes
+;;;; :event-cb as a keyword.  Both work: after the required arguments, an odd
+;;;; number of remaining arguments means the first one is the positional
+;;;; event-cb (keyword arguments always come in pairs).
+
+(in-package #:cl-async-tcp)
+
+(defun %split-event-cb (args)
+  "Split the arguments after the required ones into (values event-cb keys)."
+  (if (oddp (length args))
+      (values (or (first args) (getf (rest args) :event-cb))
+              (alexandria:remove-from-plist (rest args) :event-cb))
+      (values (getf args :event-cb)
+              (alexandria:remove-from-plist args :event-cb))))
+
+(defun %signal-closed (socket &optional (code cltcp:+eclosed+))
+  (error 'socket-closed :socket socket :code code))
+
+(defun %timeout-seconds (x)
+  "Reference timeouts: NIL or a non-positive number (the default -1) = none."
+  (if (and x (realp x) (plusp x)) (float x 1d0) 0d0))
+
+(defun %make-socket-stream (socket)
+  "Make the async-io-stream of SOCKET (class defined in lisp/stream.lisp; it
+must accept :socket)."
+  (let ((class (find-class 'async-io-stream nil)))
+    (unless class
+      (error "cl-async-tcp: :stream t needs async-io-stream, which lisp/stream.lisp ~
+              defines; it is not loaded."))
+    (setf (%sock-stream socket) (make-instance class :socket socket))))
+
+;;; ---- sockets ----
+
+(defun %init-socket (read-cb event-cb &key data stream connect-cb write-cb
+                                           (read-timeout -1) (write-timeout -1)
+                                           (dont-drain-read-buffer nil dont-drain-supplied-p)
+                                           connect-timeout)
+  (let* ((base (%current-base))
+         ;; With :stream t, keep mode is assumed unless given explicitly.
+         (keep (if dont-drain-supplied-p dont-drain-read-buffer stream))
+         (socket (%make-tcp-socket :base base :read-cb read-cb :event-cb event-cb
+                                   :connect-cb connect-cb :write-cb write-cb
+                                   :data data :keep-p (and keep t)))
+         (index (registry-add base socket)))
+    (setf (%sock-index socket) index)
+    (cffi:with-foreign-object (id 'cltcp:id)
+      (let ((rc (cltcp:socket-new id (event-base-id base) *event-callback-pointer* index)))
+        (when (< rc 0)
+          (registry-remove base index)
+          (signal-status rc socket)))
+      (setf (%sock-id socket) (cffi:mem-ref id 'cltcp:id)))
+    (let ((id (%sock-id socket)))
+      (when keep
+        (check-status (cltcp:socket-set-read-mode id cltcp:+read-keep+) socket))
+      (check-status (cltcp:socket-set-timeouts id (%timeout-seconds read-timeout)
+                                               (%timeout-seconds write-timeout))
+                    socket)
+      (when connect-timeout
+        (check-status (cltcp:socket-set-connect-timeout id (%timeout-seconds connect-timeout))
+                      socket)))
+    (if stream
+        (%make-socket-stream socket)
+        socket)))
+
+(defun init-tcp-socket (read-cb &rest args)
+  "Make an unconnected socket (connect it with CONNECT-TCP-SOCKET).
+Lambda list: (read-cb event-cb &key data stream connect-cb write-cb
+(read-timeout -1) (write-timeout -1) dont-drain-read-buffer connect-timeout);
+event-cb may also be passed as :event-cb.  Returns the socket, or its
+async-io-stream when :stream is true.  :data is kept as the socket's
+SOCKET-DATA (what to send is given to TCP-CONNECT).  :connect-timeout (seconds,
+beyond cl-async) bounds the time from connecting (DNS included) to connected."
+  (multiple-value-bind (event-cb keys) (%split-event-cb args)
+    (apply #'%init-socket read-cb event-cb keys)))
+
+(defun connect-tcp-socket (socket/stream host port &key (event-cb nil event-cb-p))
+  "Connect a socket made by INIT-TCP-SOCKET to HOST (IPv4 or IPv6 address, or a
+host name looked up asynchronously) and PORT.  Success calls the connect-cb;
+failure delivers a tcp-error (tcp-refused, tcp-timeout, dns-error ...) to the
+event-cb.  Returns SOCKET/STREAM."
+  (let ((socket (%socket-of socket/stream)))
+    (when event-cb-p
+      (setf (%sock-event-cb socket) event-cb))
+    (when (%sock-closed-p socket)
+      (%signal-closed socket))
+    (check-status (cltcp:socket-connect (%sock-id socket) (princ-to-string host) port)
+                  socket)
+    socket/stream))
+
+(defun %tcp-connect (host port read-cb event-cb &rest keys &key data &allow-other-keys)
+  (let ((socket/stream (apply #'%init-socket read-cb event-cb
+                              (alexandria:remove-from-plist keys :data))))
+    (connect-tcp-socket socket/stream host port)
+    (when data
+      (write-socket-data (%socket-of socket/stream) data))
+    socket/stream))
+
+(defun tcp-connect (host port read-cb &rest args)
+  "Open a TCP connection to HOST (IPv4/IPv6 address or host name) and PORT.
+Lambda list: (host port read-cb event-cb &key data stream connect-cb write-cb
+(read-timeout -1) (write-timeout -1) dont-drain-read-buffer connect-timeout);
+event-cb (NIL = *DEFAULT-EVENT-HANDLER*) may also be given as :event-cb.
+
+read-cb: (lambda (socket octets)) with a fresh (simple-array (unsigned-byte 8) (*));
+with :stream t (or :dont-drain-read-buffer t) (lambda (socket stream)), the
+stream being NIL without :stream.  :data (string, sent as UTF-8, or octets)
+is sent once connected.  connect-cb: (lambda (socket)) when connected.
+write-cb: (lambda (socket)) once written data has left the queue.  Timeouts
+in seconds: read = idle time since data last arrived, write = time without
+progress on queued data; both start at the connection.  Returns the socket,
+or an async-io-stream with :stream t."
+  (multiple-value-bind (event-cb keys) (%split-event-cb args)
+    (apply #'%tcp-connect host port read-cb event-cb keys)))
+
+(define-condition deprecated-function (style-warning)
+  ((name :initarg :name :reader deprecated-function-name)
+   (replacement :initarg :replacement :reader deprecated-function-replacement))
+  (:report (lambda (c s)
+             (format s "~S is deprecated; use ~S instead."
+                     (deprecated-function-name c) (deprecated-function-replacement c))))
+  (:documentation "A style-warning signalled when a deprecated function (TCP-SEND) is called."))
+
+(defun tcp-send (host port data read-cb &rest args)
+  "Deprecated version of TCP-CONNECT: (tcp-send host port data read-cb event-cb &key ...)
+sends DATA once connected.  Behaves like TCP-CONNECT and signals a style-warning."
+  (warn 'deprecated-function :name 'tcp-send :replacement 'tcp-connect)
+  (multiple-value-bind (event-cb keys) (%split-event-cb args)
+    (apply #'%tcp-connect host port read-cb event-cb :data data
+           (alexandria:remove-from-plist keys :data))))
+
+(defun write-socket-data (socket data &key (read-cb nil read-cb-p) (write-cb nil write-cb-p)
+                                           (event-cb nil event-cb-p))
+  "Send DATA (a string, encoded as UTF-8 with babel, or an octet vector) on SOCKET
+(or its stream).  The bytes are copied at once; what the kernel does not take
+is queued.  Given callbacks replace the socket's (the write-cb then fires once
+this and all earlier data left the queue).  Signals SOCKET-CLOSED on a closed
+socket.  Returns NIL."
+  (declare (optimize (speed 3) (safety 1)))
+  (let ((socket (%socket-of socket)))
+    (declare (type socket socket))
+    (when (or (%sock-closed-p socket) (%sock-draining-p socket))
+      (%signal-closed socket))
+    (when read-cb-p (setf (%sock-read-cb socket) read-cb))
+    (when write-cb-p (setf (%sock-write-cb socket) write-cb))
+    (when event-cb-p (setf (%sock-event-cb socket) event-cb))
+    (let* ((octets (typecase data
+                     (octets data)
+                     (string (babel:string-to-octets data :encoding :utf-8))
+                     (t (coerce data 'octets))))
+           (flags (if (%sock-write-cb socket) cltcp:+write-notify+ 0))
+           (rc (cffi:with-pointer-to-vector-data (p octets)
+                 (cltcp:socket-write (%sock-id socket) p (length (the octets octets)) flags))))
+      (declare (type octets octets) (type fixnum rc))
+      (when (< rc 0)
+        (cond ((= rc cltcp:+eclosed+)
+               (setf (%sock-closed-p socket) t)
+               (%signal-closed socket rc))
+              ((= rc (the fixnum +uv-epipe+))
+               (%signal-closed socket rc))
+              (t (signal-status rc socket))))))
+  nil)
+
+(defun set-socket-timeouts (socket read-sec write-sec)
+  "Set SOCKET's read and write timeouts in seconds (NIL clears one).  Read: idle
+time since data last arrived; write: time that queued data makes no progress.
+Expiry delivers tcp-timeout and closes the socket.  Signals SOCKET-CLOSED on a
+closed socket."
+  (let ((socket (%socket-of socket)))
+    (when (%sock-closed-p socket)
+      (%signal-closed socket))
+    (check-status (cltcp:socket-set-timeouts (%sock-id socket) (%timeout-seconds read-sec)
+                                             (%timeout-seconds write-sec))
+                  socket)
+    nil))
+
+(defun enable-socket (socket &key read write)
+  "Turn read (and/or write) monitoring of SOCKET back on."
+  (let ((socket (%socket-of socket)))
+    (check-status (cltcp:socket-enable (%sock-id socket) (if read 1 -1) (if write 1 -1))
+                  socket)
+    nil))
+
+(defun disable-socket (socket &key read write)
+  "Turn read (and/or write) monitoring of SOCKET off: a disabled read side neither
+reads nor times out; a disabled write side still sends its queue but does not
+time out."
+  (let ((socket (%socket-of socket)))
+    (check-status (cltcp:socket-enable (%sock-id socket) (if read 0 -1) (if write 0 -1))
+                  socket)
+    nil))
+
+(defun socket-closed-p (socket)
+  "True once SOCKET was closed (by CLOSE-SOCKET, after an error, or after the
+peer's EOF, when it only sends what is still queued)."
+  (let ((socket (%socket-of socket)))
+    (or (%sock-closed-p socket) (%sock-draining-p socket))))
+
+(defun close-socket (socket &key force)
+  "Close SOCKET and forget its callbacks.  Data already written is still sent
+first (so nothing written is lost); with :FORCE true the queue is dropped and
+the connection closes at once.  Signals SOCKET-CLOSED when SOCKET was closed
+already."
+  (let ((socket (%socket-of socket)))
+    (when (%sock-closed-p socket)
+      (%signal-closed socket))
+    (setf (%sock-closed-p socket) t)
+    (cltcp:socket-close (%sock-id socket) (if force cltcp:+close-now+ cltcp:+close-flush+))
+    nil))
+
+;;; ---- servers ----
+
+(defun %tcp-server (bind-address port read-cb event-cb &key connect-cb (backlog -1) stream)
+  (let* ((base (%current-base))
+         (server (%make-tcp-server :base base :read-cb read-cb :event-cb event-cb
+                                   :connect-cb connect-cb :stream-p (and stream t)))
+         (index (registry-add base server)))
+    (setf (%srv-index server) index)
+    (cffi:with-foreign-object (id 'cltcp:id)
+      (let ((rc (cltcp:server-listen id (event-base-id base)
+                                     (if bind-address (princ-to-string bind-address) "")
+                                     port (or backlog -1)
+                                     *event-callback-pointer* index
+                                     *event-callback-pointer* index)))
+        (when (< rc 0)
+          (registry-remove base index)
+          (setf (%srv-index server) -1 (%srv-closed-p server) t)
+          (signal-status rc server :bind)))
+      (setf (%srv-id server) (cffi:mem-ref id 'cltcp:id)))
+    server))
+
+(defun tcp-server (bind-address port read-cb &rest args)
+  "Listen on BIND-ADDRESS (NIL = any IPv4 address, \"0.0.0.0\"; IPv6 addresses
+and /etc/hosts names work) and PORT (0 = a free port, see TCP-SERVER-PORT).
+Lambda list: (bind-address port read-cb event-cb &key connect-cb (backlog -1)
+stream); event-cb (NIL = *DEFAULT-EVENT-HANDLER*) may also be :event-cb.
+Every connection becomes a socket with these callbacks; connect-cb
+(lambda (socket)) runs before its first read-cb.  With :stream t, read-cb
+gets (socket stream).  Signals TCP-SERVER-BIND-ERROR (and, for a used port,
+SOCKET-ADDRESS-IN-USE) when it cannot listen.  Returns the tcp-server."
+  (multiple-value-bind (event-cb keys) (%split-event-cb args)
+    (apply #'%tcp-server bind-address port read-cb event-cb keys)))
+
+(defun close-tcp-server (tcp-server)
+  "Stop listening; connections already accepted stay open.  Does nothing when the
+server is closed already.  Returns NIL."
+  (unless (%srv-closed-p tcp-server)
+    (setf (%srv-closed-p tcp-server) t)
+    (cltcp:server-close (%srv-id tcp-server)))
+  nil)
+
+(defun tcp-server-closed-p (tcp-server)
+  "True once TCP-SERVER was closed."
+  (%srv-closed-p tcp-server))
+
+(defun %address (fn)
+  (cffi:with-foreign-objects ((buf :char 64) (port :int) (family :int))
+    (let ((rc (funcall fn buf port family)))
+      (if (< rc 0)
+          rc
+          (values (cffi:foreign-string-to-lisp buf)
+                  (cffi:mem-ref port :int)
+                  (cffi:mem-ref family :int))))))
+
+(defun tcp-server-port (tcp-server)
+  "The port TCP-SERVER listens on (useful after binding port 0)."
+  (cffi:with-foreign-object (port :int)
+    (check-status (cltcp:server-port port (%srv-id tcp-server)) tcp-server :bind)
+    (cffi:mem-ref port :int)))
+
+(defun tcp-server-address (tcp-server)
+  "Where TCP-SERVER listens: (values address port family), family 4 or 6."
+  (multiple-value-bind (address port family)
+      (%address (lambda (buf port family)
+                  (cltcp:server-address buf 64 port family (%srv-id tcp-server))))
+    (if (stringp address)
+        (values address port family)
+        (signal-status address tcp-server))))
+
+;;; ---- beyond the reference ----
+
+(defun %socket-address (socket which)
+  (let ((socket (%socket-of socket)))
+    (multiple-value-bind (address port family)
+        (%address (lambda (buf port family)
+                    (cltcp:socket-address buf 64 port family (%sock-id socket) which)))
+      (if (stringp address)
+          (values address port family)
+          (signal-status address socket)))))
+
+(defun socket-local-address (socket)
+  "The local address of a connected SOCKET: (values address port family)."
+  (%socket-address socket 0))
+
+(defun socket-peer-address (socket)
+  "The peer's address of a connected SOCKET: (values address port family)."
+  (%socket-address socket 1))
+
+(defun set-socket-nodelay (socket &optional (enable t))
+  "Turn Nagle's algorithm off (ENABLE true: TCP_NODELAY) or back on."
+  (let ((socket (%socket-of socket)))
+    (check-status (cltcp:socket-nodelay (%sock-id socket) (if enable 1 0)) socket)
+    nil))
+
+(defun set-socket-keepalive (socket enable &optional (delay 60))
+  "Turn TCP keep-alive on or off; DELAY is the idle seconds before the first probe."
+  (let ((socket (%socket-of socket)))
+    (check-status (cltcp:socket-keepalive (%sock-id socket) (if enable 1 0)
+                                          (max 1 (round delay)))
+                  socket)
+    nil))
+
+(defun set-socket-connect-timeout (socket seconds)
+  "Bound the time from connecting (DNS included) to connected; NIL = none.  Set it
+before CONNECT-TCP-SOCKET.  Expiry delivers tcp-timeout.  Separate from the
+read timeout."
+  (let ((socket (%socket-of socket)))
+    (check-status (cltcp:socket-set-connect-timeout (%sock-id socket) (%timeout-seconds seconds))
+                  socket)
+    nil))
+
+(defun shutdown-socket (socket &key shutdown-cb)
+  "Half-close: once everything written so far is sent, shut the write side down
+(the peer reads EOF); reading goes on.  On a socket still connecting, this
+happens once it connects.  SHUTDOWN-CB (lambda (socket)) runs when it is done.
+Later writes signal SOCKET-CLOSED."
+  (let ((socket (%socket-of socket)))
+    (when (%sock-closed-p socket)
+      (%signal-closed socket))
+    (when shutdown-cb
+      (setf (%sock-shutdown-cb socket) shutdown-cb))
+    (if (%sock-connected-p socket)
+        (check-status (cltcp:socket-shutdown (%sock-id socket)) socket)
+        ;; libcltcp refuses a shutdown before the connection (ESTATE): do it
+        ;; from the CONNECT event instead.
+        (setf (%sock-shutdown-pending-p socket) t))
+    nil))
+
+(defun socket-queued-bytes (socket)
+  "Bytes written to SOCKET that the kernel has not taken yet (backpressure)."
+  (let ((socket (%socket-of socket)))
+    (cffi:with-foreign-object (n :size)
+      (let ((rc (cltcp:socket-queued n (%sock-id socket))))
+        (if (< rc 0) 0 (cffi:mem-ref n :size))))))
+
+(defun set-socket-drain-mark (socket mark &optional drain-cb)
+  "Backpressure: once more than MARK bytes were queued on SOCKET and the queue
+falls to MARK or below, call DRAIN-CB as (lambda (socket queued-bytes)).
+MARK NIL turns it off."
+  (let ((socket (%socket-of socket)))
+    (setf (%sock-drain-cb socket) drain-cb)
+    (check-status (cltcp:socket-set-drain-mark (%sock-id socket)
+                                               (if mark mark (ldb (byte 64 0) -1)))
+                  socket)
+    nil))
+
+(defun socket-peer-closed-p (socket)
+  "True once the peer's EOF arrived on SOCKET (bytes may still be buffered)."
+  (%sock-peer-closed-p (%socket-of socket)))
+
+(defun socket-buffered-bytes (socket)
+  "Keep mode (:stream t or :dont-drain-read-buffer t): the number of received
+bytes waiting to be read with READ-SOCKET-DATA.  Always 0 in drain mode."
+  (let* ((socket (%socket-of socket))
+         (leftover (%sock-leftover socket)))
+    (if leftover
+        (- (length leftover) (%sock-leftover-start socket))
+        (cffi:with-foreign-object (n :size)
+          (if (zerop (cltcp:socket-buffered n (%sock-id socket)))
+              (cffi:mem-ref n :size)
+              0)))))
+
+(defun read-socket-data (socket buffer &key (start 0) end)
+  "Keep mode: move up to (- END START) buffered bytes of SOCKET into BUFFER (a
+(simple-array (unsigned-byte 8) (*))) from START, and return how many were
+moved; 0 when nothing is buffered.  Never blocks.  Bytes still buffered when
+the socket closes stay readable.  Whether the peer closed is
+SOCKET-PEER-CLOSED-P."
+  (declare (type octets buffer) (type fixnum start))
+  (let* ((socket (%socket-of socket))
+         (end (or end (length buffer)))
+         (leftover (%sock-leftover socket)))
+    (declare (type fixnum end))
+    (cond ((>= start end) 0)
+          (leftover
+           (let* ((from (%sock-leftover-start socket))
+                  (count (min (- end start) (- (length leftover) from))))
+             (replace buffer leftover :start1 start :end1 (+ start count) :start2 from)
+             (setf (%sock-leftover-start socket) (+ from count))
+             (when (= (+ from count) (length leftover))
+               (setf (%sock-leftover socket) nil (%sock-leftover-start socket) 0))
+             count))
+          (t
+           (cffi:with-foreign-object (n :size)
+             (let ((rc (cffi:with-pointer-to-vector-data (p buffer)
+                         (cltcp:socket-read n (%sock-id socket) (cffi:inc-pointer p start)
+                                            (- end start)))))
+               (if (zerop rc) (cffi:mem-ref n :size) 0)))))))

@@ -1,0 +1,101 @@
+;;;; helpers.lisp -- watchdog loops, ports, byte patterns, external clients.
+;;;;
+;;;; Every test runs its loop under WITH-TEST-LOOP: a watchdog timer exits
+;;;; the loop and fails the test if it is not done in time.  A test calls
+;;;; (DONE) when it has what it wanted; that cancels the watchdog so the loop
+;;;; must then end by itself, which also proves that every handle closed.
+;;;; Everything uses 127.0.0.1 with port 0 read back from the server.
+
+(in-package #:cl-async-tcp-test)
+
+(defvar *watchdog* nil "The running test's watchdog (a delay).")
+(defvar *timed-out* nil "True when the watchdog fired.")
+(defvar *last-base* nil "The event base of the last test loop (for leak checks).")
+
+(defun run-suite ()
+  "Run the whole suite, print the results; true when everything passed."
+  (let ((results (run :cl-async-tcp)))
+    (explain! results)
+    (results-status results)))
+
+(defmacro with-test-loop ((&key (timeout 10) catch-app-errors default-event-cb
+                                (send-errors-to-eventcb t))
+                          &body body)
+  "Run BODY in a fresh event loop with a watchdog of TIMEOUT seconds; then check
+that the watchdog did not fire and that the registry is empty."
+  `(let ((*timed-out* nil) (*watchdog* nil) (*last-base* nil))
+     (as:start-event-loop
+      (lambda ()
+        (setf *last-base* as:*event-base*)
+        (setf *watchdog* (as:delay (lambda ()
+                                     (setf *timed-out* t)
+                                     (as:exit-event-loop))
+                                   :time ,timeout))
+        ,@body)
+      :catch-app-errors ,catch-app-errors
+      :default-event-cb ,default-event-cb
+      :send-errors-to-eventcb ,send-errors-to-eventcb)
+     (is-false *timed-out* "watchdog: the test did not finish within ~A s" ,timeout)
+     (is (= 0 (as:registry-live-count *last-base*)) "registry not empty after the loop")))
+
+(defun done ()
+  "The test has what it wanted: cancel the watchdog (the loop then ends once
+every handle is closed)."
+  (when (and *watchdog* (not (as:event-freed-p *watchdog*)))
+    (as:free-event *watchdog*)))
+
+(defun finish-test ()
+  "Cancel the watchdog and stop the loop at once."
+  (done)
+  (as:exit-event-loop))
+
+(defun octets (string)
+  (babel:string-to-octets string :encoding :utf-8))
+
+(defun text (octets)
+  (babel:octets-to-string octets :encoding :utf-8))
+
+(defun concat-octets (chunks)
+  "One octet vector made of the list CHUNKS (in order)."
+  (let ((out (make-array (reduce #'+ chunks :key #'length)
+                         :element-type '(unsigned-byte 8)))
+        (pos 0))
+    (dolist (c chunks out)
+      (replace out c :start1 pos)
+      (incf pos (length c)))))
+
+(defun pattern (n seed)
+  "N bytes of a byte pattern of its own for SEED."
+  (let ((v (make-array n :element-type '(unsigned-byte 8))))
+    (dotimes (i n v)
+      (setf (aref v i) (ldb (byte 8 0) (+ (* seed 131) (* i (+ 7 (* 2 seed))) (ash i -9)))))))
+
+(defun echo-server (&key (bind "127.0.0.1") connect-cb event-cb)
+  "A tcp-server that writes back everything it reads."
+  (as:tcp-server bind 0
+                 (lambda (socket data) (as:write-socket-data socket data))
+                 :event-cb (or event-cb (lambda (c) (declare (ignore c))))
+                 :connect-cb connect-cb))
+
+(defun closed-port ()
+  "A loopback port where nothing listens (bound, read back, closed again)."
+  (let* ((server (as:tcp-server "127.0.0.1" 0 (lambda (s d) (declare (ignore s d))) nil))
+         (port (as:tcp-server-port server)))
+    (as:close-tcp-server server)
+    port))
+
+(defun ignore-event (c) (declare (ignore c)) nil)
+
+(defun run-client-program (program args output-file)
+  "Start PROGRAM in the background with its output going to OUTPUT-FILE."
+  (sb-ext:run-program program args :search t :wait nil :input nil
+                                   :output output-file :if-output-exists :supersede
+                                   :error nil))
+
+(defun file-octets (path)
+  (with-open-file (s path :element-type '(unsigned-byte 8))
+    (let ((v (make-array (file-length s) :element-type '(unsigned-byte 8))))
+      (read-sequence v s)
+      v)))
+
+(defun now () (/ (get-internal-real-time) internal-time-units-per-second))

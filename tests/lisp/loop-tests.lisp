@@ -1,0 +1,105 @@
+;;;; loop-tests.lisp -- start-event-loop, exit, delays, intervals, settings.
+
+(in-package #:cl-async-tcp-test)
+(in-suite :cl-async-tcp)
+
+(test loop-returns-when-no-work-is-left
+  (let ((ran nil) base)
+    (is (eql 0 (as:start-event-loop (lambda () (setf ran t base as:*event-base*)))))
+    (is-true ran)
+    (is (= 0 (as:registry-live-count base)))
+    (is-false (as:event-loop-running-p))))
+
+(test delays-fire-in-time-order
+  (let ((order '()))
+    (with-test-loop ()
+      (as:delay (lambda () (push :a order)) :time 0.06)
+      (as:delay (lambda () (push :b order)) :time 0.01)
+      (as:with-delay (0.03) (push :c order))
+      (as:delay (lambda () (push :d order)))
+      (done))
+    (is (equal '(:d :b :c :a) (reverse order)))))
+
+(test interval-and-remove-interval
+  (let ((count 0) (interval nil))
+    (with-test-loop ()
+      (setf interval (as:interval (lambda ()
+                                    (when (= (incf count) 3)
+                                      (as:remove-interval interval)
+                                      (done)))
+                                  :time 0.01)))
+    (is (= 3 count))))
+
+(test with-interval-and-free-event
+  (let ((count 0) (cancelled-ran nil))
+    (with-test-loop ()
+      (let ((cancelled (as:delay (lambda () (setf cancelled-ran t)) :time 0.02)))
+        (as:free-event cancelled)
+        (as:free-event cancelled))        ; idempotent
+      (let ((iv nil))
+        (setf iv (as:with-interval (0.005)
+                   (when (>= (incf count) 2)
+                     (as:remove-interval iv)
+                     (done))))))
+    (is (= 2 count))
+    (is-false cancelled-ran)))
+
+(test exit-event-loop-drops-queued-events
+  (let ((ran '()) (start (now)))
+    (with-test-loop ()
+      (done)
+      (as:delay (lambda () (push :exit ran) (as:exit-event-loop)) :time 0.01)
+      (as:delay (lambda () (push :same-turn ran)) :time 0.01)
+      (as:delay (lambda () (push :late ran)) :time 5))
+    (is (equal '(:exit) ran))
+    (is (< (- (now) start) 2))))
+
+(test exit-event-loop-from-start-fn
+  (let ((ran nil))
+    (as:start-event-loop (lambda ()
+                           (as:delay (lambda () (setf ran t)))
+                           (as:exit-event-loop)))
+    (is-false ran)))
+
+(test exit-callbacks-run-once
+  (let ((calls 0))
+    (with-test-loop ()
+      (as:add-event-loop-exit-callback (lambda () (incf calls)))
+      (as:delay (lambda () (is (= 0 calls)) (done)) :time 0.01))
+    (is (= 1 calls))))
+
+(test async-calls-outside-a-loop-signal
+  (signals error (as:delay (lambda ())))
+  (signals error (as:tcp-connect "127.0.0.1" 1 (lambda (s d) (declare (ignore s d))) nil))
+  (signals error (as:tcp-server "127.0.0.1" 0 (lambda (s d) (declare (ignore s d))) nil))
+  (signals error (as:add-event-loop-exit-callback (lambda ())))
+  (is (null (as:exit-event-loop))))
+
+(test nested-loop-signals
+  (let ((signalled nil))
+    (as:start-event-loop
+     (lambda ()
+       (handler-case (as:start-event-loop (lambda ()))
+         (error () (setf signalled t)))))
+    (is-true signalled)))
+
+(test default-event-cb-is-per-loop
+  (let ((got nil))
+    (with-test-loop (:default-event-cb (lambda (c) (setf got c) (done)))
+      (as:tcp-connect "127.0.0.1" (closed-port) (lambda (s d) (declare (ignore s d))) nil))
+    (is (typep got 'as:tcp-refused)))
+  ;; and the global default is back afterwards
+  (is (eq as:*default-event-handler* (symbol-value 'as:*default-event-handler*))))
+
+(test default-handler-ignores-info-and-resignals-errors
+  (is (null (funcall as:*default-event-handler*
+                     (make-condition 'as::%eof :socket nil :code -1))))
+  (signals as:tcp-refused
+    (funcall as:*default-event-handler* (make-condition 'as::%refused :socket nil :code -1))))
+
+(test new-loop-after-loop
+  (dotimes (i 3)
+    (let ((n 0))
+      (with-test-loop ()
+        (as:delay (lambda () (incf n) (done))))
+      (is (= 1 n)))))
