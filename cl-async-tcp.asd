@@ -22,9 +22,8 @@
                  (:file "callbacks")
                  (:file "event-loop")
                  (:file "tcp")
-                 ;; Later files plug in here, each building on tcp.lisp:
-                 ;; (:file "stream") (:file "dns")
-                 )))
+                 ;; Built on tcp.lisp.  lisp/stream.lisp (issue 4) goes here too.
+                 (:file "dns"))))
   :in-order-to ((test-op (test-op "cl-async-tcp/test"))))
 
 (defsystem "cl-async-tcp/test"
@@ -41,7 +40,9 @@
                  (:file "condition-tests")
                  (:file "error-tests")
                  (:file "extras-tests")
-                 (:file "client-tests"))))
+                 (:file "client-tests")
+                 (:file "dns-server")
+                 (:file "dns-tests"))))
   ;; test-op must fail loudly: fiveam:run! only returns NIL, so signal here.
   :perform (test-op (o c)
              (unless (uiop:symbol-call :cl-async-tcp-test :run-suite)

@@ -73,10 +73,19 @@ the system's message or the library's own text."))
   (:documentation "The socket or server an event condition is about, or NIL.")
   (:method ((c event-info)) nil))
 
+(defparameter *public-condition-names*
+  '((%eof . tcp-eof) (%timeout . tcp-timeout) (%refused . tcp-refused)
+    (%reset . tcp-reset) (%aborted . socket-aborted) (%accept-error . tcp-accept-error)
+    (%tcp-error . tcp-error) (%bind-in-use . tcp-server-bind-error)
+    (%bind-error . tcp-server-bind-error) (%dns-connect-error . dns-error))
+  "Reports name the documented class, not the internal combined one.")
+
 (defun report-event (c stream)
-  (let ((object (condition-object c)))
+  (let ((object (condition-object c))
+        (name (type-of c)))
     (format stream "~A~@[ on ~A~]: ~A (~A, code ~D)"
-            (type-of c) object (event-errmsg c) (event-errname c) (event-errcode c))))
+            (or (cdr (assoc name *public-condition-names*)) name)
+            object (event-errmsg c) (event-errname c) (event-errcode c))))
 
 ;;; ---- the documented TCP conditions and cl-async's names ----
 

@@ -62,12 +62,15 @@ event (status ECANCELED), which frees its registry entry."
       (cltcp:loop-close (event-base-id base)))
     ;; Anything still registered would be a bug of the C side; release it so
     ;; the objects at least read as closed.
-    (dolist (object (registry-objects base))
-      (typecase object
-        (socket (setf (%sock-closed-p object) t))
-        (tcp-server (setf (%srv-closed-p object) t))
-        (timer (setf (%timer-freed-p object) t)))
-      (registry-remove base (%handle-index object)))))
+    (let ((objects (event-base-objects base)))
+      (dotimes (index (length objects))
+        (let ((object (svref objects index)))
+          (unless (typep object 'fixnum)
+            (typecase object
+              (socket (setf (%sock-closed-p object) t))
+              (tcp-server (setf (%srv-closed-p object) t))
+              (timer (setf (%timer-freed-p object) t)))
+            (registry-remove base index)))))))
 
 (defun start-event-loop (start-fn &key default-event-cb catch-app-errors
                                        (send-errors-to-eventcb t))

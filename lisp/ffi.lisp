@@ -157,7 +157,7 @@
 (defconst +af-inet+ 4)
 (defconst +af-inet6+ 6)
 
-(export '(addr addr-family addr-addr))
+(export '(addr family))             ; the struct and its slot names
 (cffi:defcstruct (addr :class addr)
   (family :int)
   (addr :char :count 48))

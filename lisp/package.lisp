@@ -102,7 +102,13 @@
    #:dns-error
    #:+af-inet+
    #:+af-inet6+
-   #:+af-unspec+))
+   #:+af-unspec+
+   ;; beyond cl-async (lisp/dns.lisp)
+   #:dns-lookup-all
+   #:cancel-dns-lookup
+   #:dns-error-host
+   #:set-dns-servers
+   #:set-dns-timeout))
 
 ;;; The foreign layer lives in its own package so that nothing outside
 ;;; lisp/ffi.lisp can mistake a raw C entry point for policy.

@@ -5,6 +5,20 @@
 ;;;; :event-cb as a keyword.  Both work: after the required arguments, an odd
 ;;;; number of remaining arguments means the first one is the positional
 ;;;; event-cb (keyword arguments always come in pairs).
+;;;;
+;;;; How lisp/stream.lisp plugs in (it is loaded after this file):
+;;;;   - :stream t makes the socket read in keep mode and calls
+;;;;     (make-instance 'async-io-stream :socket socket), stored as the
+;;;;     socket's SOCKET-STREAM; the read-cb then gets (socket stream).
+;;;;   - The stream reads with READ-SOCKET-DATA (straight from the C input
+;;;;     buffer into a Lisp octet vector, no intermediate copy) and asks
+;;;;     SOCKET-BUFFERED-BYTES / SOCKET-PEER-CLOSED-P / SOCKET-CLOSED-P to tell
+;;;;     "nothing yet" from "the peer closed".  Bytes still buffered when the
+;;;;     handle dies are saved by the CLOSE event, so they stay readable.
+;;;;   - It writes with WRITE-SOCKET-DATA (one copy into C, order kept) and
+;;;;     closes with CLOSE-SOCKET; it defines methods on STREAM-SOCKET.
+;;;; lisp/dns.lisp can use REGISTRY-ADD / REGISTRY-REMOVE for its requests
+;;;; (freeing the entry in the one DNS callback) and CHECK-STATUS for codes.
 
 (in-package #:cl-async-tcp)
 
@@ -93,7 +107,14 @@ event-cb.  Returns SOCKET/STREAM."
 (defun %tcp-connect (host port read-cb event-cb &rest keys &key data &allow-other-keys)
   (let ((socket/stream (apply #'%init-socket read-cb event-cb
                               (alexandria:remove-from-plist keys :data))))
-    (connect-tcp-socket socket/stream host port)
+    ;; A connect refused at once (bad port ...) must not leave the socket
+    ;; behind: close it, then let the error through.
+    (handler-bind ((error (lambda (e)
+                            (declare (ignore e))
+                            (let ((socket (%socket-of socket/stream)))
+                              (unless (%sock-closed-p socket)
+                                (close-socket socket :force t))))))
+      (connect-tcp-socket socket/stream host port))
     (when data
       (write-socket-data (%socket-of socket/stream) data))
     socket/stream))

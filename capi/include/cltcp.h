@@ -11,7 +11,8 @@
  *
  *  - Loops, sockets, servers, timers and DNS requests are 64-bit integer ids
  *    (cltcp_id): a kind, a loop index, a slot index and a generation counter.
- *    0 is never a valid id.  A closed, stale (slot reused) or made-up id makes
+ *    0 is never a valid id, and every id is below 2^62 (a fixnum in 64-bit
+ *    Lisps).  A closed, stale (slot reused) or made-up id makes
  *    a call return CLTCP_ECLOSED; an id of the wrong kind CLTCP_EKIND.  No id
  *    can make the library touch freed memory.
  *
@@ -349,9 +350,10 @@ CLTCP_EXTERN int cltcp_socket_enable(cltcp_id sock, int read, int write);
 CLTCP_EXTERN int cltcp_socket_enabled(int *read, int *write, cltcp_id sock);
 
 /* Shuts the write side down once the queue is flushed (a TCP half-close);
- * reading goes on.  CLTCP_EV_SHUTDOWN follows.  Later writes return
- * UV_EPIPE.  Returns 0, CLTCP_ESTATE (not connected or already shut down),
- * CLTCP_ECLOSED or CLTCP_EKIND. */
+ * reading goes on.  On a socket still connecting, the shutdown waits for
+ * the connection (and the bytes queued before it).  CLTCP_EV_SHUTDOWN
+ * follows.  Later writes return UV_EPIPE.  Returns 0, CLTCP_ESTATE (never
+ * connected, or already shut down), CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_socket_shutdown(cltcp_id sock);
 
 /* Close modes. */

@@ -16,21 +16,25 @@
 #define CLTCP__HIDDEN __attribute__((visibility("hidden")))
 
 /* ---- ids ---------------------------------------------------------------
- * An id packs, from the top bit down: kind (4 bits), loop index (12 bits),
- * slot index (24 bits), generation (24 bits).  The generation of a slot is
- * never 0, so no valid id is 0. */
-#define CLTCP__KIND_SHIFT 60
+ * An id packs, from bit 61 down: kind (3 bits), loop index (11 bits), slot
+ * index (24 bits), generation (24 bits).  Bits 62 and 63 are always 0, so
+ * every id is a non-negative fixnum in a 64-bit Lisp (SBCL's fixnums hold
+ * 62 bits plus sign): ids cross CFFI without consing a bignum.  The
+ * generation of a slot is never 0, so no valid id is 0. */
+#define CLTCP__KIND_SHIFT 59
 #define CLTCP__LOOP_SHIFT 48
 #define CLTCP__SLOT_SHIFT 24
-#define CLTCP__LOOP_MAX 4096u
+#define CLTCP__LOOP_MAX 2048u
 #define CLTCP__SLOT_MAX (1u << 24)
 #define CLTCP__GEN_MASK 0xFFFFFFu
 
+/* Any bit above the kind field makes the "kind" out of range (> DNS), so
+ * such made-up ids are rejected as unknown. */
 static inline int cltcp__id_kind(cltcp_id id) {
   return (int)(id >> CLTCP__KIND_SHIFT);
 }
 static inline uint32_t cltcp__id_loop(cltcp_id id) {
-  return (uint32_t)(id >> CLTCP__LOOP_SHIFT) & 0xFFFu;
+  return (uint32_t)(id >> CLTCP__LOOP_SHIFT) & 0x7FFu;
 }
 static inline uint32_t cltcp__id_slot(cltcp_id id) {
   return (uint32_t)(id >> CLTCP__SLOT_SHIFT) & 0xFFFFFFu;

@@ -939,9 +939,10 @@ int cltcp_socket_shutdown(cltcp_id id) {
   int rc = sock_get(&s, id);
   if (rc != 0)
     return rc;
-  if (s->state != ST_CONNECTED || s->shut_wanted)
+  if (s->state == ST_NEW || s->shut_wanted)
     return CLTCP_ESTATE;
   s->shut_wanted = true;
+  /* start_write() starts the shutdown once connected and flushed. */
   if (queued(s) == 0 && !s->writing)
     start_write(s);
   return 0;

@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,10 +219,15 @@ START_TEST(queued_and_drain_mark) {
   /* Crossing the mark again gives another DRAIN; writes that stay below it
    * give none. */
   ck_assert_int_eq(cltcp_socket_write(p.c, (const uint8_t *)"x", 1, 0), 0);
-  data = payload(10, 4 * MiB);
-  ck_assert_int_eq(cltcp_socket_write(p.c, data, 4 * MiB, 0), 0);
+  run_for(p.loop, 0.05);
+  ck_assert_uint_eq(rec_count_ev(p.c, CLTCP_EV_DRAIN), 1);
+  /* The kernel's send buffer has grown by now: write enough to go well
+   * above the mark again. */
+  data = payload(10, 16 * MiB);
+  ck_assert_int_eq(cltcp_socket_write(p.c, data, 16 * MiB, 0), 0);
   free(data);
-  r.want += 1 + 4 * MiB;
+  ck_assert_uint_gt(queued(p.c), mark);
+  r.want += 1 + 16 * MiB;
   r.seed = 0;
   r.bad = 1; /* contents not checked for this part */
   pump_until(p.loop, pred_reader, &r, 30);
@@ -495,6 +501,52 @@ START_TEST(write_timeout) {
                 cltcp_err_name(e->status));
   ck_assert_double_ge(now_s() - t0, 0.28);
   ck_assert_str_eq(rec_seq(p.c), "CRX");
+  pair_finish(&p);
+}
+END_TEST
+
+START_TEST(write_disabled_no_timeout) {
+  /* "A disabled write side keeps sending its queue but does not time
+   * out." */
+  pair p;
+  const size_t len = 16 * MiB;
+  uint8_t *data = payload(21, len);
+  reader r = {0};
+  int wr = 5;
+  pair_open(&p, 0, 0.3, 4096);
+  ck_assert_int_eq(cltcp_socket_enable(p.c, -1, 0), 0);
+  ck_assert_int_eq(cltcp_socket_enabled(NULL, &wr, p.c), 0);
+  ck_assert_int_eq(wr, 0);
+  ck_assert_int_eq(cltcp_socket_write(p.c, data, len, CLTCP_WRITE_NOTIFY), 0);
+  free(data);
+  run_for(p.loop, 0.7);
+  ck_assert_str_eq(rec_seq(p.c), "C");
+  ck_assert_uint_gt(queued(p.c), 0);
+  r.fd = p.fd;
+  r.seed = 21;
+  r.want = len;
+  pump_until(p.loop, pred_reader, &r, 20);
+  ck_assert_uint_eq(r.got, len);
+  ck_assert_uint_eq(r.bad, 0);
+  wait_ev(p.loop, p.c, CLTCP_EV_FLUSHED, 1, 5);
+  ck_assert_str_eq(rec_seq(p.c), "CF");
+  pair_finish(&p);
+}
+END_TEST
+
+START_TEST(no_timeouts_for_nan_zero_negative) {
+  pair p;
+  pair_open(&p, NAN, -1.0, 0);
+  ck_assert_int_eq(cltcp_socket_set_timeouts(p.c, 0, NAN), 0);
+  run_for(p.loop, 0.4);
+  ck_assert_int_eq(cltcp_socket_set_timeouts(p.c, -2.0, 0), 0);
+  run_for(p.loop, 0.2);
+  ck_assert_str_eq(rec_seq(p.c), "C");
+  /* A timeout set on a connected socket starts counting. */
+  ck_assert_int_eq(cltcp_socket_set_timeouts(p.c, 0.1, 0), 0);
+  wait_ev(p.loop, p.c, CLTCP_EV_CLOSE, 1, 5);
+  ck_assert_str_eq(rec_seq(p.c), "CRX");
+  ck_assert_int_eq(rec_find(p.c, CLTCP_EV_ERROR, 0)->status, UV_ETIMEDOUT);
   pair_finish(&p);
 }
 END_TEST
@@ -912,6 +964,8 @@ static Suite *suite(void) {
   tcase_add_test(tc, read_timeout_reset_by_data);
   tcase_add_test(tc, read_disabled_no_timeout);
   tcase_add_test(tc, write_timeout);
+  tcase_add_test(tc, write_disabled_no_timeout);
+  tcase_add_test(tc, no_timeouts_for_nan_zero_negative);
   tcase_add_test(tc, keep_mode_partial_reads);
   tcase_add_test(tc, keep_mode_large);
   tcase_add_test(tc, keep_mode_readable_until_close);

@@ -365,6 +365,20 @@ START_TEST(accept_emfile) {
   lim.rlim_cur = 3;
   rec_hook = restore_limit_on_error;
   ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+  {
+    /* Under valgrind the limit is virtual and accept() is not limited. */
+    const char *pre = getenv("LD_PRELOAD");
+    int probe = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (probe >= 0 || (pre != NULL && strstr(pre, "vgpreload") != NULL)) {
+      if (probe >= 0) close(probe);
+      ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &emfile_old), 0);
+      printf("SKIP accept_emfile: RLIMIT_NOFILE is not enforced here\n");
+      close(fd1);
+      rec_hook = NULL;
+      finish_loop(loop);
+      return;
+    }
+  }
   wait_ev(loop, server, CLTCP_EV_ERROR, 1, 5);
   if (!emfile_restored) setrlimit(RLIMIT_NOFILE, &emfile_old);
   e = rec_find(server, CLTCP_EV_ERROR, 0);

@@ -103,3 +103,42 @@
       (with-test-loop ()
         (as:delay (lambda () (incf n) (done))))
       (is (= 1 n)))))
+
+(defparameter *defined-later*
+  '("ASYNC-STREAM" "ASYNC-INPUT-STREAM" "ASYNC-OUTPUT-STREAM" "ASYNC-IO-STREAM"
+    "DNS-LOOKUP" "+AF-INET+" "+AF-INET6+" "+AF-UNSPEC+")
+  "Exported names that lisp/stream.lisp and lisp/dns.lisp define.")
+
+(defun documented-p (symbol)
+  (or (documentation symbol 'function)
+      (documentation symbol 'variable)
+      (documentation symbol 'type)
+      (documentation symbol 'structure)
+      (and (find-class symbol nil) (documentation (find-class symbol) t))))
+
+(test every-exported-symbol-has-a-docstring
+  (do-external-symbols (symbol :cl-async-tcp)
+    (unless (and (member (symbol-name symbol) *defined-later* :test #'string=)
+                 (not (or (fboundp symbol) (boundp symbol) (find-class symbol nil))))
+      (is-true (documented-p symbol) "~S has no docstring" symbol))))
+
+(test with-event-loop-macro
+  (let ((ran nil) (handler-seen nil))
+    (as:with-event-loop (:catch-app-errors t :default-event-cb (lambda (c) (setf handler-seen c)))
+      (as:with-delay (0.01)
+        (setf ran (as:event-loop-running-p))
+        (error "caught by the default handler")))
+    (is-true ran)
+    (is (typep handler-seen 'simple-error))))
+
+(test synchronous-connect-failure-leaves-nothing-behind
+  (let ((signalled nil) (count nil))
+    (with-test-loop ()
+      (handler-case (as:tcp-connect "127.0.0.1" 70000 (lambda (s d) (declare (ignore s d))) nil)
+        (as:tcp-error (e) (setf signalled e)))
+      (done)
+      (as:with-delay (0.05) (setf count (as:registry-live-count))))
+    (is (typep signalled 'as:tcp-error))
+    (is (equal "EINVAL" (as:event-errname signalled)))
+    ;; only the checking delay itself
+    (is (eql 1 count))))

@@ -355,3 +355,23 @@
                         #'ignore-event
                         :data "by name")))
     (is (equal "by name" (and got (text got))))))
+
+(test server-connect-cb-runs-before-the-first-read-cb
+  (let ((events '()))
+    (with-test-loop ()
+      (let ((server (as:tcp-server "127.0.0.1" 0
+                                   (lambda (socket data)
+                                     (push (list :read (text data)) events)
+                                     (as:close-socket socket))
+                                   nil
+                                   :connect-cb (lambda (socket)
+                                                 (push (list :connect (as:socket-closed-p socket)) events)))))
+        ;; the client's bytes are already there when the server accepts
+        (as:tcp-connect "127.0.0.1" (as:tcp-server-port server)
+                        (lambda (s d) (declare (ignore s d)))
+                        (lambda (c)
+                          (when (typep c 'as:tcp-eof)
+                            (as:close-tcp-server server)
+                            (done)))
+                        :data "first")))
+    (is (equal '((:connect nil) (:read "first")) (reverse events)))))

@@ -1,0 +1,269 @@
+;;;; dns.lisp -- cl-async's DNS page: dns-lookup, dns-error, the +af-*+ constants,
+;;;; and what this library adds (every address, cancelling, per-loop settings).
+;;;;
+;;;; Lookups run in libcltcp: c-ares driven by the loop itself (no thread
+;;;; pool, nothing blocks), /etc/hosts first, then the loop's DNS servers.
+;;;; A lookup is a DNS-REQUEST registered in the loop's registry like any
+;;;; other handle; its context word is freed in the one result callback the
+;;;; C side guarantees for every started request -- also when the request is
+;;;; cancelled (UV_ECANCELED) and when the loop is torn down (cltcp_loop_close
+;;;; calls every pending request back), so neither path leaks an entry.
+;;;;
+;;;; Families: the Lisp constants keep cl-async's values, which are the
+;;;; Linux AF_* numbers (AF_INET 2, AF_INET6 10), so code comparing against
+;;;; them keeps working; the C library uses its own CLTCP_AF_* (4, 6) and the
+;;;; two are translated here, in one place.
+
+(in-package #:cl-async-tcp)
+
+(defconstant +af-inet+ 2
+  "Address family IPv4 (cl-async's value, Linux AF_INET).  As DNS-LOOKUP's
+:family it asks for IPv4 addresses only; a resolve-cb receives it with an IPv4
+address.")
+
+(defconstant +af-inet6+ 10
+  "Address family IPv6 (cl-async's value, Linux AF_INET6).  As DNS-LOOKUP's
+:family it asks for IPv6 addresses only; a resolve-cb receives it with an IPv6
+address.")
+
+(defconstant +af-unspec+ 0
+  "Any address family (cl-async's value, AF_UNSPEC): DNS-LOOKUP's default
+:family, which asks for IPv4 and IPv6 addresses (IPv4 ones first).")
+
+(defun %family->c (family)
+  "The CLTCP_AF_* value for one of the +AF-*+ constants (NIL = +AF-UNSPEC+)."
+  (case family
+    ((nil #.+af-unspec+) cltcp:+af-unspec+)
+    (#.+af-inet+ cltcp:+af-inet+)
+    (#.+af-inet6+ cltcp:+af-inet6+)
+    (t (error 'type-error :datum family
+                          :expected-type `(member ,+af-unspec+ ,+af-inet+ ,+af-inet6+)))))
+
+(defun %family<-c (family)
+  "The +AF-*+ constant for a CLTCP_AF_* value."
+  (if (= family cltcp:+af-inet6+) +af-inet6+ +af-inet+))
+
+;;; ---- the condition delivered for a failed lookup ----
+
+(define-condition %dns-lookup-error (dns-error)
+  ((host :initarg :host :initform nil :reader dns-error-host))
+  (:documentation "What a failed DNS-LOOKUP delivers: a DNS-ERROR that also knows the host."))
+
+(setf (documentation 'dns-error-host 'function)
+      "The host name whose lookup failed (a string), for a DNS-ERROR delivered by
+DNS-LOOKUP or DNS-LOOKUP-ALL.")
+
+(defmethod condition-object ((c %dns-lookup-error))
+  (dns-error-host c))
+
+(defun %dns-error (code host)
+  (make-condition '%dns-lookup-error :code code :host host))
+
+(defun %check-dns-setting (status)
+  "Settings calls: signal a DNS-ERROR for a negative STATUS."
+  (declare (type fixnum status))
+  (when (< status 0)
+    (error 'dns-error :code status))
+  nil)
+
+;;; ---- requests ----
+
+(defstruct (dns-request (:include handle) (:constructor %make-dns-request) (:copier nil)
+                        (:conc-name %dns-))
+  "A host name lookup in flight: what DNS-LOOKUP and DNS-LOOKUP-ALL return.
+CANCEL-DNS-LOOKUP cancels it."
+  (host "" :type string)
+  (resolve-cb nil)
+  (event-cb nil)
+  (all-p nil)
+  ;; The result was handed out or the lookup was cancelled: no more user code.
+  (done-p nil))
+
+(defmethod print-object ((r dns-request) stream)
+  (print-unreadable-object (r stream :type t :identity t)
+    (format stream "~S ~:[pending~;done~]" (%dns-host r) (%dns-done-p r))))
+
+(defvar *dns-callback-pointer*)         ; set below, after the callback
+
+(defun %read-addresses (addrs n)
+  "The N cltcp_addr structs at ADDRS as a fresh list of (address-string family)."
+  (loop for i below n
+        for a = (cffi:mem-aptr addrs '(:struct cltcp:addr) i)
+        collect (list (cffi:foreign-string-to-lisp
+                       (cffi:foreign-slot-pointer a '(:struct cltcp:addr) 'cltcp:addr)
+                       :max-chars 48)
+                      (%family<-c (cffi:foreign-slot-value a '(:struct cltcp:addr)
+                                                           'cltcp:family)))))
+
+(defun %route-dns-app-error (base request condition)
+  "An error escaped a resolve-cb (or the event-cb): route it exactly as the core
+routes errors of sockets and timers (%ROUTE-APP-ERROR).  The core finds the
+operation's event-cb through the object's type, and a lookup is none of its
+types, so it is shown a stand-in timer that carries the lookup's event-cb;
+that keeps one routing policy instead of a copy of it."
+  (%route-app-error base (%make-timer :event-cb (%dns-event-cb request)) condition))
+
+(defun %deliver-dns-error (request code)
+  (let ((*in-event-handler* t))
+    (funcall (or (%dns-event-cb request) *default-event-handler* #'default-event-handler)
+             (%dns-error code (%dns-host request)))))
+
+(defun %dns-dispatch (base request status addrs n)
+  "Run the application's callback for a finished lookup, under the same guard as
+every other event: no Lisp error unwinds through the C frames below."
+  (block guard
+    (handler-bind ((error (lambda (e)
+                            (%route-dns-app-error base request e)
+                            (return-from guard nil))))
+      (if (and (zerop status) (plusp n))
+          (let ((addresses (%read-addresses addrs n))
+                (resolve-cb (%dns-resolve-cb request)))
+            (when resolve-cb
+              (if (%dns-all-p request)
+                  (funcall resolve-cb addresses)
+                  (apply resolve-cb (first addresses)))))
+          (%deliver-dns-error request (if (zerop status) cltcp:+enodata+ status)))))
+  nil)
+
+(defun %handle-dns-result (ctx req status addrs n)
+  (let ((base *event-base*))
+    (when base
+      (let ((request (registry-ref base ctx)))
+        (when (and (dns-request-p request)
+                   (or (zerop (%dns-id request)) (= req (%dns-id request))))
+          ;; This is the request's one and only callback: free its context
+          ;; word first, whatever happens below.
+          (registry-remove base ctx)
+          (setf (%dns-index request) -1)
+          (unless (or (%dns-done-p request)
+                      (event-base-stopping base)
+                      (event-base-closing base))
+            (setf (%dns-done-p request) t)
+            (%dns-dispatch base request status addrs n))))))
+  nil)
+
+(cffi:defcallback %dns-callback :void
+    ((ctx :uintptr) (req :uint64) (status :int) (addrs :pointer) (n :size))
+  (%handle-dns-result ctx req status addrs n))
+
+(setf *dns-callback-pointer* (cffi:callback %dns-callback))
+(setf (documentation '*dns-callback-pointer* 'variable)
+      "The C address of %DNS-CALLBACK, given to every lookup.")
+
+(defun %host-string (host)
+  "HOST as a string (what TCP-CONNECT accepts: a string, or anything PRINC shows)."
+  (cond ((stringp host) host)
+        ((null host) (error 'type-error :datum host :expected-type 'string))
+        (t (princ-to-string host))))
+
+(defun %dns-lookup (host resolve-cb event-cb all-p &key (family +af-unspec+))
+  (let* ((base (%current-base))
+         (c-family (%family->c family))
+         (host (%host-string host))
+         (request (%make-dns-request :base base :host host :resolve-cb resolve-cb
+                                     :event-cb event-cb :all-p all-p)))
+    (when (find (code-char 0) host)
+      ;; C strings end at the first NUL, so C would look up a shorter name.
+      ;; A failure known now is still delivered on a later turn, as C does.
+      (delay (lambda ()
+               (unless (%dns-done-p request)
+                 (setf (%dns-done-p request) t)
+                 (%deliver-dns-error request cltcp:+ebadname+)))
+             :event-cb event-cb)
+      (return-from %dns-lookup request))
+    (let ((index (registry-add base request)))
+      (setf (%dns-index request) index)
+      (cffi:with-foreign-object (id 'cltcp:id)
+        (let ((rc (cltcp:dns-lookup id (event-base-id base) host c-family
+                                    *dns-callback-pointer* index)))
+          (when (< rc 0)
+            ;; An error return means no callback will come: free the entry now.
+            (registry-remove base index)
+            (setf (%dns-index request) -1 (%dns-done-p request) t)
+            (error (%dns-error rc host))))
+        (setf (%dns-id request) (cffi:mem-ref id 'cltcp:id))))
+    request))
+
+(defun dns-lookup (host resolve-cb &rest args)
+  "Look HOST (a host name, or a numeric IPv4/IPv6 address, which resolves to
+itself) up asynchronously: /etc/hosts first, then the loop's DNS servers (see
+SET-DNS-SERVERS), without blocking the loop or using threads.
+Lambda list: (host resolve-cb event-cb &key (family +af-unspec+)); event-cb
+may also be given as :event-cb (newer cl-async), and NIL means
+*DEFAULT-EVENT-HANDLER*.
+
+RESOLVE-CB is called once, on a later loop turn, with (address family): the
+first address as a string (\"127.0.0.1\", \"::1\") and +AF-INET+ or
++AF-INET6+.  :FAMILY +AF-INET+ or +AF-INET6+ asks for one family only;
++AF-UNSPEC+ asks for both and gives IPv4 addresses first.  On failure the
+event-cb receives a DNS-ERROR (EVENT-ERRCODE / EVENT-ERRNAME say why:
+ENOTFOUND no such name, ENODATA no address of that family, EDNSTIMEOUT,
+ESERVFAIL, EDNSREFUSED, EDNSCONN, EBADNAME ...; DNS-ERROR-HOST is HOST).
+Use DNS-LOOKUP-ALL for every address.  Returns the pending lookup, which
+CANCEL-DNS-LOOKUP cancels.  Signals a DNS-ERROR at once only when the lookup
+cannot even start (no memory, unusable resolver configuration)."
+  (multiple-value-bind (event-cb keys) (%split-event-cb args)
+    (apply #'%dns-lookup host resolve-cb event-cb nil keys)))
+
+(defun dns-lookup-all (host resolve-cb &rest args)
+  "Like DNS-LOOKUP, but RESOLVE-CB receives one argument, the list of every
+address found, each a list (address-string family), without duplicates, IPv4
+ones first when :family is +AF-UNSPEC+ -- e.g. ((\"127.0.0.1\" 2) (\"::1\" 10)).
+Lambda list: (host resolve-cb event-cb &key (family +af-unspec+)); event-cb
+may also be given as :event-cb.  Beyond cl-async, which hands out the first
+address only."
+  (multiple-value-bind (event-cb keys) (%split-event-cb args)
+    (apply #'%dns-lookup host resolve-cb event-cb t keys)))
+
+(defun cancel-dns-lookup (request)
+  "Cancel a lookup made by DNS-LOOKUP or DNS-LOOKUP-ALL: neither its resolve-cb
+nor its event-cb will be called.  Does nothing when the lookup is finished or
+cancelled already.  Returns NIL."
+  (unless (%dns-done-p request)
+    (setf (%dns-done-p request) t)
+    ;; C still calls back once (UV_ECANCELED), which frees the registry entry.
+    (unless (zerop (%dns-id request))
+      (cltcp:dns-cancel (%dns-id request))))
+  nil)
+
+;;; ---- per-loop settings ----
+
+(defun %server-spec (spec)
+  "One DNS server as \"host[:port]\": a string as it is, or a list (host port)."
+  (etypecase spec
+    (string spec)
+    (cons (destructuring-bind (host &optional port)
+              (if (listp (cdr spec)) spec (list (car spec) (cdr spec)))
+            (let ((host (princ-to-string host)))
+              (cond ((null port) host)
+                    ((find #\: host) (format nil "[~A]:~D" host port))
+                    (t (format nil "~A:~D" host port))))))))
+
+(defun %servers-string (servers)
+  (cond ((null servers) "")
+        ((stringp servers) servers)
+        (t (format nil "~{~A~^,~}" (mapcar #'%server-spec servers)))))
+
+(defun set-dns-servers (servers)
+  "Use SERVERS for the host name lookups of the running event loop (DNS-LOOKUP,
+and TCP-CONNECT / CONNECT-TCP-SOCKET by name); /etc/hosts is still read first.
+SERVERS is a string of comma-separated host[:port] entries (IPv6 as
+[addr]:port), e.g. \"127.0.0.1:15353\", or a list whose elements are such
+strings or lists (host port); NIL restores the system's servers
+(/etc/resolv.conf).  Each loop starts with the system's servers.  Signals a
+DNS-ERROR (EDNSCONFIG for a bad list; EBUSY while lookups are in flight, so
+call it before starting any).  Returns NIL."
+  (%check-dns-setting
+   (cltcp:loop-set-dns-servers (event-base-id (%current-base)) (%servers-string servers))))
+
+(defun set-dns-timeout (seconds &optional tries)
+  "Set the running event loop's DNS timeout: SECONDS (a positive real, at most
+86400) per try, and TRIES tries per server (NIL keeps the current number).
+Defaults: 5 s, 2 tries.  A lookup that gets no answer fails with a DNS-ERROR
+named EDNSTIMEOUT.  Signals a DNS-ERROR (EINVAL for a bad value, EBUSY while
+lookups are in flight).  Returns NIL."
+  (check-type seconds (real (0)))
+  (check-type tries (or null (integer 1)))
+  (%check-dns-setting
+   (cltcp:loop-set-dns-timeout (event-base-id (%current-base)) (float seconds 1d0)
+                               (or tries -1))))

@@ -1,0 +1,112 @@
+;;;; dns-server.lisp -- a real DNS server for the DNS tests, on loopback only.
+;;;;
+;;;; WITH-DNS-SERVER starts Debian's dnsmasq in the foreground on 127.0.0.1
+;;;; and a free port, with fixed records and no upstream (--no-resolv), waits
+;;;; until it answers a query, and kills it afterwards.  WITH-SILENT-DNS-PORT
+;;;; binds a loopback UDP port that never answers: the "unreachable server".
+;;;; No DNS query of the suite ever leaves loopback: every test that resolves
+;;;; a name not in /etc/hosts points its loop at one of these first.
+
+(in-package #:cl-async-tcp-test)
+
+(eval-when (:compile-toplevel :load-toplevel :execute)
+  (require :sb-bsd-sockets))
+
+(defparameter *dnsmasq* "/usr/sbin/dnsmasq")
+
+(defparameter *dns-records*
+  '("--host-record=test.example,127.0.0.1,::1"
+    "--host-record=v4.example,127.0.0.1"
+    "--host-record=v6.example,::1"
+    "--host-record=multi.example,127.0.0.2"
+    "--host-record=multi.example,127.0.0.3"
+    ;; Every name under bulk.example is 127.0.0.1 (the 1,000-lookups test).
+    "--address=/bulk.example/127.0.0.1"
+    ;; Authoritative for example: other names there get NXDOMAIN.
+    "--local=/example/")
+  "The records of the test server.")
+
+(defun udp-socket ()
+  (make-instance 'sb-bsd-sockets:inet-socket :type :datagram :protocol :udp))
+
+(defun bind-loopback-udp (socket &optional (port 0))
+  "Bind SOCKET to 127.0.0.1:PORT and return the port it got."
+  (sb-bsd-sockets:socket-bind socket #(127 0 0 1) port)
+  (nth-value 1 (sb-bsd-sockets:socket-name socket)))
+
+(defun free-udp-port ()
+  "A loopback UDP port that was free a moment ago."
+  (let ((s (udp-socket)))
+    (unwind-protect (bind-loopback-udp s)
+      (sb-bsd-sockets:socket-close s))))
+
+(defun dns-query-packet (name &optional (qtype 1))
+  "A DNS query (id #x4242, recursion desired) for NAME, type QTYPE (1 = A)."
+  (let ((bytes (list #x42 #x42 #x01 #x00 0 1 0 0 0 0 0 0)))
+    (dolist (label (uiop:split-string name :separator "."))
+      (setf bytes (append bytes (list (length label)) (map 'list #'char-code label))))
+    (coerce (append bytes (list 0 0 qtype 0 1)) '(vector (unsigned-byte 8)))))
+
+(defun dns-server-answers-p (port &key (timeout 0.2))
+  "True when a DNS server on 127.0.0.1:PORT answers a query for test.example."
+  (let ((s (udp-socket)))
+    (unwind-protect
+         (progn
+           (sb-bsd-sockets:socket-send s (dns-query-packet "test.example") nil
+                                       :address (list #(127 0 0 1) port))
+           (and (sb-sys:wait-until-fd-usable (sb-bsd-sockets:socket-file-descriptor s)
+                                             :input timeout)
+                (let ((buffer (make-array 512 :element-type '(unsigned-byte 8))))
+                  (multiple-value-bind (buf len)
+                      (sb-bsd-sockets:socket-receive s buffer nil)
+                    (declare (ignore buf))
+                    (and len (>= len 12) (= (aref buffer 0) #x42) (= (aref buffer 1) #x42))))))
+      (sb-bsd-sockets:socket-close s))))
+
+(defun stop-dns-server (process)
+  (when (sb-ext:process-alive-p process)
+    (sb-ext:process-kill process 15)
+    (sb-ext:process-wait process))
+  (sb-ext:process-close process))
+
+(defun start-dns-server (&key (records *dns-records*))
+  "Start dnsmasq on 127.0.0.1 and a free port; return (values process port)
+once it answers.  A port taken in between makes it try another one."
+  (unless (probe-file *dnsmasq*)
+    (error "DNS tests need ~A (Debian package dnsmasq-base)." *dnsmasq*))
+  (loop repeat 5
+        do (let* ((port (free-udp-port))
+                  (process (sb-ext:run-program
+                            *dnsmasq*
+                            (append (list "--no-daemon" "--no-resolv" "--no-hosts"
+                                          "--bind-interfaces" "--listen-address=127.0.0.1"
+                                          (format nil "--port=~D" port)
+                                          "--user=root" "--pid-file=")
+                                    records)
+                            :wait nil :input nil :output nil :error nil)))
+             (loop repeat 100            ; 5 s
+                   while (sb-ext:process-alive-p process)
+                   when (dns-server-answers-p port :timeout 0.05)
+                     do (return-from start-dns-server (values process port))
+                   do (sleep 0.05))
+             (stop-dns-server process)))
+  (error "could not start ~A on a loopback port" *dnsmasq*))
+
+(defmacro with-dns-server ((port-var &rest options) &body body)
+  "Run BODY with a dnsmasq answering on 127.0.0.1:PORT-VAR; kill it afterwards."
+  (let ((process (gensym "DNSMASQ")))
+    `(multiple-value-bind (,process ,port-var) (start-dns-server ,@options)
+       (unwind-protect (progn ,@body)
+         (stop-dns-server ,process)))))
+
+(defmacro with-silent-dns-port ((port-var) &body body)
+  "Run BODY with PORT-VAR a loopback UDP port that is bound but never answers."
+  (let ((socket (gensym "SOCKET")))
+    `(let* ((,socket (udp-socket))
+            (,port-var (bind-loopback-udp ,socket)))
+       (unwind-protect (progn ,@body)
+         (sb-bsd-sockets:socket-close ,socket)))))
+
+(defun dns-address (port)
+  "The SET-DNS-SERVERS string for a server on 127.0.0.1:PORT."
+  (format nil "127.0.0.1:~D" port))
