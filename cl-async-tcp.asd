@@ -22,13 +22,14 @@
                  (:file "callbacks")
                  (:file "event-loop")
                  (:file "tcp")
-                 ;; Built on tcp.lisp.  lisp/stream.lisp (issue 4) goes here too.
+                 ;; Built on tcp.lisp.
+                 (:file "stream")
                  (:file "dns"))))
   :in-order-to ((test-op (test-op "cl-async-tcp/test"))))
 
 (defsystem "cl-async-tcp/test"
   :description "fiveam suite of cl-async-tcp (loopback only)."
-  :depends-on ("cl-async-tcp" "fiveam" "babel")
+  :depends-on ("cl-async-tcp" "fiveam" "babel" "flexi-streams")
   :serial t
   :components ((:module "tests/lisp"
                 :serial t
@@ -42,7 +43,8 @@
                  (:file "extras-tests")
                  (:file "client-tests")
                  (:file "dns-server")
-                 (:file "dns-tests"))))
+                 (:file "dns-tests")
+                 (:file "stream-tests"))))
   ;; test-op must fail loudly: fiveam:run! only returns NIL, so signal here.
   :perform (test-op (o c)
              (unless (uiop:symbol-call :cl-async-tcp-test :run-suite)

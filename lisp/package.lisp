@@ -97,6 +97,7 @@
    #:async-output-stream
    #:async-io-stream
    #:stream-socket
+   #:async-stream-empty
    ;; ---- DNS (dns-error in conditions.lisp, the rest in lisp/dns.lisp) ----
    #:dns-lookup
    #:dns-error

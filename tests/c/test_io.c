@@ -509,11 +509,11 @@ START_TEST(write_disabled_no_timeout) {
   /* "A disabled write side keeps sending its queue but does not time
    * out." */
   pair p;
-  const size_t len = 16 * MiB;
+  const size_t len = 8 * MiB;
   uint8_t *data = payload(21, len);
   reader r = {0};
   int wr = 5;
-  pair_open(&p, 0, 0.3, 4096);
+  pair_open(&p, 0, 0.3, 16 * 1024);
   ck_assert_int_eq(cltcp_socket_enable(p.c, -1, 0), 0);
   ck_assert_int_eq(cltcp_socket_enabled(NULL, &wr, p.c), 0);
   ck_assert_int_eq(wr, 0);

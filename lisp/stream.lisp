@@ -1,0 +1,316 @@
+;;;; stream.lisp -- async-io-stream: Gray streams over keep-mode sockets.
+;;;;
+;;;; A stream is a thin view of one socket in keep read mode (:stream t or
+;;;; :dont-drain-read-buffer t): received bytes stay in libcltcp's per-socket
+;;;; input buffer until someone reads them, and every read here moves bytes
+;;;; out of that buffer with one cltcp_socket_read call (READ-SOCKET-DATA).
+;;;;
+;;;; Two decisions shape this file:
+;;;;
+;;;; - No Lisp-side buffer, in either direction.  READ-SEQUENCE into an octet
+;;;;   vector copies straight from C's buffer into the caller's (pinned)
+;;;;   vector, so stream mode conses nothing per read -- the cost cl-async's
+;;;;   users measured was a fresh copy of the whole buffer per read.  Without
+;;;;   a Lisp copy of the input, SOCKET-BUFFERED-BYTES on the stream is the
+;;;;   exact count, and READ-SOCKET-DATA on the socket interleaves with
+;;;;   stream reads without losing or duplicating a byte.  On output every
+;;;;   call hands its bytes to C at once (C copies them before returning), so
+;;;;   the stream and WRITE-SOCKET-DATA on the same socket keep call order
+;;;;   without either knowing about the other.  The price: READ-BYTE and
+;;;;   WRITE-BYTE cost one foreign call each (WRITE-BYTE one send(2)); bulk
+;;;;   data belongs in READ-SEQUENCE and WRITE-SEQUENCE.
+;;;;
+;;;; - Reading never blocks (it runs inside the event loop, which is what
+;;;;   would deliver the next bytes), so a reader must be told apart "nothing
+;;;;   has arrived yet" from "nothing will ever arrive".  SBCL's READ-BYTE only
+;;;;   accepts an integer or :EOF from a Gray stream, and a sentinel integer
+;;;;   would turn the common (loop for b = (read-byte s nil nil) while b ...)
+;;;;   into an endless loop.  So READ-BYTE answers :EOF (CL's end of file)
+;;;;   only at the true end of the input and signals ASYNC-STREAM-EMPTY,
+;;;;   which is not an END-OF-FILE, when the input is merely empty for now;
+;;;;   its CONTINUE restart answers that one read as end of file, which is
+;;;;   what a wrapping stream (flexi-streams) needs to hand back a partial
+;;;;   line.  READ-SEQUENCE and LISTEN never signal.
+
+(in-package #:cl-async-tcp)
+
+(define-condition async-stream-empty (stream-error) ()
+  (:report (lambda (c s)
+             (format s "Nothing is buffered on ~S yet (the peer has not closed): ~
+                        read again from the next read-cb, or check LISTEN first."
+                     (stream-error-stream c))))
+  (:documentation "Signalled by READ-BYTE on an async input stream when no byte is
+buffered yet but more can still arrive (the peer has not closed and the socket
+is open).  Not an END-OF-FILE: end of file is reported only at the true end of
+the input.  Nothing was consumed.  The restart CONTINUE makes that one read
+answer as at end of file (READ-BYTE then returns its eof-value or signals
+END-OF-FILE), which lets a wrapping stream such as flexi-streams return what it
+has read so far:
+  (handler-bind ((as:async-stream-empty #'continue)) (read-line flexi nil))"))
+
+;;; ---- classes ----
+
+(defclass async-stream (trivial-gray-streams:trivial-gray-stream-mixin
+                        trivial-gray-streams:fundamental-binary-stream)
+  ((socket :initarg :socket :reader stream-socket
+           :documentation "The socket this stream reads from and writes to.")
+   (small :initform (make-array 4 :element-type '(unsigned-byte 8))
+          :reader %stream-small
+          :documentation "Room for one byte read or written, or one UTF-8 character."))
+  (:documentation "Base class of the streams over a cl-async-tcp socket (cl-async's
+async-stream).  STREAM-SOCKET is the socket.  The stream is open while its socket
+is: OPEN-STREAM-P is (NOT (SOCKET-CLOSED-P socket)); CLOSE on the stream closes
+the socket (with :ABORT T, dropping data not yet sent).  Its element type is
+(UNSIGNED-BYTE 8)."))
+
+(defclass async-input-stream (async-stream trivial-gray-streams:fundamental-binary-input-stream)
+  ()
+  (:documentation "A binary input stream over a socket in keep read mode (made by
+:stream t, or with (make-instance 'async-input-stream :socket s) on a socket made
+with :dont-drain-read-buffer t).  Received bytes wait in the socket's input
+buffer until they are read, here or with READ-SOCKET-DATA; reading never
+blocks, so read from the read-cb, which runs whenever bytes arrived.
+
+What a reader sees:
+- bytes buffered: READ-BYTE returns the next one; READ-SEQUENCE fills as many
+  elements as are buffered (up to :END) and returns, as CLHS says, the index of
+  the first element not updated (START + count, also for :START > 0); LISTEN
+  is true.  (SOCKET-BUFFERED-BYTES stream) is the number of buffered bytes.
+- nothing buffered yet, connection open: READ-BYTE signals ASYNC-STREAM-EMPTY
+  (nothing consumed; not an end of file); READ-SEQUENCE returns START; LISTEN
+  is false; SOCKET-PEER-CLOSED-P is false.
+- end of input (the peer closed, or the socket was closed, and every byte
+  has been read): READ-BYTE answers end of file -- END-OF-FILE, or its
+  eof-value when eof-error-p is NIL; READ-SEQUENCE returns START; LISTEN is
+  false; SOCKET-PEER-CLOSED-P is true when the peer closed.
+Bytes that arrived before the peer closed stay readable after the socket
+closed; nothing is ever lost or returned twice."))
+
+(defclass async-output-stream (async-stream
+                               trivial-gray-streams:fundamental-binary-output-stream
+                               trivial-gray-streams:fundamental-character-output-stream)
+  ((column :initform 0 :accessor %stream-column
+           :documentation "Characters since the last newline written, or NIL once
+bytes were written (then the column is unknown)."))
+  (:documentation "An output stream over a socket: WRITE-BYTE and WRITE-SEQUENCE
+of octets, and characters (WRITE-CHAR, WRITE-STRING, FORMAT ...) encoded as
+UTF-8.  Each call hands its bytes to libcltcp before it returns (they are
+copied; what the kernel does not take at once is queued and sent by the loop),
+so data written here and with WRITE-SOCKET-DATA on the same socket leaves in
+call order.  FORCE-OUTPUT therefore has nothing left to push; FINISH-OUTPUT
+returns at once too, because waiting inside the event loop would stop the
+loop that sends: to know when the bytes left, use the socket's write-cb or
+SOCKET-QUEUED-BYTES.  Writing to a closed stream (or after the peer closed)
+signals SOCKET-CLOSED.  WRITE-BYTE costs one send each; write bulk data with
+WRITE-SEQUENCE."))
+
+(defclass async-io-stream (async-input-stream async-output-stream)
+  ()
+  (:documentation "A bidirectional stream over a socket (cl-async's async-io-stream):
+what TCP-CONNECT returns with :stream t, and what a read-cb receives as its
+second argument with :stream t (always this same object).  Input behaves as
+ASYNC-INPUT-STREAM describes, output as ASYNC-OUTPUT-STREAM."))
+
+(defmethod initialize-instance :after ((stream async-stream) &key)
+  (let ((socket (stream-socket stream)))
+    (check-type socket socket)
+    (when (typep stream 'async-input-stream)
+      (unless (%sock-keep-p socket)
+        (error "~S reads a socket in keep mode: make ~S with :stream t or ~
+                :dont-drain-read-buffer t." (class-name (class-of stream)) socket))
+      ;; So that a keep-mode read-cb receives this stream (tcp.lisp sets the
+      ;; same object again for :stream t).
+      (unless (%sock-stream socket)
+        (setf (%sock-stream socket) stream)))))
+
+(defmethod print-object ((stream async-stream) out)
+  (print-unreadable-object (stream out :type t :identity t)
+    (format out "~:[open~;closed~]" (socket-closed-p (stream-socket stream)))))
+
+(defmethod stream-element-type ((stream async-stream))
+  '(unsigned-byte 8))
+
+(defmethod open-stream-p ((stream async-stream))
+  (not (socket-closed-p (stream-socket stream))))
+
+(defmethod close ((stream async-stream) &key abort)
+  "Close the socket (queued data is still sent unless ABORT).  Closing a stream
+whose socket is closed already does nothing."
+  (let ((socket (stream-socket stream)))
+    (unless (%sock-closed-p socket)
+      (close-socket socket :force abort)))
+  (call-next-method)
+  t)
+
+;;; ---- input ----
+
+(declaim (inline %input-ended-p))
+(defun %input-ended-p (socket)
+  "True when no more bytes can arrive on SOCKET: the peer closed, or the
+socket is closed (by the application, an error or a timeout)."
+  (or (%sock-peer-closed-p socket) (%sock-closed-p socket) (%sock-draining-p socket)))
+
+(defun %signal-empty (stream)
+  (restart-case (error 'async-stream-empty :stream stream)
+    (continue ()
+      :report "Answer this read as if the input had ended."
+      :eof)))
+
+(defmethod stream-read-byte ((stream async-input-stream))
+  (let ((socket (stream-socket stream))
+        (small (%stream-small stream)))
+    (cond ((= 1 (the fixnum (read-socket-data socket small :start 0 :end 1)))
+           (aref small 0))
+          ((%input-ended-p socket) :eof)
+          (t (%signal-empty stream)))))
+
+(defconstant +scratch-size+ 16384
+  "Bytes per step when READ-SEQUENCE fills a sequence that is not a simple octet
+vector (through a temporary octet vector).")
+
+(defmethod stream-read-sequence ((stream async-input-stream) sequence start end &key)
+  (declare (type fixnum start end))
+  (let ((socket (stream-socket stream)))
+    (cond ((>= start end) start)
+          ((typep sequence 'octets)
+           ;; The fast path: C copies into the caller's vector directly.
+           (+ start (the fixnum (read-socket-data socket sequence :start start :end end))))
+          ((stringp sequence)
+           (error 'type-error :datum sequence
+                              :expected-type '(sequence (unsigned-byte 8))))
+          (t
+           ;; Adjustable vectors, lists, (vector t): go through a temporary
+           ;; vector.  Each step takes what is buffered, so stop at a short one.
+           (let ((scratch (make-array (min +scratch-size+ (- end start))
+                                      :element-type '(unsigned-byte 8)))
+                 (pos start))
+             (declare (type fixnum pos))
+             (loop
+               (let* ((want (min (length scratch) (- end pos)))
+                      (n (read-socket-data socket scratch :start 0 :end want)))
+                 (declare (type fixnum want n))
+                 (replace sequence scratch :start1 pos :end2 n)
+                 (incf pos n)
+                 (when (or (< n want) (>= pos end))
+                   (return pos)))))))))
+
+(defmethod stream-listen ((stream async-input-stream))
+  (plusp (socket-buffered-bytes (stream-socket stream))))
+
+(defmethod stream-clear-input ((stream async-input-stream))
+  (let ((socket (stream-socket stream))
+        (scratch (make-array 4096 :element-type '(unsigned-byte 8))))
+    (loop while (plusp (the fixnum (read-socket-data socket scratch))))
+    nil))
+
+;;; ---- output ----
+
+(defun %stream-write (stream octets start end)
+  "Hand bytes START..END of OCTETS to libcltcp (copied before it returns).
+Mirrors WRITE-SOCKET-DATA's checks and error mapping, but writes a sub-range
+of the caller's vector without copying it first."
+  (declare (type octets octets) (type fixnum start end)
+           (optimize (speed 3) (safety 1)))
+  (let ((socket (stream-socket stream)))
+    (declare (type socket socket))
+    (when (or (%sock-closed-p socket) (%sock-draining-p socket))
+      (%signal-closed socket))
+    (when (< start end)
+      (let ((rc (cffi:with-pointer-to-vector-data (p octets)
+                  (cltcp:socket-write (%sock-id socket) (cffi:inc-pointer p start)
+                                      (- end start)
+                                      (if (%sock-write-cb socket) cltcp:+write-notify+ 0)))))
+        (declare (type fixnum rc))
+        (when (< rc 0)
+          (cond ((= rc cltcp:+eclosed+)
+                 (setf (%sock-closed-p socket) t)
+                 (%signal-closed socket rc))
+                ((= rc (the fixnum +uv-epipe+))
+                 (%signal-closed socket rc))
+                (t (signal-status rc socket))))))
+    nil))
+
+(defmethod stream-write-byte ((stream async-output-stream) byte)
+  (let ((small (%stream-small stream)))
+    (setf (aref small 0) byte)
+    (%stream-write stream small 0 1)
+    (setf (%stream-column stream) nil)
+    byte))
+
+(defun %encode-char-utf-8 (char octets)
+  "Encode CHAR as UTF-8 into OCTETS (at least 4 long); return the byte count."
+  (declare (type character char) (type octets octets))
+  (let ((code (char-code char)))
+    (cond ((< code #x80)
+           (setf (aref octets 0) code)
+           1)
+          ((< code #x800)
+           (setf (aref octets 0) (logior #xC0 (ash code -6))
+                 (aref octets 1) (logior #x80 (ldb (byte 6 0) code)))
+           2)
+          ((< code #x10000)
+           (setf (aref octets 0) (logior #xE0 (ash code -12))
+                 (aref octets 1) (logior #x80 (ldb (byte 6 6) code))
+                 (aref octets 2) (logior #x80 (ldb (byte 6 0) code)))
+           3)
+          (t
+           (setf (aref octets 0) (logior #xF0 (ash code -18))
+                 (aref octets 1) (logior #x80 (ldb (byte 6 12) code))
+                 (aref octets 2) (logior #x80 (ldb (byte 6 6) code))
+                 (aref octets 3) (logior #x80 (ldb (byte 6 0) code)))
+           4))))
+
+(defmethod stream-write-char ((stream async-output-stream) char)
+  (let ((small (%stream-small stream)))
+    (%stream-write stream small 0 (%encode-char-utf-8 char small))
+    (setf (%stream-column stream)
+          (if (char= char #\Newline)
+              0
+              (let ((column (%stream-column stream)))
+                (and column (1+ column)))))
+    char))
+
+(defun %note-string-column (stream string start end)
+  (let ((newline (position #\Newline string :start start :end end :from-end t))
+        (column (%stream-column stream)))
+    (setf (%stream-column stream)
+          (cond (newline (- end newline 1))
+                (column (+ column (- end start)))
+                (t nil)))))
+
+(defmethod stream-write-string ((stream async-output-stream) string &optional (start 0) end)
+  (let* ((end (or end (length string)))
+         (octets (babel:string-to-octets string :encoding :utf-8 :start start :end end)))
+    (%stream-write stream octets 0 (length octets))
+    (%note-string-column stream string start end)
+    string))
+
+(defmethod stream-write-sequence ((stream async-output-stream) sequence start end &key)
+  (declare (type fixnum start end))
+  (cond ((typep sequence 'octets)
+         (%stream-write stream sequence start end)
+         (setf (%stream-column stream) nil))
+        ((stringp sequence)
+         (stream-write-string stream sequence start end))
+        (t
+         (let ((octets (make-array (- end start) :element-type '(unsigned-byte 8))))
+           (replace octets sequence :start2 start :end2 end)
+           (%stream-write stream octets 0 (length octets))
+           (setf (%stream-column stream) nil))))
+  sequence)
+
+(defmethod stream-line-column ((stream async-output-stream))
+  (%stream-column stream))
+
+(defmethod stream-force-output ((stream async-output-stream))
+  ;; Every write reached libcltcp already; the loop sends the queue.
+  nil)
+
+(defmethod stream-finish-output ((stream async-output-stream))
+  ;; Blocking here would stop the very loop that sends the queue; see the
+  ;; class documentation for how to learn when bytes have left.
+  nil)
+
+(defmethod stream-clear-output ((stream async-output-stream))
+  ;; Bytes handed to libcltcp cannot be taken back.
+  nil)

@@ -1,0 +1,2 @@
+;;;; stream-tests.lisp
+(in-package #:cl-async-tcp-test)
