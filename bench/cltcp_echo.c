@@ -9,7 +9,7 @@
 
 static void cl_on_data(cltcp_id sock, cl_conn *c, const uint8_t *data,
                        size_t len) {
-  cl_send(sock, c, data, len);
+  cl_send(sock, c, data, len, 1);
 }
 
 int main(int argc, char **argv) { return cl_main(argc, argv); }

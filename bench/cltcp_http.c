@@ -20,7 +20,7 @@ static void cl_on_data(cltcp_id sock, cl_conn *c, const uint8_t *data,
     /* A read larger than 64 KiB of minimal requests: answer in pieces. */
     while (n > 0) {
       cl_send(sock, c, (const uint8_t *)bench_http_response,
-              BENCH_HTTP_RESPONSE_LEN);
+              BENCH_HTTP_RESPONSE_LEN, 0);
       n--;
     }
     return;
@@ -29,7 +29,7 @@ static void cl_on_data(cltcp_id sock, cl_conn *c, const uint8_t *data,
     memcpy(out_buf + i * BENCH_HTTP_RESPONSE_LEN, bench_http_response,
            BENCH_HTTP_RESPONSE_LEN);
   if (n > 0)
-    cl_send(sock, c, out_buf, n * BENCH_HTTP_RESPONSE_LEN);
+    cl_send(sock, c, out_buf, n * BENCH_HTTP_RESPONSE_LEN, 0);
 }
 
 int main(int argc, char **argv) { return cl_main(argc, argv); }

@@ -156,7 +156,7 @@ socket is closed (by the application, an error or a timeout)."
       :report "Answer this read as if the input had ended."
       :eof)))
 
-(defmethod stream-read-byte ((stream async-input-stream))
+(defmethod trivial-gray-streams:stream-read-byte ((stream async-input-stream))
   (let ((socket (stream-socket stream))
         (small (%stream-small stream)))
     (cond ((= 1 (the fixnum (read-socket-data socket small :start 0 :end 1)))
@@ -168,7 +168,8 @@ socket is closed (by the application, an error or a timeout)."
   "Bytes per step when READ-SEQUENCE fills a sequence that is not a simple octet
 vector (through a temporary octet vector).")
 
-(defmethod stream-read-sequence ((stream async-input-stream) sequence start end &key)
+(defmethod trivial-gray-streams:stream-read-sequence ((stream async-input-stream)
+                                                     sequence start end &key)
   (declare (type fixnum start end))
   (let ((socket (stream-socket stream)))
     (cond ((>= start end) start)
@@ -194,10 +195,10 @@ vector (through a temporary octet vector).")
                  (when (or (< n want) (>= pos end))
                    (return pos)))))))))
 
-(defmethod stream-listen ((stream async-input-stream))
+(defmethod trivial-gray-streams:stream-listen ((stream async-input-stream))
   (plusp (socket-buffered-bytes (stream-socket stream))))
 
-(defmethod stream-clear-input ((stream async-input-stream))
+(defmethod trivial-gray-streams:stream-clear-input ((stream async-input-stream))
   (let ((socket (stream-socket stream))
         (scratch (make-array 4096 :element-type '(unsigned-byte 8))))
     (loop while (plusp (the fixnum (read-socket-data socket scratch))))
@@ -230,7 +231,7 @@ of the caller's vector without copying it first."
                 (t (signal-status rc socket))))))
     nil))
 
-(defmethod stream-write-byte ((stream async-output-stream) byte)
+(defmethod trivial-gray-streams:stream-write-byte ((stream async-output-stream) byte)
   (let ((small (%stream-small stream)))
     (setf (aref small 0) byte)
     (%stream-write stream small 0 1)
@@ -260,7 +261,7 @@ of the caller's vector without copying it first."
                  (aref octets 3) (logior #x80 (ldb (byte 6 0) code)))
            4))))
 
-(defmethod stream-write-char ((stream async-output-stream) char)
+(defmethod trivial-gray-streams:stream-write-char ((stream async-output-stream) char)
   (let ((small (%stream-small stream)))
     (%stream-write stream small 0 (%encode-char-utf-8 char small))
     (setf (%stream-column stream)
@@ -278,20 +279,22 @@ of the caller's vector without copying it first."
                 (column (+ column (- end start)))
                 (t nil)))))
 
-(defmethod stream-write-string ((stream async-output-stream) string &optional (start 0) end)
+(defmethod trivial-gray-streams:stream-write-string ((stream async-output-stream) string
+                                                    &optional (start 0) end)
   (let* ((end (or end (length string)))
          (octets (babel:string-to-octets string :encoding :utf-8 :start start :end end)))
     (%stream-write stream octets 0 (length octets))
     (%note-string-column stream string start end)
     string))
 
-(defmethod stream-write-sequence ((stream async-output-stream) sequence start end &key)
+(defmethod trivial-gray-streams:stream-write-sequence ((stream async-output-stream)
+                                                      sequence start end &key)
   (declare (type fixnum start end))
   (cond ((typep sequence 'octets)
          (%stream-write stream sequence start end)
          (setf (%stream-column stream) nil))
         ((stringp sequence)
-         (stream-write-string stream sequence start end))
+         (trivial-gray-streams:stream-write-string stream sequence start end))
         (t
          (let ((octets (make-array (- end start) :element-type '(unsigned-byte 8))))
            (replace octets sequence :start2 start :end2 end)
@@ -299,18 +302,18 @@ of the caller's vector without copying it first."
            (setf (%stream-column stream) nil))))
   sequence)
 
-(defmethod stream-line-column ((stream async-output-stream))
+(defmethod trivial-gray-streams:stream-line-column ((stream async-output-stream))
   (%stream-column stream))
 
-(defmethod stream-force-output ((stream async-output-stream))
+(defmethod trivial-gray-streams:stream-force-output ((stream async-output-stream))
   ;; Every write reached libcltcp already; the loop sends the queue.
   nil)
 
-(defmethod stream-finish-output ((stream async-output-stream))
+(defmethod trivial-gray-streams:stream-finish-output ((stream async-output-stream))
   ;; Blocking here would stop the very loop that sends the queue; see the
   ;; class documentation for how to learn when bytes have left.
   nil)
 
-(defmethod stream-clear-output ((stream async-output-stream))
+(defmethod trivial-gray-streams:stream-clear-output ((stream async-output-stream))
   ;; Bytes handed to libcltcp cannot be taken back.
   nil)

@@ -193,7 +193,7 @@ void check_close_last(void) {
   }
 }
 
-/* ---- watchdog ------------------------------------------------------------- */
+/* ---- watchdog ------------------------------------------------------------ */
 
 static const char *wd_what, *wd_file;
 static int wd_line;
@@ -335,7 +335,7 @@ void finish_loop_(cltcp_id loop, const char *file, int line) {
   check_close_last();
 }
 
-/* ---- ports and raw sockets --------------------------------------------------- */
+/* ---- ports and raw sockets ----------------------------------------------- */
 
 static int fill_addr(struct sockaddr_storage *ss, socklen_t *len,
                      const char *host, int port) {
@@ -468,7 +468,7 @@ void raw_set_rcvbuf(int fd, int bytes) {
       setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes), 0);
 }
 
-/* ---- echo server ------------------------------------------------------------ */
+/* ---- echo server --------------------------------------------------------- */
 
 static void echo_server_cb(uintptr_t ctx, cltcp_id id, int event, int status,
                            cltcp_id other, const uint8_t *data, size_t len) {
@@ -504,12 +504,13 @@ void echo_start(echo_server *es, cltcp_id loop, const char *host) {
   ck_assert_int_gt(es->port, 0);
 }
 
-/* ---- payloads ------------------------------------------------------------------ */
+/* ---- payloads ------------------------------------------------------------ */
 
 uint8_t pattern_byte(uint32_t seed, size_t i) {
   /* Not periodic at any power-of-two length, so a dropped, duplicated or
    * reordered chunk changes the bytes, not just the count. */
-  uint64_t x = (uint64_t)i * 0x9E3779B97F4A7C15ull + seed * 0x632BE59BD9B4E019ull;
+  uint64_t x = (uint64_t)i * 0x9E3779B97F4A7C15ull +
+               (uint64_t)seed * 0x632BE59BD9B4E019ull;
   x ^= x >> 29;
   x *= 0xBF58476D1CE4E5B9ull;
   x ^= x >> 32;

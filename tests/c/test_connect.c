@@ -42,6 +42,27 @@ START_TEST(refused) {
 }
 END_TEST
 
+START_TEST(refused_ipv6) {
+  cltcp_id loop = new_loop(), s = 0;
+  int lfd, port = 0;
+  if (!have_ipv6_loopback()) {
+    printf("SKIP refused_ipv6: this machine has no ::1\n");
+    cltcp_loop_close(loop);
+    return;
+  }
+  /* Listening on 127.0.0.1 only: the same port on ::1 refuses. */
+  lfd = raw_listen("127.0.0.1", &port);
+  ck_assert_int_eq(cltcp_socket_new(&s, loop, rec_cb, 1), 0);
+  track(s);
+  ck_assert_int_eq(cltcp_socket_connect(s, "::1", port), 0);
+  wait_ev(loop, s, CLTCP_EV_CLOSE, 1, 5);
+  ck_assert_str_eq(rec_seq(s), "RX");
+  ck_assert_int_eq(rec_find(s, CLTCP_EV_ERROR, 0)->status, UV_ECONNREFUSED);
+  close(lfd);
+  finish_loop(loop);
+}
+END_TEST
+
 START_TEST(refused_with_queued_write) {
   /* Bytes written while connecting are dropped with the failed socket:
    * still exactly ERROR then CLOSE. */
@@ -332,6 +353,7 @@ static Suite *suite(void) {
   tcase_set_timeout(tc, 20);
   tcase_add_test(tc, refused);
   tcase_add_test(tc, refused_with_queued_write);
+  tcase_add_test(tc, refused_ipv6);
   tcase_add_test(tc, connect_args);
   tcase_add_test(tc, connect_ipv4);
   tcase_add_test(tc, connect_ipv6);

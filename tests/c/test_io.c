@@ -180,7 +180,38 @@ START_TEST(flushed_after_queue_drains) {
 }
 END_TEST
 
-/* ---- queued and DRAIN ------------------------------------------------------- */
+START_TEST(flushed_empty_write) {
+  /* A NOTIFY write of 0 bytes asks only for the FLUSHED (a "finish
+   * output"): it follows on a later turn, once. */
+  pair p;
+  size_t n0;
+  pair_open(&p, 0, 0, 0);
+  n0 = rec_count();
+  ck_assert_int_eq(cltcp_socket_write(p.c, NULL, 0, CLTCP_WRITE_NOTIFY), 0);
+  ck_assert_uint_eq(rec_count(), n0);
+  wait_ev(p.loop, p.c, CLTCP_EV_FLUSHED, 1, 5);
+  run_for(p.loop, 0.05);
+  ck_assert_str_eq(rec_seq(p.c), "CF");
+  pair_finish(&p);
+}
+END_TEST
+
+START_TEST(set_cb_mid_stream) {
+  pair p;
+  pair_open(&p, 0, 0, 0);
+  ck_assert_int_eq(write(p.fd, "one", 3), 3);
+  wait_ev(p.loop, p.c, CLTCP_EV_DATA, 1, 5);
+  ck_assert_int_eq(cltcp_socket_set_cb(p.c, rec_cb, 42), 0);
+  ck_assert_int_eq(write(p.fd, "two", 3), 3);
+  wait_ev(p.loop, p.c, CLTCP_EV_DATA, 2, 5);
+  ck_assert_int_eq(rec_find(p.c, CLTCP_EV_DATA, 0)->ctx, 1);
+  ck_assert_int_eq(rec_find(p.c, CLTCP_EV_DATA, 1)->ctx, 42);
+  pair_finish(&p);
+  ck_assert_int_eq(rec_find(p.c, CLTCP_EV_CLOSE, 0)->ctx, 42);
+}
+END_TEST
+
+/* ---- queued and DRAIN ---------------------------------------------------- */
 
 START_TEST(queued_and_drain_mark) {
   pair p;
@@ -249,7 +280,7 @@ START_TEST(queued_and_drain_mark) {
 }
 END_TEST
 
-/* ---- EOF ---------------------------------------------------------------------- */
+/* ---- EOF ----------------------------------------------------------------- */
 
 START_TEST(peer_eof) {
   pair p;
@@ -328,7 +359,7 @@ START_TEST(write_in_eof_then_graceful_close) {
 }
 END_TEST
 
-/* ---- reset ---------------------------------------------------------------------- */
+/* ---- reset --------------------------------------------------------------- */
 
 START_TEST(peer_reset_client) {
   pair p;
@@ -373,7 +404,7 @@ START_TEST(peer_reset_accepted) {
 }
 END_TEST
 
-/* ---- timeouts ------------------------------------------------------------------ */
+/* ---- timeouts ------------------------------------------------------------ */
 
 START_TEST(read_timeout) {
   pair p;
@@ -551,7 +582,7 @@ START_TEST(no_timeouts_for_nan_zero_negative) {
 }
 END_TEST
 
-/* ---- keep mode ------------------------------------------------------------------- */
+/* ---- keep mode ----------------------------------------------------------- */
 
 START_TEST(keep_mode_partial_reads) {
   pair p;
@@ -756,7 +787,7 @@ START_TEST(switch_modes) {
 }
 END_TEST
 
-/* ---- shutdown and close modes ----------------------------------------------------- */
+/* ---- shutdown and close modes -------------------------------------------- */
 
 START_TEST(shutdown_half_close) {
   pair p;
@@ -955,6 +986,8 @@ static Suite *suite(void) {
   tcase_set_timeout(tc, 40);
   tcase_add_test(tc, flushed_small);
   tcase_add_test(tc, flushed_after_queue_drains);
+  tcase_add_test(tc, flushed_empty_write);
+  tcase_add_test(tc, set_cb_mid_stream);
   tcase_add_test(tc, queued_and_drain_mark);
   tcase_add_test(tc, peer_eof);
   tcase_add_test(tc, write_in_eof_then_graceful_close);

@@ -4,6 +4,8 @@
  * handle count, the cached time.
  */
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <string.h>
 #include <uv.h>
 
@@ -267,6 +269,85 @@ START_TEST(close_loop_with_unfired_timer_from_outside) {
 }
 END_TEST
 
+START_TEST(teardown_mid_operations) {
+  /* Loop teardown while handles are half-way: a connect whose refusal is
+   * not delivered yet, a CLOSE_FLUSH still sending, a socket closing
+   * gracefully after EOF with bytes queued, a timer closed but not yet
+   * CLOSEd.  Each gets exactly one CLOSE, as its last event. */
+  cltcp_id loop = new_loop(), refused = 0, flushing = 0, graceful = 0;
+  cltcp_id server = 0, t = 0;
+  int cfd, port = closed_port(&cfd), sport = 0, fd1, fd2;
+  static uint8_t big[8 << 20];
+  ck_assert_int_eq(cltcp_server_listen(&server, loop, "127.0.0.1", 0, -1,
+                                       rec_cb, 1, rec_cb, 2),
+                   0);
+  ck_assert_int_eq(cltcp_server_port(&sport, server), 0);
+  fd1 = raw_connect("127.0.0.1", sport);
+  fd2 = raw_connect("127.0.0.1", sport);
+  raw_set_rcvbuf(fd1, 16 * 1024);
+  raw_set_rcvbuf(fd2, 16 * 1024);
+  wait_ev(loop, server, CLTCP_EV_ACCEPT, 2, 5);
+  flushing = rec_find(server, CLTCP_EV_ACCEPT, 0)->other;
+  graceful = rec_find(server, CLTCP_EV_ACCEPT, 1)->other;
+  ck_assert_int_eq(cltcp_socket_write(flushing, big, sizeof big, 0), 0);
+  ck_assert_int_eq(cltcp_socket_close(flushing, CLTCP_CLOSE_FLUSH), 0);
+  ck_assert_int_eq(cltcp_socket_write(graceful, big, sizeof big, 0), 0);
+  ck_assert_int_eq(shutdown(fd2, SHUT_WR), 0);
+  wait_ev(loop, graceful, CLTCP_EV_EOF, 1, 5);
+  ck_assert_int_eq(cltcp_socket_new(&refused, loop, rec_cb, 3), 0);
+  ck_assert_int_eq(cltcp_socket_connect(refused, "127.0.0.1", port), 0);
+  ck_assert_int_eq(cltcp_timer_start(&t, loop, 10, 0, rec_cb, 4), 0);
+  ck_assert_int_eq(cltcp_timer_close(t), 0);
+  ck_assert_int_eq(cltcp_loop_close(loop), 0);
+  {
+    cltcp_id all[] = {server, flushing, graceful, refused, t};
+    size_t i;
+    for (i = 0; i < 5; i++) {
+      ck_assert_msg(rec_count_ev(all[i], CLTCP_EV_CLOSE) == 1,
+                    "handle #%zu: %zu CLOSE events", i,
+                    rec_count_ev(all[i], CLTCP_EV_CLOSE));
+    }
+  }
+  check_close_last();
+  ck_assert_uint_eq(rec_count_ev(refused, CLTCP_EV_CONNECT), 0);
+  ck_assert_int_eq(rec_find(server, CLTCP_EV_CLOSE, 0)->status, UV_ECANCELED);
+  ck_assert_str_eq(rec_seq(flushing), "X");
+  ck_assert_str_eq(rec_seq(graceful), "EX");
+  close(fd1);
+  close(fd2);
+  close(cfd);
+}
+END_TEST
+
+static void stop_on_connect(const ev *e) {
+  if (e->event == CLTCP_EV_CONNECT)
+    ck_assert_int_eq(cltcp_loop_stop(g_loop), 0);
+}
+
+START_TEST(stop_from_socket_callback) {
+  cltcp_id loop = new_loop(), server = 0, c = 0;
+  int port = 0, alive = 0;
+  g_loop = loop;
+  rec_hook = stop_on_connect;
+  ck_assert_int_eq(cltcp_server_listen(&server, loop, "127.0.0.1", 0, -1,
+                                       rec_cb, 1, rec_cb, 2),
+                   0);
+  track(server);
+  ck_assert_int_eq(cltcp_server_port(&port, server), 0);
+  ck_assert_int_eq(cltcp_socket_new(&c, loop, rec_cb, 3), 0);
+  track(c);
+  ck_assert_int_eq(cltcp_socket_connect(c, "127.0.0.1", port), 0);
+  /* DEFAULT would run forever (a listening server); stop returns it. */
+  alarm(5);
+  ck_assert_int_eq(cltcp_loop_run(&alive, loop, CLTCP_RUN_DEFAULT), 0);
+  alarm(0);
+  ck_assert_int_eq(alive, 1);
+  ck_assert_uint_eq(rec_count_ev(c, CLTCP_EV_CONNECT), 1);
+  rec_hook = NULL;
+  finish_loop(loop);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("loop");
   TCase *tc = tcase_create("loop");
@@ -281,6 +362,8 @@ static Suite *suite(void) {
   tcase_add_test(tc, loop_now_advances);
   tcase_add_test(tc, two_loops_independent);
   tcase_add_test(tc, close_loop_with_unfired_timer_from_outside);
+  tcase_add_test(tc, teardown_mid_operations);
+  tcase_add_test(tc, stop_from_socket_callback);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -212,7 +212,8 @@ START_TEST(close_accepted_in_accept) {
   wait_ev(loop, a, CLTCP_EV_CLOSE, 1, 5);
   /* The client sees its peer go away. */
   wait_ev(loop, c, CLTCP_EV_CLOSE, 1, 5);
-  ck_assert_msg(strcmp(rec_seq(c), "CEX") == 0 || strcmp(rec_seq(c), "CRX") == 0,
+  ck_assert_msg(strcmp(rec_seq(c), "CEX") == 0 ||
+                    strcmp(rec_seq(c), "CRX") == 0,
                 "client events %s", rec_seq(c));
   ck_assert_str_eq(rec_seq(a), "X");
   ck_assert_str_eq(rec_seq(server), "AX");
@@ -318,6 +319,126 @@ START_TEST(calls_from_close) {
 }
 END_TEST
 
+static int g_flush_writes;
+
+static void write_in_flushed(const ev *e) {
+  if (e->event == CLTCP_EV_FLUSHED && g_flush_writes < 5) {
+    g_flush_writes++;
+    ck_assert_int_eq(cltcp_socket_write(e->id, (const uint8_t *)"more", 4,
+                                        CLTCP_WRITE_NOTIFY),
+                     0);
+  }
+}
+
+START_TEST(write_from_flushed) {
+  /* Each FLUSHED writes again with NOTIFY: exactly one FLUSHED per write,
+   * each on a later turn (no recursion inside the write call). */
+  cltcp_id loop = new_loop(), c;
+  echo_server es;
+  c = connect_echo(loop, &es);
+  wait_ev(loop, c, CLTCP_EV_CONNECT, 1, 5);
+  rec_hook = write_in_flushed;
+  ck_assert_int_eq(
+      cltcp_socket_write(c, (const uint8_t *)"more", 4, CLTCP_WRITE_NOTIFY), 0);
+  wait_ev(loop, c, CLTCP_EV_FLUSHED, 6, 5);
+  {
+    want w = {c, 0, 24};
+    run_until(loop, pred_data_len, &w, 5);
+  }
+  run_for(loop, 0.05);
+  ck_assert_uint_eq(rec_count_ev(c, CLTCP_EV_FLUSHED), 6);
+  ck_assert_uint_eq(rec_data_len(c), 24);
+  finish_loop(loop);
+}
+END_TEST
+
+static void keep_in_data(const ev *e) {
+  if (e->event == CLTCP_EV_DATA && rec_count_ev(e->id, CLTCP_EV_DATA) == 1)
+    ck_assert_int_eq(cltcp_socket_set_read_mode(e->id, CLTCP_READ_KEEP), 0);
+}
+
+START_TEST(switch_to_keep_in_data) {
+  /* Drain -> keep from inside a DATA callback: that chunk was drained,
+   * later chunks are kept. */
+  cltcp_id loop = new_loop(), c = 0;
+  int lfd, port = 0, fd;
+  size_t n = 0;
+  uint8_t buf[16];
+  lfd = raw_listen("127.0.0.1", &port);
+  ck_assert_int_eq(cltcp_socket_new(&c, loop, rec_cb, 1), 0);
+  track(c);
+  ck_assert_int_eq(cltcp_socket_connect(c, "127.0.0.1", port), 0);
+  fd = raw_accept(loop, lfd, 5);
+  rec_hook = keep_in_data;
+  ck_assert_int_eq(write(fd, "first", 5), 5);
+  wait_ev(loop, c, CLTCP_EV_DATA, 1, 5);
+  ck_assert_int_eq(cltcp_socket_buffered(&n, c), 0);
+  ck_assert_uint_eq(n, 0);
+  ck_assert_int_eq(write(fd, "second", 6), 6);
+  wait_ev(loop, c, CLTCP_EV_DATA, 2, 5);
+  {
+    want w = {c, 0, 11};
+    run_until(loop, pred_data_len, &w, 5);
+  }
+  ck_assert_int_eq(cltcp_socket_buffered(&n, c), 0);
+  ck_assert_uint_eq(n, 6);
+  ck_assert_int_eq(cltcp_socket_read(&n, c, buf, sizeof buf), 0);
+  ck_assert_uint_eq(n, 6);
+  ck_assert_mem_eq(buf, "second", 6);
+  close(fd);
+  close(lfd);
+  finish_loop(loop);
+}
+END_TEST
+
+static cltcp_id g_pair[2];
+static int g_cross_closed;
+
+static void close_other_in_data(const ev *e) {
+  if (e->event == CLTCP_EV_DATA && !g_cross_closed &&
+      (e->id == g_pair[0] || e->id == g_pair[1])) {
+    cltcp_id other = e->id == g_pair[0] ? g_pair[1] : g_pair[0];
+    g_cross_closed = 1;
+    ck_assert_int_eq(cltcp_socket_close(other, CLTCP_CLOSE_NOW), 0);
+    ck_assert_int_eq(cltcp_socket_close(e->id, CLTCP_CLOSE_NOW), 0);
+  }
+}
+
+START_TEST(close_other_socket_with_pending_events) {
+  /* Both sockets have data ready in the same turn; the first DATA callback
+   * closes both.  The second must get no DATA after its close. */
+  cltcp_id loop = new_loop();
+  int lfd, port = 0, fds[2], i;
+  lfd = raw_listen("127.0.0.1", &port);
+  for (i = 0; i < 2; i++) {
+    ck_assert_int_eq(cltcp_socket_new(&g_pair[i], loop, rec_cb, i), 0);
+    track(g_pair[i]);
+    ck_assert_int_eq(cltcp_socket_connect(g_pair[i], "127.0.0.1", port), 0);
+    fds[i] = raw_accept(loop, lfd, 5);
+  }
+  wait_ev(loop, g_pair[0], CLTCP_EV_CONNECT, 1, 5);
+  wait_ev(loop, g_pair[1], CLTCP_EV_CONNECT, 1, 5);
+  ck_assert_int_eq(write(fds[0], "a", 1), 1);
+  ck_assert_int_eq(write(fds[1], "b", 1), 1);
+  ck_assert_int_eq(shutdown(fds[0], SHUT_WR), 0);
+  ck_assert_int_eq(shutdown(fds[1], SHUT_WR), 0);
+  usleep(20000);
+  rec_hook = close_other_in_data;
+  wait_ev(loop, g_pair[0], CLTCP_EV_CLOSE, 1, 5);
+  wait_ev(loop, g_pair[1], CLTCP_EV_CLOSE, 1, 5);
+  run_for(loop, 0.05);
+  ck_assert_uint_eq(rec_count_ev(g_pair[0], CLTCP_EV_DATA) +
+                        rec_count_ev(g_pair[1], CLTCP_EV_DATA),
+                    1);
+  ck_assert_uint_eq(rec_count_ev(g_pair[0], CLTCP_EV_EOF), 0);
+  ck_assert_uint_eq(rec_count_ev(g_pair[1], CLTCP_EV_EOF), 0);
+  check_close_last();
+  for (i = 0; i < 2; i++) close(fds[i]);
+  close(lfd);
+  finish_loop(loop);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("reentrancy");
   TCase *tc = tcase_create("reentrancy");
@@ -334,6 +455,9 @@ static Suite *suite(void) {
   tcase_add_test(tc, close_socket_in_timer);
   tcase_add_test(tc, close_timer_in_timer);
   tcase_add_test(tc, calls_from_close);
+  tcase_add_test(tc, write_from_flushed);
+  tcase_add_test(tc, switch_to_keep_in_data);
+  tcase_add_test(tc, close_other_socket_with_pending_events);
   suite_add_tcase(s, tc);
   return s;
 }

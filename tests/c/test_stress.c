@@ -23,7 +23,7 @@ static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n) {
 
 #define FNV_INIT 0xcbf29ce484222325ull
 
-/* ---- 64 MiB ------------------------------------------------------------------ */
+/* ---- 64 MiB -------------------------------------------------------------- */
 
 typedef struct xfer {
   cltcp_id id;
@@ -61,7 +61,8 @@ static void xfer_cb(uintptr_t ctx, cltcp_id id, int event, int status,
   if (event == CLTCP_EV_DATA) {
     size_t i;
     for (i = 0; i < len && !x->first_bad; i++)
-      if (data[i] != pattern_byte(64, x->got + i)) x->first_bad = x->got + i + 1;
+      if (data[i] != pattern_byte(64, x->got + i))
+        x->first_bad = x->got + i + 1;
     x->sum_got = fnv1a(x->sum_got, data, len);
     x->got += len;
     return;
@@ -115,7 +116,7 @@ START_TEST(transfer_64mib) {
 }
 END_TEST
 
-/* ---- 1,000 connections ------------------------------------------------------- */
+/* ---- 1,000 connections --------------------------------------------------- */
 
 #define NCONN 1000
 

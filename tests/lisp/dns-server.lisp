@@ -34,11 +34,24 @@
   (sb-bsd-sockets:socket-bind socket #(127 0 0 1) port)
   (nth-value 1 (sb-bsd-sockets:socket-name socket)))
 
-(defun free-udp-port ()
-  "A loopback UDP port that was free a moment ago."
-  (let ((s (udp-socket)))
-    (unwind-protect (bind-loopback-udp s)
-      (sb-bsd-sockets:socket-close s))))
+(defun port-free-p (port)
+  "True when 127.0.0.1:PORT can be bound for UDP and for TCP (dnsmasq needs both)."
+  (flet ((try (socket)
+           (unwind-protect
+                (handler-case (progn (sb-bsd-sockets:socket-bind socket #(127 0 0 1) port) t)
+                  (sb-bsd-sockets:socket-error () nil))
+             (sb-bsd-sockets:socket-close socket))))
+    (and (try (udp-socket))
+         (try (make-instance 'sb-bsd-sockets:inet-socket :type :stream :protocol :tcp)))))
+
+(defvar *port-random-state* (make-random-state t))
+
+(defun free-dns-port ()
+  "A loopback port free for UDP and TCP a moment ago.  It is taken below the
+kernel's ephemeral range (32768 and up), where the suite's many short TCP
+connections leave ports in TIME_WAIT that a UDP-only check would miss."
+  (loop for port = (+ 20000 (random 12000 *port-random-state*))
+        when (port-free-p port) do (return port)))
 
 (defun dns-query-packet (name &optional (qtype 1))
   "A DNS query (id #x4242, recursion desired) for NAME, type QTYPE (1 = A)."
@@ -74,8 +87,8 @@
 once it answers.  A port taken in between makes it try another one."
   (unless (probe-file *dnsmasq*)
     (error "DNS tests need ~A (Debian package dnsmasq-base)." *dnsmasq*))
-  (loop repeat 5
-        do (let* ((port (free-udp-port))
+  (loop repeat 20
+        do (let* ((port (free-dns-port))
                   (process (sb-ext:run-program
                             *dnsmasq*
                             (append (list "--no-daemon" "--no-resolv" "--no-hosts"
