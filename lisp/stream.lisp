@@ -21,32 +21,37 @@
 ;;;;   data belongs in READ-SEQUENCE and WRITE-SEQUENCE.
 ;;;;
 ;;;; - Reading never blocks (it runs inside the event loop, which is what
-;;;;   would deliver the next bytes), so a reader must be told apart "nothing
-;;;;   has arrived yet" from "nothing will ever arrive".  SBCL's READ-BYTE only
-;;;;   accepts an integer or :EOF from a Gray stream, and a sentinel integer
-;;;;   would turn the common (loop for b = (read-byte s nil nil) while b ...)
-;;;;   into an endless loop.  So READ-BYTE answers :EOF (CL's end of file)
-;;;;   only at the true end of the input and signals ASYNC-STREAM-EMPTY,
-;;;;   which is not an END-OF-FILE, when the input is merely empty for now;
-;;;;   its CONTINUE restart answers that one read as end of file, which is
-;;;;   what a wrapping stream (flexi-streams) needs to hand back a partial
-;;;;   line.  READ-SEQUENCE and LISTEN never signal.
+;;;;   would deliver the next bytes), so a reader must be able to tell
+;;;;   "nothing has arrived yet" from "nothing will ever arrive".  SBCL's
+;;;;   READ-BYTE only accepts an integer or :EOF from a Gray stream, and a
+;;;;   sentinel integer would turn the common (loop for b = (read-byte s nil
+;;;;   nil) while b ...) into an endless loop.  So when the input is merely
+;;;;   empty, READ-BYTE first SIGNALs ASYNC-STREAM-EMPTY (a plain condition,
+;;;;   not an error, so nothing unwinds unless the program asks for it) and
+;;;;   then answers end of file as cl-async does -- programs written for
+;;;;   cl-async keep working, and a wrapping stream (flexi-streams) hands
+;;;;   back a partial line.  READ-SEQUENCE and LISTEN never signal.
 
 (in-package #:cl-async-tcp)
 
-(define-condition async-stream-empty (stream-error) ()
+(define-condition async-stream-empty (condition)
+  ((stream :initarg :stream :reader async-stream-empty-stream))
   (:report (lambda (c s)
              (format s "Nothing is buffered on ~S yet (the peer has not closed): ~
                         read again from the next read-cb, or check LISTEN first."
-                     (stream-error-stream c))))
-  (:documentation "Signalled by READ-BYTE on an async input stream when no byte is
-buffered yet but more can still arrive (the peer has not closed and the socket
-is open).  Not an END-OF-FILE: end of file is reported only at the true end of
-the input.  Nothing was consumed.  The restart CONTINUE makes that one read
-answer as at end of file (READ-BYTE then returns its eof-value or signals
-END-OF-FILE), which lets a wrapping stream such as flexi-streams return what it
-has read so far:
-  (handler-bind ((as:async-stream-empty #'continue)) (read-line flexi nil))"))
+                     (async-stream-empty-stream c))))
+  (:documentation "Signalled (with SIGNAL: it is neither an error nor a warning) by
+READ-BYTE on an async input stream when no byte is buffered yet but more can
+still arrive (the peer has not closed and the socket is open).  Nothing was
+consumed.  When no handler takes it, the read then answers as cl-async's does,
+as at end of file: READ-BYTE returns its eof-value (or signals END-OF-FILE when
+eof-error-p is true), so programs written for cl-async that loop on
+(read-byte stream nil :eof) inside their read-cb run unchanged, and a wrapping
+stream such as flexi-streams returns what it has read so far.  A program that
+must tell \"nothing yet\" from \"the peer closed\" handles this condition, or asks
+LISTEN / SOCKET-PEER-CLOSED-P, before treating the answer as the end:
+  (handler-case (read-byte stream nil :eof)
+    (as:async-stream-empty () :not-yet))"))
 
 ;;; ---- classes ----
 
@@ -76,8 +81,10 @@ What a reader sees:
   elements as are buffered (up to :END) and returns, as CLHS says, the index of
   the first element not updated (START + count, also for :START > 0); LISTEN
   is true.  (SOCKET-BUFFERED-BYTES stream) is the number of buffered bytes.
-- nothing buffered yet, connection open: READ-BYTE signals ASYNC-STREAM-EMPTY
-  (nothing consumed; not an end of file); READ-SEQUENCE returns START; LISTEN
+- nothing buffered yet, connection open: READ-BYTE signals the condition
+  ASYNC-STREAM-EMPTY (with SIGNAL; nothing consumed) and, when no handler
+  takes it, answers like end of file, as cl-async does (its eof-value, or
+  END-OF-FILE when eof-error-p is true); READ-SEQUENCE returns START; LISTEN
   is false; SOCKET-PEER-CLOSED-P is false.
 - end of input (the peer closed, or the socket was closed, and every byte
   has been read): READ-BYTE answers end of file -- END-OF-FILE, or its
@@ -151,10 +158,9 @@ socket is closed (by the application, an error or a timeout)."
   (or (%sock-peer-closed-p socket) (%sock-closed-p socket) (%sock-draining-p socket)))
 
 (defun %signal-empty (stream)
-  (restart-case (error 'async-stream-empty :stream stream)
-    (continue ()
-      :report "Answer this read as if the input had ended."
-      :eof)))
+  "Tell handlers that nothing is buffered yet, then answer as at end of file."
+  (signal 'async-stream-empty :stream stream)
+  :eof)
 
 (defmethod trivial-gray-streams:stream-read-byte ((stream async-input-stream))
   (let ((socket (stream-socket stream))
