@@ -38,7 +38,8 @@
  *
  *  - One thread per loop.  All calls on a loop and on its handles must come
  *    from the thread that runs it.  Callbacks run on that thread, from inside
- *    cltcp_loop_run() only.  Any callback may call any function of this
+ *    cltcp_loop_run() only -- and from cltcp_loop_close(), which delivers the
+ *    teardown events (CLOSE with UV_ECANCELED, DNS UV_ECANCELED).  Any callback may call any function of this
  *    header on the same loop (close the handle it is called for, write, stop
  *    the loop, ...), except cltcp_loop_run() and cltcp_loop_close().
  */
@@ -248,7 +249,7 @@ CLTCP_EXTERN int cltcp_timer_close(cltcp_id timer);
 /* ---------------------------------------------------------------------- */
 
 /* Creates an unconnected TCP socket on a loop.  All its events go to
- * (cb, ctx).  It reads in drain mode until cltcp_socket_set_keep().
+ * (cb, ctx).  It reads in drain mode until cltcp_socket_set_read_mode().
  * Returns 0, UV_ENOMEM, CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_socket_new(cltcp_id *sock, cltcp_id loop, cltcp_cb cb,
                                   uintptr_t ctx);
@@ -362,8 +363,10 @@ enum {
   CLTCP_CLOSE_FLUSH = 1    /* stop reading, send the queue, then close */
 };
 
-/* Closes a socket.  The id dies at once (calls on it return CLTCP_ECLOSED);
- * CLTCP_EV_CLOSE (status 0) follows on a later turn.  With
+/* Closes a socket.  The id dies at once for every call (CLTCP_ECLOSED)
+ * except cltcp_socket_buffered() and cltcp_socket_read(), which keep working
+ * until the CLOSE event returns; CLTCP_EV_CLOSE (status 0) follows on a
+ * later turn.  With
  * CLTCP_CLOSE_FLUSH the queued bytes are still sent first (the write timeout
  * still applies).  Returns 0, UV_EINVAL (bad mode), CLTCP_ECLOSED or
  * CLTCP_EKIND. */

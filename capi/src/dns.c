@@ -482,6 +482,7 @@ static void gai_cb(void *arg, int status, int timeouts,
 /* ---- the channel and its uv handles ------------------------------------- */
 
 static void dns_schedule(cltcp__dns *dns);
+static void dns_update_ref(cltcp__dns *dns);
 
 /* Hands a request to c-ares.  Its callback may run inside (hosts file). */
 static void ares_start(cltcp__dns_req *r, const char *host) {
@@ -545,6 +546,7 @@ static void dns_schedule(cltcp__dns *dns) {
   }
   ms = (uint64_t)t->tv_sec * 1000 + ((uint64_t)t->tv_usec + 999) / 1000;
   uv_timer_start(&dns->timer, timer_cb, ms, 0);
+  dns_update_ref(dns);
 }
 
 static void poll_close_cb(uv_handle_t *h) {
@@ -608,6 +610,7 @@ static void sock_state_cb(void *data, ares_socket_t fd, int readable,
   uv_poll_start(&p->handle,
                 (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0),
                 poll_cb);
+  dns_update_ref(dns);
 }
 
 static int channel_new(ares_channel *out, cltcp__dns *dns, int timeout_ms,
@@ -673,6 +676,25 @@ static bool dns_busy(cltcp__dns *dns) {
     if ((r->in_ares || r->waiting) && r->owed && !r->cancelled)
       return true;
   return false;
+}
+
+/* Queries whose owner no longer waits (cancelled, aborted) stay in c-ares
+ * until they answer or time out, since c-ares 1.18 cannot cancel one query.
+ * They must not keep the loop alive: the poll handles and the timer hold a
+ * reference on the loop only while some owner is waiting. */
+static void dns_update_ref(cltcp__dns *dns) {
+  bool busy = dns_busy(dns);
+  dns_poll *p;
+  if (busy)
+    uv_ref((uv_handle_t *)&dns->timer);
+  else
+    uv_unref((uv_handle_t *)&dns->timer);
+  for (p = dns->polls; p != NULL; p = p->next) {
+    if (busy)
+      uv_ref((uv_handle_t *)&p->handle);
+    else
+      uv_unref((uv_handle_t *)&p->handle);
+  }
 }
 
 /* Replaces the channel with one built from the new settings (c-ares 1.18
@@ -797,11 +819,14 @@ int cltcp__dns_start(cltcp__dns_req **out, cltcp__loop *loop,
 void cltcp__dns_abort(cltcp__dns_req *r) {
   if (r == NULL || r->delivering || !r->owed)
     return;
+  cltcp__dns *dns = r->dns;
   r->owed = false;
   req_unwait(r);
-  cltcp__undefer(r->dns->loop, &r->d);
+  cltcp__undefer(dns->loop, &r->d);
   req_clear_result(r);
   req_maybe_free(r);
+  if (!dns->closing)
+    dns_update_ref(dns);
 }
 
 int cltcp__dns_hosts(cltcp_addr *out, size_t max, size_t *n,
@@ -968,6 +993,7 @@ int cltcp_dns_cancel(cltcp_id id) {
   r->status = UV_ECANCELED;
   cltcp__undefer(r->dns->loop, &r->d);
   req_queue(r);
+  dns_update_ref(r->dns);
   return 0;
 }
 

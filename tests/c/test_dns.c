@@ -453,6 +453,18 @@ START_TEST(socket_closed_while_resolving) {
   ck_assert_str_eq(rec_seq(s), "X");
   ck_assert_int_eq(rec_find(s, CLTCP_EV_CLOSE, 0)->status, 0);
   ck_assert_uint_eq(handles(loop), 0);
+  {
+    /* The orphaned query (5 s timeout) must not keep the loop running: a
+     * default run returns at once, with no work left. */
+    int alive = 1;
+    uint64_t t0 = 0, t1 = 0;
+    ck_assert_int_eq(cltcp_loop_now(&t0, loop), 0);
+    ck_assert_int_eq(cltcp_loop_run(&alive, loop, CLTCP_RUN_DEFAULT), 0);
+    ck_assert_int_eq(cltcp_loop_now(&t1, loop), 0);
+    ck_assert_int_eq(alive, 0);
+    ck_assert_msg(t1 - t0 < 1000, "loop ran %llu ms for a dead lookup",
+                  (unsigned long long)(t1 - t0));
+  }
   close(fd);
   /* The query is still in c-ares: the loop closes anyway, and the sanitizer
    * build proves nothing leaks or is touched after free. */
