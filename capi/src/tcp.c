@@ -43,9 +43,13 @@ struct cltcp__socket {
   /* deferred events */
   int dfr_error;        /* an ERROR to deliver on the next turn */
   bool dfr_flushed;     /* a FLUSHED to deliver on the next turn */
-  /* keep-mode input buffer: bytes [kstart, kend) of kbuf */
+  /* keep-mode input buffer: bytes [kstart, kend) of kbuf, then, during a
+   * DATA callback only, the `blen' bytes at `bptr' still unread in the
+   * loop's shared read buffer (see read_cb). */
   uint8_t *kbuf;
   size_t kcap, kstart, kend;
+  const uint8_t *bptr;
+  size_t blen;
   /* write queue: `wf' is handed to uv_write, `wq' collects what comes
    * meanwhile; they swap, so the steady state allocates nothing. */
   uint8_t *wf, *wq;
@@ -69,6 +73,8 @@ static void arm_timer(cltcp__socket *s);
 static void start_write(cltcp__socket *s);
 static void try_connect_next(cltcp__socket *s);
 static void emit_flushed(cltcp__socket *s);
+static int append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *d,
+                  size_t n);
 
 static inline size_t queued(const cltcp__socket *s) {
   return s->tcp.write_queue_size + s->wq_len;
@@ -291,8 +297,21 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     buf->len = s->h.loop->readbuf_len;
     return;
   }
-  if (s->kstart == s->kend)
+  if (s->kstart == s->kend) {
+    /* Nothing kept: read into the loop's shared buffer.  A reader that
+     * takes everything during the DATA callback (the usual case) then costs
+     * no per-socket memory and one copy in all; only what it leaves is
+     * copied into kbuf.  An idle keep-mode socket holds no buffer. */
+    if (s->kbuf != NULL) {
+      free(s->kbuf);
+      s->kbuf = NULL;
+      s->kcap = 0;
+    }
     s->kstart = s->kend = 0;
+    buf->base = (char *)s->h.loop->readbuf;
+    buf->len = s->h.loop->readbuf_len;
+    return;
+  }
   if (s->kcap - s->kend < KEEP_MIN_FREE) {
     size_t used = s->kend - s->kstart;
     if (s->kstart > 0 && s->kcap - used >= KEEP_MIN_FREE &&
@@ -328,8 +347,25 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     if (s->mode == CLTCP_READ_DRAIN) {
       emit(s, CLTCP_EV_DATA, 0, (const uint8_t *)buf->base, (size_t)nread);
     } else {
-      s->kend += (size_t)nread;
-      emit(s, CLTCP_EV_DATA, 0, s->kbuf + s->kend - nread, (size_t)nread);
+      if ((uint8_t *)buf->base == s->h.loop->readbuf) {
+        s->bptr = (const uint8_t *)buf->base;
+        s->blen = (size_t)nread;
+        emit(s, CLTCP_EV_DATA, 0, s->bptr, (size_t)nread);
+        /* Keep what the callback did not read (also when it closed the
+         * socket: the bytes stay readable until CLOSE). */
+        if (s->blen > 0 &&
+            append(&s->kbuf, &s->kend, &s->kcap, s->bptr, s->blen) != 0) {
+          s->bptr = NULL;
+          s->blen = 0;
+          fail(s, UV_ENOMEM);
+          return;
+        }
+        s->bptr = NULL;
+        s->blen = 0;
+      } else {
+        s->kend += (size_t)nread;
+        emit(s, CLTCP_EV_DATA, 0, s->kbuf + s->kend - nread, (size_t)nread);
+      }
     }
     return;
   }
@@ -733,7 +769,7 @@ int cltcp_socket_set_read_mode(cltcp_id id, int mode) {
   rc = sock_get(&s, id);
   if (rc != 0)
     return rc;
-  if (mode == CLTCP_READ_DRAIN && s->kend > s->kstart)
+  if (mode == CLTCP_READ_DRAIN && (s->kend > s->kstart || s->blen > 0))
     return CLTCP_EMODE;
   s->mode = mode;
   return 0;
@@ -748,13 +784,13 @@ int cltcp_socket_buffered(size_t *n, cltcp_id id) {
                             true);
   if (rc != 0)
     return rc;
-  *n = s->kend - s->kstart;
+  *n = s->kend - s->kstart + s->blen;
   return 0;
 }
 
 int cltcp_socket_read(size_t *n, cltcp_id id, uint8_t *dst, size_t max) {
   cltcp__socket *s;
-  size_t avail;
+  size_t avail, done;
   int rc;
   if (n == NULL || (dst == NULL && max > 0))
     return UV_EINVAL;
@@ -762,16 +798,26 @@ int cltcp_socket_read(size_t *n, cltcp_id id, uint8_t *dst, size_t max) {
                             true);
   if (rc != 0)
     return rc;
+  /* Kept bytes come first: the shared buffer is only borrowed when none
+   * were kept (alloc_cb). */
   avail = s->kend - s->kstart;
-  if (max > avail)
-    max = avail;
-  if (max > 0) {
-    memcpy(dst, s->kbuf + s->kstart, max);
-    s->kstart += max;
+  if (avail > max)
+    avail = max;
+  if (avail > 0) {
+    memcpy(dst, s->kbuf + s->kstart, avail);
+    s->kstart += avail;
     if (s->kstart == s->kend)
       s->kstart = s->kend = 0;
   }
-  *n = max;
+  done = avail;
+  if (done < max && s->blen > 0) {
+    size_t take = s->blen < max - done ? s->blen : max - done;
+    memcpy(dst + done, s->bptr, take);
+    s->bptr += take;
+    s->blen -= take;
+    done += take;
+  }
+  *n = done;
   return 0;
 }
 

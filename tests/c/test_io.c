@@ -657,6 +657,86 @@ START_TEST(keep_mode_partial_reads) {
 }
 END_TEST
 
+/* Keep mode, reading inside the DATA callback: each callback takes an odd
+ * share of what is buffered (some of it kept from before, some just
+ * arrived), so kept and fresh bytes interleave; the bytes must come out
+ * once each, in order, and `buffered' must always count what is left. */
+static cltcp_id g_kr_sock;
+static uint8_t *g_kr_out;
+static size_t g_kr_got, g_kr_calls, g_kr_bad_count;
+
+static void keep_read_in_data_hook(const ev *e) {
+  size_t before = 0, after = 0, n = 0, want;
+  if (e->id != g_kr_sock || e->event != CLTCP_EV_DATA)
+    return;
+  g_kr_calls++;
+  ck_assert_int_eq(cltcp_socket_buffered(&before, g_kr_sock), 0);
+  want = (g_kr_calls % 3 == 0) ? before : (before * 2) / 3 + 1;
+  if (want > before)
+    want = before;
+  ck_assert_int_eq(cltcp_socket_read(&n, g_kr_sock, g_kr_out + g_kr_got,
+                                     want),
+                   0);
+  g_kr_got += n;
+  ck_assert_int_eq(cltcp_socket_buffered(&after, g_kr_sock), 0);
+  if (n != want || after != before - n)
+    g_kr_bad_count++;
+}
+
+static bool pred_kr_all(void *arg) {
+  size_t buffered = 0, len = *(size_t *)arg;
+  cltcp_socket_buffered(&buffered, g_kr_sock);
+  return g_kr_got + buffered >= len;
+}
+
+START_TEST(keep_mode_read_inside_data) {
+  pair p;
+  const size_t len = 3 * MiB + 12345;
+  uint8_t *data = payload(21, len);
+  size_t off = 0, n = 0;
+  int port = 0;
+  p.loop = new_loop();
+  p.lfd = raw_listen("127.0.0.1", &port);
+  ck_assert_int_eq(cltcp_socket_new(&p.c, p.loop, rec_cb, 1), 0);
+  track(p.c);
+  ck_assert_int_eq(cltcp_socket_set_read_mode(p.c, CLTCP_READ_KEEP), 0);
+  ck_assert_int_eq(cltcp_socket_connect(p.c, "127.0.0.1", port), 0);
+  p.fd = raw_accept(p.loop, p.lfd, 5);
+  wait_ev(p.loop, p.c, CLTCP_EV_CONNECT, 1, 5);
+  g_kr_sock = p.c;
+  g_kr_out = malloc(len);
+  g_kr_got = g_kr_calls = g_kr_bad_count = 0;
+  rec_hook = keep_read_in_data_hook;
+  /* Send in uneven pieces, letting the loop run between them. */
+  while (off < len) {
+    size_t piece = 1 + (off * 7919) % 70000;
+    if (piece > len - off)
+      piece = len - off;
+    ck_assert_int_eq(write(p.fd, data + off, piece), (ssize_t)piece);
+    off += piece;
+    run_for(p.loop, 0.001);
+  }
+  {
+    size_t l = len;
+    run_until(p.loop, pred_kr_all, &l, 10);
+  }
+  rec_hook = NULL;
+  ck_assert_int_eq(cltcp_socket_read(&n, p.c, g_kr_out + g_kr_got,
+                                     len - g_kr_got),
+                   0);
+  g_kr_got += n;
+  ck_assert_uint_eq(g_kr_got, len);
+  ck_assert_uint_gt(g_kr_calls, 2);
+  ck_assert_uint_eq(g_kr_bad_count, 0);
+  ck_assert_int_eq(memcmp(g_kr_out, data, len), 0);
+  ck_assert_int_eq(cltcp_socket_buffered(&n, p.c), 0);
+  ck_assert_uint_eq(n, 0);
+  free(g_kr_out);
+  free(data);
+  pair_finish(&p);
+}
+END_TEST
+
 START_TEST(keep_mode_large) {
   /* 4 MiB accumulate in the keep buffer while nobody reads it; then they
    * are copied out in odd-sized pieces, exact. */
@@ -1001,6 +1081,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, no_timeouts_for_nan_zero_negative);
   tcase_add_test(tc, keep_mode_partial_reads);
   tcase_add_test(tc, keep_mode_large);
+  tcase_add_test(tc, keep_mode_read_inside_data);
   tcase_add_test(tc, keep_mode_readable_until_close);
   tcase_add_test(tc, switch_modes);
   tcase_add_test(tc, shutdown_half_close);
