@@ -213,29 +213,12 @@ vector (through a temporary octet vector).")
 ;;; ---- output ----
 
 (defun %stream-write (stream octets start end)
-  "Hand bytes START..END of OCTETS to libcltcp (copied before it returns).
-Mirrors WRITE-SOCKET-DATA's checks and error mapping, but writes a sub-range
-of the caller's vector without copying it first."
-  (declare (type octets octets) (type fixnum start end)
-           (optimize (speed 3) (safety 1)))
+  "Hand bytes START..END of OCTETS to libcltcp (copied before it returns), with
+WRITE-SOCKET-DATA's checks and error mapping, without copying the sub-range first."
+  (declare (type octets octets) (type fixnum start end))
   (let ((socket (stream-socket stream)))
-    (declare (type socket socket))
-    (when (or (%sock-closed-p socket) (%sock-draining-p socket))
-      (%signal-closed socket))
-    (when (< start end)
-      (let ((rc (cffi:with-pointer-to-vector-data (p octets)
-                  (cltcp:socket-write (%sock-id socket) (cffi:inc-pointer p start)
-                                      (- end start)
-                                      (if (%sock-write-cb socket) cltcp:+write-notify+ 0)))))
-        (declare (type fixnum rc))
-        (when (< rc 0)
-          (cond ((= rc cltcp:+eclosed+)
-                 (setf (%sock-closed-p socket) t)
-                 (%signal-closed socket rc))
-                ((= rc (the fixnum +uv-epipe+))
-                 (%signal-closed socket rc))
-                (t (signal-status rc socket))))))
-    nil))
+    (%check-writable socket)
+    (%send-octets socket octets start end)))
 
 (defmethod trivial-gray-streams:stream-write-byte ((stream async-output-stream) byte)
   (let ((small (%stream-small stream)))

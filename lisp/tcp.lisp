@@ -152,6 +152,35 @@ sends DATA once connected.  Behaves like TCP-CONNECT and signals a style-warning
     (apply #'%tcp-connect host port read-cb event-cb :data data
            (alexandria:remove-from-plist keys :data))))
 
+(declaim (inline %check-writable))
+(defun %check-writable (socket)
+  "Signal SOCKET-CLOSED unless SOCKET can still be written to."
+  (when (or (%sock-closed-p socket) (%sock-draining-p socket))
+    (%signal-closed socket)))
+
+(defun %send-octets (socket octets start end)
+  "Hand bytes START..END of OCTETS to libcltcp for SOCKET: one foreign call, the
+bytes copied there before it returns (the kernel takes what it can at once, the
+rest is queued).  A write-cb on the socket asks for a flush notice.  Maps a
+failure to SOCKET-CLOSED (closed, or write side shut down) or the condition of
+its code.  Shared by WRITE-SOCKET-DATA and the output streams."
+  (declare (type socket socket) (type octets octets) (type fixnum start end)
+           (optimize (speed 3) (safety 1)))
+  (when (< start end)
+    (let ((rc (cffi:with-pointer-to-vector-data (p octets)
+                (cltcp:socket-write (%sock-id socket) (cffi:inc-pointer p start)
+                                    (- end start)
+                                    (if (%sock-write-cb socket) cltcp:+write-notify+ 0)))))
+      (declare (type fixnum rc))
+      (when (< rc 0)
+        (cond ((= rc cltcp:+eclosed+)
+               (setf (%sock-closed-p socket) t)
+               (%signal-closed socket rc))
+              ((= rc (the fixnum +uv-epipe+))
+               (%signal-closed socket rc))
+              (t (signal-status rc socket))))))
+  nil)
+
 (defun write-socket-data (socket data &key (read-cb nil read-cb-p) (write-cb nil write-cb-p)
                                            (event-cb nil event-cb-p))
   "Send DATA (a string, encoded as UTF-8 with babel, or an octet vector) on SOCKET
@@ -162,26 +191,16 @@ socket.  Returns NIL."
   (declare (optimize (speed 3) (safety 1)))
   (let ((socket (%socket-of socket)))
     (declare (type socket socket))
-    (when (or (%sock-closed-p socket) (%sock-draining-p socket))
-      (%signal-closed socket))
+    (%check-writable socket)
     (when read-cb-p (setf (%sock-read-cb socket) read-cb))
     (when write-cb-p (setf (%sock-write-cb socket) write-cb))
     (when event-cb-p (setf (%sock-event-cb socket) event-cb))
-    (let* ((octets (typecase data
-                     (octets data)
-                     (string (babel:string-to-octets data :encoding :utf-8))
-                     (t (coerce data 'octets))))
-           (flags (if (%sock-write-cb socket) cltcp:+write-notify+ 0))
-           (rc (cffi:with-pointer-to-vector-data (p octets)
-                 (cltcp:socket-write (%sock-id socket) p (length (the octets octets)) flags))))
-      (declare (type octets octets) (type fixnum rc))
-      (when (< rc 0)
-        (cond ((= rc cltcp:+eclosed+)
-               (setf (%sock-closed-p socket) t)
-               (%signal-closed socket rc))
-              ((= rc (the fixnum +uv-epipe+))
-               (%signal-closed socket rc))
-              (t (signal-status rc socket))))))
+    (let ((octets (typecase data
+                    (octets data)
+                    (string (babel:string-to-octets data :encoding :utf-8))
+                    (t (coerce data 'octets)))))
+      (declare (type octets octets))
+      (%send-octets socket octets 0 (length octets))))
   nil)
 
 (defun set-socket-timeouts (socket read-sec write-sec)
