@@ -58,12 +58,14 @@ raises is not routed back into it.")
   (cltcp:loop-stop (event-base-id base))
   nil)
 
-(defun %object-event-cb (object)
-  (typecase object
-    (socket (%sock-event-cb object))
-    (tcp-server (%srv-event-cb object))
-    (timer (%timer-event-cb object))
-    (t nil)))
+(defgeneric %object-event-cb (object)
+  (:documentation "The event-cb of the operation OBJECT stands for (NIL when it has
+none).  A generic function, so that later files (dns.lisp) add their kinds of
+operation; it is only consulted on events and errors, never per read.")
+  (:method (object) (declare (ignore object)) nil)
+  (:method ((object socket)) (%sock-event-cb object))
+  (:method ((object tcp-server)) (%srv-event-cb object))
+  (:method ((object timer)) (%timer-event-cb object)))
 
 (defun %route-app-error (base object condition)
   "An error escaped an application callback about OBJECT: route it (see the top)."

@@ -95,18 +95,16 @@ CANCEL-DNS-LOOKUP cancels it."
                       (%family<-c (cffi:foreign-slot-value a '(:struct cltcp:addr)
                                                            'cltcp:family)))))
 
+(defmethod %object-event-cb ((request dns-request))
+  (%dns-event-cb request))
+
 (defun %route-dns-app-error (base request condition)
   "An error escaped a resolve-cb (or the event-cb): route it exactly as the core
-routes errors of sockets and timers (%ROUTE-APP-ERROR).  The core finds the
-operation's event-cb through the object's type, and a lookup is none of its
-types, so it is shown a stand-in timer that carries the lookup's event-cb;
-that keeps one routing policy instead of a copy of it."
-  (%route-app-error base (%make-timer :event-cb (%dns-event-cb request)) condition))
+routes errors of sockets and timers."
+  (%route-app-error base request condition))
 
 (defun %deliver-dns-error (request code)
-  (let ((*in-event-handler* t))
-    (funcall (or (%dns-event-cb request) *default-event-handler* #'default-event-handler)
-             (%dns-error code (%dns-host request)))))
+  (%deliver request (%dns-error code (%dns-host request))))
 
 (defun %dns-dispatch (base request status addrs n)
   "Run the application's callback for a finished lookup, under the same guard as
