@@ -40,7 +40,11 @@ true when the loop should go on, NIL when the user chose to stop it."
       (when (event-base-stopping base)
         (return))
       (setf (cffi:mem-ref alive :int) 0)
-      (let ((rc (cltcp:loop-run alive (event-base-id base) cltcp:+run-default+)))
+      (let ((rc (with-loop-turn
+                  (cltcp:loop-run alive (event-base-id base)
+                                  (if (zerop +wakeup-seconds+)
+                                      cltcp:+run-default+
+                                      cltcp:+run-once+)))))
         (when (< rc 0)
           (error "cl-async-tcp: cltcp_loop_run failed: ~A" (code-name rc))))
       (cond ((event-base-pending-errors base)
@@ -100,7 +104,8 @@ out of here closes the loop too, so a new loop can start at once."
       (let ((rc (cltcp:loop-new id)))
         (when (< rc 0)
           (error "cl-async-tcp: cannot create an event loop: ~A" (code-message rc))))
-      (setf (event-base-id base) (cffi:mem-ref id 'cltcp:id)))
+      (setf (event-base-id base) (cffi:mem-ref id 'cltcp:id))
+      (cltcp:loop-set-wakeup (event-base-id base) +wakeup-seconds+))
     (unwind-protect
          (progn
            (when start-fn

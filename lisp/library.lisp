@@ -8,7 +8,7 @@
 
 (in-package #:cl-async-tcp)
 
-(defparameter +abi-version+ 1
+(defparameter +abi-version+ 2
   "The CLTCP_ABI_VERSION that lisp/ffi.lisp mirrors.")
 
 (defparameter +build-command+ "meson setup build && meson compile -C build"

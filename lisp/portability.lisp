@@ -8,6 +8,27 @@
 
 (deftype octets () '(simple-array (unsigned-byte 8) (*)))
 
+;;; Keyboard interrupts (C-c at the REPL) and other deferrable signals.  If
+;;; one were handled while the loop waits inside libuv, the debugger would
+;;; sit on top of libuv's frames, and leaving it (ABORT) would unwind through
+;;; them, leaving the C loop half-updated and impossible to close.  So the
+;;; loop runs turn by turn with interrupts deferred during each turn, and C
+;;; ends a turn at least every +WAKEUP-SECONDS+ (cltcp_loop_set_wakeup, which
+;;; keeps no loop alive): a C-c is then handled between turns, in Lisp
+;;; frames only, within that time.  Callbacks run inside a turn, so they run
+;;; with interrupts deferred too (a callback should not block anyway).
+
+(defconstant +wakeup-seconds+
+  #+sbcl 0.2d0
+  #-sbcl 0d0
+  "How often a waiting loop comes back to Lisp to take deferred interrupts
+(0: never, where the implementation needs no such care).")
+
+(defmacro with-loop-turn (&body body)
+  "Run BODY (one turn of the C loop) with the implementation's interrupts deferred."
+  #+sbcl `(sb-sys:without-interrupts ,@body)
+  #-sbcl `(progn ,@body))
+
 (declaim (inline copy-foreign-octets copy-foreign-into-octets))
 
 (defun copy-foreign-into-octets (pointer vector start count)

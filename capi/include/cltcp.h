@@ -70,7 +70,7 @@ extern "C" {
 /* The ABI version.  It changes whenever a declaration of this header changes
  * in a way a binding would notice; bindings compare it with the value they
  * were written for and refuse to run on a mismatch. */
-#define CLTCP_ABI_VERSION 1
+#define CLTCP_ABI_VERSION 2
 
 /* Returns CLTCP_ABI_VERSION of the library actually loaded. */
 CLTCP_EXTERN int cltcp_abi_version(void);
@@ -219,6 +219,15 @@ CLTCP_EXTERN int cltcp_loop_stop(cltcp_id loop);
  * callback (UV_ECANCELED), then everything is freed and the id dies.
  * Returns 0, CLTCP_ECLOSED, or CLTCP_EBUSY from inside cltcp_loop_run(). */
 CLTCP_EXTERN int cltcp_loop_close(cltcp_id loop);
+
+/* Makes a blocked cltcp_loop_run(CLTCP_RUN_ONCE) return at least every
+ * `seconds' (0, negative or NaN: never, the default), without keeping the
+ * loop alive: a loop with no other work still ends.  A binding whose
+ * runtime defers its own signals while it is inside C (a Lisp's keyboard
+ * interrupt) runs the loop turn by turn with this set, so such a signal is
+ * handled within `seconds', between turns, in the binding's own frames and
+ * never on top of libuv's.  Returns 0, CLTCP_ECLOSED or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_loop_set_wakeup(cltcp_id loop, double seconds);
 
 /* The loop's cached time in milliseconds (libuv's uv_now). */
 CLTCP_EXTERN int cltcp_loop_now(uint64_t *ms, cltcp_id loop);

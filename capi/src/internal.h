@@ -85,6 +85,7 @@ typedef struct cltcp__loop {
                          handles keep their id until they are freed */
   /* deferred work, run by `idle' (which keeps the loop from blocking) */
   uv_idle_t idle;
+  uv_timer_t wake; /* unreferenced; see cltcp_loop_set_wakeup() */
   cltcp__deferred deferred; /* list head (circular) */
   /* one read buffer shared by all drain-mode sockets of the loop: libuv
    * calls alloc_cb and read_cb back to back for one stream at a time */

@@ -142,10 +142,13 @@ int cltcp_loop_new(cltcp_id *out) {
   loop->uv.data = loop;
   uv_idle_init(&loop->uv, &loop->idle);
   loop->idle.data = loop;
+  uv_timer_init(&loop->uv, &loop->wake);
+  uv_unref((uv_handle_t *)&loop->wake);
   deferred_init(&loop->deferred);
   rc = cltcp__loop_register(loop);
   if (rc != 0) {
     uv_close((uv_handle_t *)&loop->idle, NULL);
+    uv_close((uv_handle_t *)&loop->wake, NULL);
     uv_run(&loop->uv, UV_RUN_DEFAULT);
     uv_loop_close(&loop->uv);
     free(loop->readbuf);
@@ -234,6 +237,7 @@ int cltcp_loop_close(cltcp_id id) {
   }
   uv_run(&loop->uv, UV_RUN_DEFAULT);
   uv_close((uv_handle_t *)&loop->idle, NULL);
+  uv_close((uv_handle_t *)&loop->wake, NULL);
   uv_run(&loop->uv, UV_RUN_DEFAULT);
   cltcp__dns_loop_free(loop);
   if (uv_loop_close(&loop->uv) == UV_EBUSY) {
@@ -247,6 +251,28 @@ int cltcp_loop_close(cltcp_id id) {
   free(loop->slots);
   free(loop->readbuf);
   free(loop);
+  return 0;
+}
+
+static void wake_cb(uv_timer_t *t) {
+  (void)t; /* its only job is to end the turn */
+}
+
+int cltcp_loop_set_wakeup(cltcp_id id, double seconds) {
+  cltcp__loop *loop;
+  uint64_t ms;
+  int rc = cltcp__loop_lookup(&loop, id);
+  if (rc != 0)
+    return rc;
+  seconds = cltcp__sanitize_seconds(seconds);
+  if (seconds == 0) {
+    uv_timer_stop(&loop->wake);
+    return 0;
+  }
+  ms = (uint64_t)(seconds * 1000.0 + 0.5);
+  if (ms == 0)
+    ms = 1;
+  uv_timer_start(&loop->wake, wake_cb, ms, ms);
   return 0;
 }
 

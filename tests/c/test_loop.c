@@ -224,6 +224,36 @@ START_TEST(handle_count) {
 }
 END_TEST
 
+START_TEST(wakeup_ends_turns_without_keeping_alive) {
+  cltcp_id loop = new_loop(), t = 0;
+  uint64_t a = 0, b = 0;
+  int alive = 5, i;
+  /* Alone, the wake timer keeps nothing alive: a default run returns. */
+  ck_assert_int_eq(cltcp_loop_set_wakeup(loop, 0.05), 0);
+  ck_assert_int_eq(cltcp_loop_run(&alive, loop, CLTCP_RUN_DEFAULT), 0);
+  ck_assert_int_eq(alive, 0);
+  /* With real work far away (10 s), a ONCE turn returns within about the
+   * wakeup interval, with work left, and no event delivered. */
+  ck_assert_int_eq(cltcp_timer_start(&t, loop, 10, 0, rec_cb, 1), 0);
+  track(t);
+  for (i = 0; i < 3; i++) {
+    ck_assert_int_eq(cltcp_loop_now(&a, loop), 0);
+    ck_assert_int_eq(cltcp_loop_run(&alive, loop, CLTCP_RUN_ONCE), 0);
+    ck_assert_int_eq(cltcp_loop_now(&b, loop), 0);
+    ck_assert_int_eq(alive, 1);
+    ck_assert_uint_lt(b - a, 1000);
+  }
+  ck_assert_uint_eq(rec_count(), 0);
+  /* Turned off, bad values are "off" too; the id is checked. */
+  ck_assert_int_eq(cltcp_loop_set_wakeup(loop, 0), 0);
+  ck_assert_int_eq(cltcp_loop_set_wakeup(loop, -1), 0);
+  ck_assert_int_eq(cltcp_loop_set_wakeup(0, 0.1), CLTCP_ECLOSED);
+  ck_assert_int_eq(cltcp_loop_set_wakeup(t, 0.1), CLTCP_EKIND);
+  ck_assert_int_eq(cltcp_timer_close(t), 0);
+  finish_loop(loop);
+}
+END_TEST
+
 START_TEST(loop_now_advances) {
   cltcp_id loop = new_loop(), t = 0;
   uint64_t a = 0, b = 0;
@@ -360,6 +390,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, close_tears_down_live_handles);
   tcase_add_test(tc, handle_count);
   tcase_add_test(tc, loop_now_advances);
+  tcase_add_test(tc, wakeup_ends_turns_without_keeping_alive);
   tcase_add_test(tc, two_loops_independent);
   tcase_add_test(tc, close_loop_with_unfired_timer_from_outside);
   tcase_add_test(tc, teardown_mid_operations);

@@ -142,3 +142,36 @@
     (is (equal "EINVAL" (as:event-errname signalled)))
     ;; only the checking delay itself
     (is (eql 1 count))))
+
+#+sbcl
+(test interrupt-while-waiting-unwinds-in-lisp-frames-only
+  "An interrupt (what C-c at the REPL is) reaching a loop that waits in libuv is
+handled between turns, in Lisp frames: a THROW out of it leaves the C loop closed
+properly (its id dead), nothing registered, and a new loop runs afterwards in
+the same thread."
+  (let* ((loop-id nil) (base nil) (after nil)
+         (thread (sb-thread:make-thread
+                  (lambda ()
+                    (list (catch 'stop
+                            (as:start-event-loop
+                             (lambda ()
+                               (setf base as:*event-base*
+                                     loop-id (as::event-base-id as:*event-base*))
+                               (as:tcp-server "127.0.0.1" 0
+                                              (lambda (s d) (declare (ignore s d)))
+                                              nil)))
+                            :finished)
+                          ;; The same thread runs a new loop afterwards.
+                          (progn (as:start-event-loop
+                                  (lambda () (as:delay (lambda () (setf after t)) :time 0.01)))
+                                 after))))))
+    (loop repeat 500 until loop-id do (sleep 0.01))
+    (is-true loop-id)
+    (sleep 0.3)                         ; the loop now waits inside libuv
+    (sb-thread:interrupt-thread thread (lambda () (throw 'stop :interrupted)))
+    (let ((result (sb-thread:join-thread thread :timeout 5 :default :timed-out)))
+      (is (equal '(:interrupted t) result)))
+    (is (= 0 (cffi:with-foreign-object (alive :int)
+               (cltcp:id-alive alive loop-id)
+               (cffi:mem-ref alive :int))))
+    (is (= 0 (as:registry-live-count base)))))
