@@ -133,8 +133,10 @@ CLTCP__HIDDEN void cltcp__undefer(cltcp__loop *loop, cltcp__deferred *d);
 CLTCP__HIDDEN void cltcp__handle_link(cltcp__loop *loop, cltcp__handle *h);
 CLTCP__HIDDEN void cltcp__handle_unlink(cltcp__loop *loop, cltcp__handle *h);
 CLTCP__HIDDEN double cltcp__sanitize_seconds(double s);
-CLTCP__HIDDEN void cltcp__sigpipe_block(sigset_t *old);
-CLTCP__HIDDEN void cltcp__sigpipe_restore(const sigset_t *old);
+/* Block SIGPIPE in this thread unless it is ignored; returns whether it
+ * did, to be passed to cltcp__sigpipe_restore(). */
+CLTCP__HIDDEN bool cltcp__sigpipe_block(sigset_t *old);
+CLTCP__HIDDEN void cltcp__sigpipe_restore(const sigset_t *old, bool blocked);
 
 /* tcp.c / server.c / timer.c: close for teardown (status UV_ECANCELED) */
 CLTCP__HIDDEN void cltcp__socket_teardown(cltcp__handle *h);

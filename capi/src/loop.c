@@ -92,15 +92,22 @@ void cltcp__handle_unlink(cltcp__loop *loop, cltcp__handle *h) {
  * The host process (a Lisp image) may not ignore it, and must not be asked
  * to, so SIGPIPE is blocked in this thread while the library can write, and
  * one raised meanwhile is consumed before unblocking. */
-void cltcp__sigpipe_block(sigset_t *old) {
+bool cltcp__sigpipe_block(sigset_t *old) {
+  struct sigaction sa;
   sigset_t set;
+  /* Where SIGPIPE is ignored (SBCL ignores it), one query is all it costs. */
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+    return false;
   sigemptyset(&set);
   sigaddset(&set, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &set, old);
+  return true;
 }
 
-void cltcp__sigpipe_restore(const sigset_t *old) {
+void cltcp__sigpipe_restore(const sigset_t *old, bool blocked) {
   sigset_t set, pending;
+  if (!blocked)
+    return;
   if (!sigismember(old, SIGPIPE) && sigpending(&pending) == 0 &&
       sigismember(&pending, SIGPIPE)) {
     struct timespec zero = {0, 0};
@@ -163,6 +170,7 @@ int cltcp_loop_run(int *alive, cltcp_id id, int mode) {
   cltcp__loop *loop;
   uv_run_mode m;
   sigset_t old;
+  bool blocked;
   int rc = cltcp__loop_lookup(&loop, id);
   if (rc != 0)
     return rc;
@@ -182,9 +190,9 @@ int cltcp_loop_run(int *alive, cltcp_id id, int mode) {
     return UV_EINVAL;
   }
   loop->running = 1;
-  cltcp__sigpipe_block(&old);
+  blocked = cltcp__sigpipe_block(&old);
   uv_run(&loop->uv, m);
-  cltcp__sigpipe_restore(&old);
+  cltcp__sigpipe_restore(&old, blocked);
   loop->running = 0;
   if (alive != NULL)
     *alive = uv_loop_alive(&loop->uv);
@@ -210,12 +218,13 @@ int cltcp_loop_close(cltcp_id id) {
   cltcp__loop *loop;
   cltcp__handle *h, *next;
   sigset_t old;
+  bool blocked;
   int rc = cltcp__loop_lookup(&loop, id);
   if (rc != 0)
     return rc;
   if (loop->running)
     return CLTCP_EBUSY;
-  cltcp__sigpipe_block(&old);
+  blocked = cltcp__sigpipe_block(&old);
   loop->closing = 1;
   loop->running = 1; /* callbacks below must not re-enter run or close */
   cltcp__dns_loop_teardown(loop);
@@ -246,7 +255,7 @@ int cltcp_loop_close(cltcp_id id) {
     uv_run(&loop->uv, UV_RUN_DEFAULT);
     uv_loop_close(&loop->uv);
   }
-  cltcp__sigpipe_restore(&old);
+  cltcp__sigpipe_restore(&old, blocked);
   cltcp__loop_unregister(loop);
   free(loop->slots);
   free(loop->readbuf);

@@ -828,6 +828,7 @@ int cltcp_socket_write(cltcp_id id, const uint8_t *data, size_t len,
                        int flags) {
   cltcp__socket *s;
   sigset_t old;
+  bool blocked;
   int rc;
   if (data == NULL && len > 0)
     return UV_EINVAL;
@@ -836,9 +837,9 @@ int cltcp_socket_write(cltcp_id id, const uint8_t *data, size_t len,
     return rc;
   if (s->h.loop->running) /* cltcp_loop_run() blocked SIGPIPE already */
     return socket_write(s, data, len, flags);
-  cltcp__sigpipe_block(&old);
+  blocked = cltcp__sigpipe_block(&old);
   rc = socket_write(s, data, len, flags);
-  cltcp__sigpipe_restore(&old);
+  cltcp__sigpipe_restore(&old, blocked);
   return rc;
 }
 
