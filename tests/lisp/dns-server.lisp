@@ -89,9 +89,13 @@ once it answers.  A port taken in between makes it try another one."
     (error "DNS tests need ~A (Debian package dnsmasq-base)." *dnsmasq*))
   (loop repeat 20
         do (let* ((port (free-dns-port))
+                  ;; Under timeout(1): should this SBCL be killed before it
+                  ;; can stop dnsmasq, dnsmasq still ends within 10 minutes.
+                  ;; Killing timeout (SIGTERM) passes the signal on.
                   (process (sb-ext:run-program
-                            *dnsmasq*
-                            (append (list "--no-daemon" "--no-resolv" "--no-hosts"
+                            "/usr/bin/timeout"
+                            (append (list "600" *dnsmasq*
+                                          "--no-daemon" "--no-resolv" "--no-hosts"
                                           "--bind-interfaces" "--listen-address=127.0.0.1"
                                           (format nil "--port=~D" port)
                                           "--user=root" "--pid-file=")
