@@ -133,6 +133,9 @@ CLTCP__HIDDEN void cltcp__undefer(cltcp__loop *loop, cltcp__deferred *d);
 CLTCP__HIDDEN void cltcp__handle_link(cltcp__loop *loop, cltcp__handle *h);
 CLTCP__HIDDEN void cltcp__handle_unlink(cltcp__loop *loop, cltcp__handle *h);
 CLTCP__HIDDEN double cltcp__sanitize_seconds(double s);
+/* Seconds (fractional) to milliseconds: NaN or <= 0 gives 0 (none), any
+ * positive time at least 1. */
+CLTCP__HIDDEN uint64_t cltcp__seconds_to_ms(double s);
 /* Block SIGPIPE in this thread unless it is ignored; returns whether it
  * did, to be passed to cltcp__sigpipe_restore(). */
 CLTCP__HIDDEN bool cltcp__sigpipe_block(sigset_t *old);

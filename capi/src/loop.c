@@ -133,6 +133,15 @@ double cltcp__sanitize_seconds(double s) {
   return s;
 }
 
+uint64_t cltcp__seconds_to_ms(double s) {
+  s = cltcp__sanitize_seconds(s);
+  if (s == 0)
+    return 0;
+  if (s < 0.001)
+    return 1; /* a positive time never rounds down to "none" */
+  return (uint64_t)(s * 1000.0 + 0.5);
+}
+
 int cltcp_loop_new(cltcp_id *out) {
   cltcp__loop *loop;
   int rc;
@@ -280,15 +289,11 @@ int cltcp_loop_set_wakeup(cltcp_id id, double seconds) {
   int rc = cltcp__loop_lookup(&loop, id);
   if (rc != 0)
     return rc;
-  seconds = cltcp__sanitize_seconds(seconds);
-  if (seconds == 0) {
-    uv_timer_stop(&loop->wake);
-    return 0;
-  }
-  ms = (uint64_t)(seconds * 1000.0 + 0.5);
+  ms = cltcp__seconds_to_ms(seconds);
   if (ms == 0)
-    ms = 1;
-  uv_timer_start(&loop->wake, wake_cb, ms, ms);
+    uv_timer_stop(&loop->wake);
+  else
+    uv_timer_start(&loop->wake, wake_cb, ms, ms);
   return 0;
 }
 

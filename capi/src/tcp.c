@@ -84,15 +84,6 @@ static inline uint64_t now(const cltcp__socket *s) {
   return uv_now(&s->h.loop->uv);
 }
 
-static uint64_t to_ms(double seconds) {
-  seconds = cltcp__sanitize_seconds(seconds);
-  if (seconds == 0)
-    return 0;
-  if (seconds < 0.001)
-    return 1;
-  return (uint64_t)(seconds * 1000.0 + 0.5);
-}
-
 static inline void emit(cltcp__socket *s, int event, int status,
                         const uint8_t *data, size_t len) {
   s->h.cb(s->h.ctx, s->h.id, event, status, 0, data, len);
@@ -910,8 +901,8 @@ int cltcp_socket_set_timeouts(cltcp_id id, double read_seconds,
   int rc = sock_get(&s, id);
   if (rc != 0)
     return rc;
-  s->read_to = to_ms(read_seconds);
-  s->write_to = to_ms(write_seconds);
+  s->read_to = cltcp__seconds_to_ms(read_seconds);
+  s->write_to = cltcp__seconds_to_ms(write_seconds);
   /* A new timeout counts from now, not from an old activity. */
   if (s->state == ST_CONNECTED) {
     uint64_t n = now(s);
@@ -931,7 +922,7 @@ int cltcp_socket_set_connect_timeout(cltcp_id id, double seconds) {
   int rc = sock_get(&s, id);
   if (rc != 0)
     return rc;
-  s->connect_to = to_ms(seconds);
+  s->connect_to = cltcp__seconds_to_ms(seconds);
   if (s->timer_due) {
     uv_timer_stop(&s->timer);
     s->timer_due = 0;

@@ -10,11 +10,6 @@ typedef struct cltcp__timer {
   bool repeat;
 } cltcp__timer;
 
-static uint64_t to_ms(double s) {
-  s = cltcp__sanitize_seconds(s);
-  return (uint64_t)llround(s * 1000.0);
-}
-
 static void timer_closed(uv_handle_t *uvh) {
   cltcp__timer *t = uvh->data;
   cltcp__loop *loop = t->h.loop;
@@ -66,11 +61,9 @@ int cltcp_timer_start(cltcp_id *out, cltcp_id loop_id, double seconds,
   t->h.ctx = ctx;
   uv_timer_init(&loop->uv, &t->timer);
   t->timer.data = t;
-  rep = repeat_seconds > 0 ? to_ms(repeat_seconds) : 0;
-  if (repeat_seconds > 0 && rep == 0)
-    rep = 1;
+  rep = cltcp__seconds_to_ms(repeat_seconds);
   t->repeat = rep > 0;
-  uv_timer_start(&t->timer, timer_fired, to_ms(seconds), rep);
+  uv_timer_start(&t->timer, timer_fired, cltcp__seconds_to_ms(seconds), rep);
   cltcp__handle_link(loop, &t->h);
   *out = t->h.id;
   return 0;
