@@ -38,10 +38,11 @@
  *
  *  - One thread per loop.  All calls on a loop and on its handles must come
  *    from the thread that runs it.  Callbacks run on that thread, from inside
- *    cltcp_loop_run() only -- and from cltcp_loop_close(), which delivers the
- *    teardown events (CLOSE with UV_ECANCELED, DNS UV_ECANCELED).  Any callback may call any function of this
- *    header on the same loop (close the handle it is called for, write, stop
- *    the loop, ...), except cltcp_loop_run() and cltcp_loop_close().
+ *    cltcp_loop_run() only -- and from cltcp_loop_close(), which delivers
+ *    the teardown events (CLOSE with UV_ECANCELED, DNS UV_ECANCELED).  Any
+ *    callback may call any function of this header on the same loop (close
+ *    the handle it is called for, write, stop the loop, ...), except
+ *    cltcp_loop_run() and cltcp_loop_close().
  */
 #ifndef CLTCP_H
 #define CLTCP_H
@@ -206,8 +207,9 @@ enum {
 /* Runs the loop.  *alive (may be NULL) is set to 1 if work is left when it
  * returns.  SIGPIPE is blocked in the calling thread while it runs (and a
  * SIGPIPE raised by a write to a reset connection is discarded), so the
- * process's disposition for it does not matter.  Returns 0, CLTCP_ECLOSED, or CLTCP_EBUSY when called from one of
- * the loop's own callbacks. */
+ * process's disposition for it does not matter.  Returns 0, UV_EINVAL (bad
+ * mode), CLTCP_ECLOSED, or CLTCP_EBUSY when called from one of the loop's own
+ * callbacks. */
 CLTCP_EXTERN int cltcp_loop_run(int *alive, cltcp_id loop, int mode);
 
 /* Makes cltcp_loop_run() return at the end of the current turn.  Safe from
