@@ -93,7 +93,7 @@ typedef struct cltcp__loop {
   size_t readbuf_len;
   cltcp__dns *dns; /* NULL until the first lookup */
   /* every socket, server and timer of the loop, for teardown */
-  void *handles_head; /* cltcp__handle list */
+  struct cltcp__handle *handles_head;
 } cltcp__loop;
 
 /* Common head of sockets, servers and timers. */
