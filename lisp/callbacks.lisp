@@ -209,24 +209,30 @@ that a stream can still read it (C keeps it readable until CLOSE returns)."
                (buffer (make-array count :element-type '(unsigned-byte 8))))
           (when (zerop (cffi:with-pointer-to-vector-data (p buffer)
                          (cltcp:socket-read n id p count)))
-            (setf (%sock-leftover socket) (subseq buffer 0 (cffi:mem-ref n :size))
-                  (%sock-leftover-start socket) 0)))))))
+            ;; C hands over all COUNT bytes; shorten only if it ever did not.
+            (let ((got (cffi:mem-ref n :size)))
+              (setf (%sock-leftover socket) (if (= got count) buffer (subseq buffer 0 got))
+                    (%sock-leftover-start socket) 0))))))))
+
+(defun %mark-dead (object)
+  "Make OBJECT read as closed (socket, server) or freed (timer) for the application."
+  (typecase object
+    (socket (setf (%sock-closed-p object) t))
+    (tcp-server (setf (%srv-closed-p object) t))
+    (timer (setf (%timer-freed-p object) t))))
 
 (defun %handle-close (base object id)
   (declare (type event-base base) (type handle object) (type (unsigned-byte 64) id))
   (when (= id (%handle-id object))
-    (typecase object
-      (socket
-       (when (%sock-keep-p object)
-         (%save-leftover object))
-       (setf (%sock-closed-p object) t
-             (%sock-read-cb object) nil
-             (%sock-write-cb object) nil
-             (%sock-connect-cb object) nil
-             (%sock-drain-cb object) nil
-             (%sock-shutdown-cb object) nil))
-      (tcp-server (setf (%srv-closed-p object) t))
-      (timer (setf (%timer-freed-p object) t)))
+    (when (socket-p object)
+      (when (%sock-keep-p object)
+        (%save-leftover object))
+      (setf (%sock-read-cb object) nil
+            (%sock-write-cb object) nil
+            (%sock-connect-cb object) nil
+            (%sock-drain-cb object) nil
+            (%sock-shutdown-cb object) nil))
+    (%mark-dead object)
     (registry-remove base (%handle-index object))
     (setf (%handle-index object) -1)))
 
@@ -248,10 +254,9 @@ that a stream can still read it (C keeps it readable until CLOSE returns)."
   (declare (type (unsigned-byte 64) ctx id other) (type fixnum event status)
            (optimize (speed 3) (safety 1) (debug 0)))
   (let ((base *event-base*))
+    (declare (type (or null event-base) base))
     (when base
-      (let* ((base base)
-             (object (registry-ref base ctx)))
-        (declare (type event-base base))
+      (let ((object (registry-ref base ctx)))
         (when object
           (cond ((= event cltcp:+ev-close+)
                  ;; Bookkeeping must not fail, but if it ever does the error

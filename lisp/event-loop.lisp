@@ -70,10 +70,7 @@ event (status ECANCELED), which frees its registry entry."
       (dotimes (index (length objects))
         (let ((object (svref objects index)))
           (unless (typep object 'fixnum)
-            (typecase object
-              (socket (setf (%sock-closed-p object) t))
-              (tcp-server (setf (%srv-closed-p object) t))
-              (timer (setf (%timer-freed-p object) t)))
+            (%mark-dead object)
             (registry-remove base index)))))))
 
 (defun start-event-loop (start-fn &key default-event-cb catch-app-errors
