@@ -71,7 +71,7 @@ extern "C" {
 /* The ABI version.  It changes whenever a declaration of this header changes
  * in a way a binding would notice; bindings compare it with the value they
  * were written for and refuse to run on a mismatch. */
-#define CLTCP_ABI_VERSION 2
+#define CLTCP_ABI_VERSION 3
 
 /* Returns CLTCP_ABI_VERSION of the library actually loaded. */
 CLTCP_EXTERN int cltcp_abi_version(void);
