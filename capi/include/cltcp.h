@@ -11,10 +11,15 @@
  *
  *  - Loops, sockets, servers, timers and DNS requests are 64-bit integer ids
  *    (cltcp_id): a kind, a loop index, a slot index and a generation counter.
- *    0 is never a valid id, and every id is below 2^62 (a fixnum in 64-bit
- *    Lisps).  A closed, stale (slot reused) or made-up id makes
- *    a call return CLTCP_ECLOSED; an id of the wrong kind CLTCP_EKIND.  No id
- *    can make the library touch freed memory.
+ *    0 is never a valid id, and every id is below 2^62 (bits 62 and 63 are
+ *    0: a fixnum in 64-bit Lisps).  No id is issued twice in the life of the
+ *    process, not even by a later loop (once the counters of a loop index
+ *    run out the index is retired; cltcp_loop_new() gives UV_ENOMEM when
+ *    all 2047 are).  A closed or stale id -- also one of a loop that was
+ *    closed -- or a made-up id (one with its kind bits changed included)
+ *    makes a call return CLTCP_ECLOSED and never reaches another handle;
+ *    an id of a live handle of another kind gives CLTCP_EKIND.  No id can
+ *    make the library touch freed memory (for threads, see below).
  *
  *  - Every fallible call returns 0 or a negative error code.  Codes are
  *    libuv's where libuv has one (UV_ECONNREFUSED, ...) and the CLTCP_E*
@@ -43,6 +48,12 @@
  *    callback may call any function of this header on the same loop (close
  *    the handle it is called for, write, stop the loop, ...), except
  *    cltcp_loop_run() and cltcp_loop_close().
+ *    Loops may be created and closed on several threads at once.  The ids
+ *    of a loop whose cltcp_loop_close() has returned (the loop's and its
+ *    handles') may be passed from any thread: the call returns
+ *    CLTCP_ECLOSED and reads no memory of any loop.  Any other id (live,
+ *    stale within a live loop, made up) passed from a thread that does not
+ *    run its loop races with that thread: not allowed.
  */
 #ifndef CLTCP_H
 #define CLTCP_H
