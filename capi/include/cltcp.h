@@ -254,8 +254,11 @@ CLTCP_EXTERN int cltcp_loop_handle_count(size_t *count, cltcp_id loop);
 /* ---------------------------------------------------------------------- */
 
 /* Starts a timer that fires after `seconds' (fractional; negative = 0) and,
- * if repeat_seconds > 0, every repeat_seconds after that.  Each firing is a
- * CLTCP_EV_TIMER event.  A one-shot timer closes itself after firing (then
+ * if repeat_seconds > 0, every repeat_seconds after that (counted from each
+ * firing).  Times are wall-clock times counted from this call: a timer never
+ * fires before its time has passed, however long callbacks ran and whether
+ * or not the loop is running when it is started.  It fires on the first
+ * loop turn after its time.  Each firing is a CLTCP_EV_TIMER event.  A one-shot timer closes itself after firing (then
  * CLTCP_EV_CLOSE, status 0).  Returns 0, UV_EINVAL (NaN), UV_ENOMEM,
  * CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_timer_start(cltcp_id *timer, cltcp_id loop,
@@ -351,6 +354,7 @@ CLTCP_EXTERN int cltcp_socket_set_drain_mark(cltcp_id sock, size_t mark);
  * Read timeout: time since the last data arrived (or since the connection
  * was made).  Write timeout: time that queued data makes no progress.  A
  * timeout delivers CLTCP_EV_ERROR with UV_ETIMEDOUT, then the socket closes.
+ * Like timers, timeouts are wall-clock times and never fire early.
  * Either can be set before connecting; the clocks start at the connection.
  * Returns 0 or CLTCP_ECLOSED/CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_socket_set_timeouts(cltcp_id sock, double read_seconds,
