@@ -242,7 +242,10 @@ CLTCP_EXTERN int cltcp_loop_close(cltcp_id loop);
  * never on top of libuv's.  Returns 0, CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_loop_set_wakeup(cltcp_id loop, double seconds);
 
-/* The loop's cached time in milliseconds (libuv's uv_now). */
+/* The loop's cached time in milliseconds (libuv's uv_now): taken at the
+ * start of each turn, so stale inside a long callback.  Timers and timeouts
+ * do not depend on it (they keep the precise clock).  Returns 0, UV_EINVAL
+ * (ms NULL), CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_loop_now(uint64_t *ms, cltcp_id loop);
 
 /* Number of live handles of the loop (sockets, servers, timers, DNS
