@@ -260,8 +260,8 @@ CLTCP_EXTERN int cltcp_loop_handle_count(size_t *count, cltcp_id loop);
  * if repeat_seconds > 0, every repeat_seconds after that (counted from each
  * firing).  Times are wall-clock times counted from this call: a timer never
  * fires before its time has passed, however long callbacks ran and whether
- * or not the loop is running when it is started.  It fires on the first
- * loop turn after its time.  Each firing is a CLTCP_EV_TIMER event.  A one-shot timer closes itself after firing (then
+ * or not the loop is running when it is started.  Each firing is a
+ * CLTCP_EV_TIMER event.  A one-shot timer closes itself after firing (then
  * CLTCP_EV_CLOSE, status 0).  Returns 0, UV_EINVAL (NaN), UV_ENOMEM,
  * CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_timer_start(cltcp_id *timer, cltcp_id loop,

@@ -282,10 +282,10 @@ static void arm_timer(cltcp__socket *s) {
   }
   if (s->timer_due != 0 && s->timer_due <= due)
     return; /* fires early enough; it re-arms itself */
-  /* The uv timer only wakes timer_cb, which checks the deadline itself and
-   * re-arms if woken early; the loop time it counts from is made fresh.
-   * (The loop's time never runs ahead of the precise clock, so the wait
-   * is never shorter than due - n.) */
+  /* The uv timer only wakes timer_cb, which checks the deadline on the
+   * precise clock itself (and re-arms if it is not reached); the loop time
+   * the wait counts from is made fresh first.  That time never runs ahead
+   * of the precise clock, so the wait is never shorter than what is left. */
   uv_update_time(&s->h.loop->uv);
   n = uv_now(&s->h.loop->uv);
   uv_timer_start(&s->timer, timer_cb, due > n ? due - n : 1, 0);
