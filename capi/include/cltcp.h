@@ -411,7 +411,12 @@ CLTCP_EXTERN int cltcp_socket_address(char *buf, size_t buflen, int *port,
  * starts with (sock_cb, sock_ctx) and starts reading (drain mode) once the
  * ACCEPT callback returns; change them with cltcp_socket_set_cb() and
  * cltcp_socket_set_read_mode() inside that callback.  Accept failures are
- * CLTCP_EV_ERROR events on the server, which keeps listening.
+ * CLTCP_EV_ERROR events on the server, which keeps listening.  Running out
+ * of descriptors or memory (UV_EMFILE, UV_ENFILE, UV_ENOBUFS, UV_ENOMEM) is
+ * reported once per episode, not once per connection: accepting then pauses
+ * and is retried about every 100 ms, pending connections wait in the
+ * backlog, established ones are served as usual, and accepting resumes by
+ * itself once a descriptor is free; the next shortage is reported again.
  * Bind and listen failures are returned here: UV_EADDRINUSE, UV_EACCES
  * (privileged port), UV_EADDRNOTAVAIL, UV_EINVAL (bad address or port),
  * CLTCP_ENOTFOUND (name not in /etc/hosts), CLTCP_ECLOSED, CLTCP_EKIND. */
