@@ -403,7 +403,9 @@ CLTCP_EXTERN int cltcp_socket_address(char *buf, size_t buflen, int *port,
 /* ---------------------------------------------------------------------- */
 
 /* Listens on host:port.  host NULL or "" means "0.0.0.0"; it may be a
- * numeric IPv4/IPv6 address or a name found in /etc/hosts ("localhost").
+ * numeric IPv4/IPv6 address or a name found in /etc/hosts, or "localhost"
+ * or a name under ".localhost" (see cltcp_dns_lookup()), which binds the
+ * first loopback address (127.0.0.1 unless /etc/hosts says otherwise).
  * port 0 picks a free port (see cltcp_server_port()).  backlog < 0 means the
  * system default (SOMAXCONN).
  * Each accepted connection becomes a socket, announced to (server_cb,
@@ -464,7 +466,11 @@ typedef void (*cltcp_dns_cb)(uintptr_t ctx, cltcp_id req, int status,
 /* Looks a host name up asynchronously: /etc/hosts first, then the loop's DNS
  * servers, through c-ares driven by the loop (no threads, nothing blocks).
  * family: CLTCP_AF_UNSPEC (both; IPv4 first), CLTCP_AF_INET or _INET6.
- * A numeric address is "resolved" to itself.  The callback fires exactly
+ * A numeric address is "resolved" to itself.  "localhost" and every name
+ * under ".localhost" (any case, trailing dot or not) never reach a DNS
+ * server (RFC 6761): they resolve to /etc/hosts' addresses of each family
+ * asked for, and to 127.0.0.1 / ::1 for a family /etc/hosts has none of
+ * (also when there is no /etc/hosts).  The callback fires exactly
  * once, on a later turn.  *req (may be NULL) gets the request id.
  * Returns 0, UV_EINVAL (NULL host or bad family), UV_ENOMEM,
  * CLTCP_EDNSCONFIG (the resolver could not start), CLTCP_ECLOSED or
