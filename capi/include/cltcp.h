@@ -421,7 +421,9 @@ CLTCP_EXTERN int cltcp_socket_address(char *buf, size_t buflen, int *port,
 /* ---------------------------------------------------------------------- */
 
 /* Listens on host:port.  host NULL or "" means "0.0.0.0"; it may be a
- * numeric IPv4/IPv6 address or a name found in /etc/hosts ("localhost").
+ * numeric IPv4/IPv6 address or a name found in /etc/hosts, or "localhost"
+ * or a name under ".localhost" (see cltcp_dns_lookup()), which binds the
+ * first loopback address (127.0.0.1 unless /etc/hosts says otherwise).
  * port 0 picks a free port (see cltcp_server_port()).  backlog < 0 means the
  * system default (SOMAXCONN).
  * Each accepted connection becomes a socket, announced to (server_cb,
@@ -429,7 +431,12 @@ CLTCP_EXTERN int cltcp_socket_address(char *buf, size_t buflen, int *port,
  * starts with (sock_cb, sock_ctx) and starts reading (drain mode) once the
  * ACCEPT callback returns; change them with cltcp_socket_set_cb() and
  * cltcp_socket_set_read_mode() inside that callback.  Accept failures are
- * CLTCP_EV_ERROR events on the server, which keeps listening.
+ * CLTCP_EV_ERROR events on the server, which keeps listening.  Running out
+ * of descriptors or memory (UV_EMFILE, UV_ENFILE, UV_ENOBUFS, UV_ENOMEM) is
+ * reported once per episode, not once per connection: accepting then pauses
+ * and is retried about every 100 ms, pending connections wait in the
+ * backlog, established ones are served as usual, and accepting resumes by
+ * itself once a descriptor is free; the next shortage is reported again.
  * Bind and listen failures are returned here: UV_EADDRINUSE, UV_EACCES
  * (privileged port), UV_EADDRNOTAVAIL, UV_EINVAL (bad address or port),
  * CLTCP_ENOTFOUND (name not in /etc/hosts), CLTCP_ECLOSED, CLTCP_EKIND. */
@@ -477,7 +484,11 @@ typedef void (*cltcp_dns_cb)(uintptr_t ctx, cltcp_id req, int status,
 /* Looks a host name up asynchronously: /etc/hosts first, then the loop's DNS
  * servers, through c-ares driven by the loop (no threads, nothing blocks).
  * family: CLTCP_AF_UNSPEC (both; IPv4 first), CLTCP_AF_INET or _INET6.
- * A numeric address is "resolved" to itself.  The callback fires exactly
+ * A numeric address is "resolved" to itself.  "localhost" and every name
+ * under ".localhost" (any case, trailing dot or not) never reach a DNS
+ * server (RFC 6761): they resolve to /etc/hosts' addresses of each family
+ * asked for, and to 127.0.0.1 / ::1 for a family /etc/hosts has none of
+ * (also when there is no /etc/hosts).  The callback fires exactly
  * once, on a later turn.  *req (may be NULL) gets the request id.
  * Returns 0, UV_EINVAL (NULL host or bad family), UV_ENOMEM,
  * CLTCP_EDNSCONFIG (the resolver could not start), CLTCP_ECLOSED or
