@@ -42,6 +42,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <uv.h>
+
 #include "cltcp.h"
 
 /* ---- the input ---------------------------------------------------------- */
@@ -283,7 +285,7 @@ static void cb(uintptr_t ctx, cltcp_id id, int event, int status,
     fail("ERROR with status %d", status);
   if (event == CLTCP_EV_CLOSE) {
     r->closes++;
-    if (in_teardown && status != -125 /* UV_ECANCELED */ && status != 0)
+    if (in_teardown && status != UV_ECANCELED && status != 0)
       fail("teardown CLOSE with status %d", status);
     return; /* the id is dead: nothing more to do with it */
   }
@@ -310,14 +312,16 @@ static void cb(uintptr_t ctx, cltcp_id id, int event, int status,
 
 static void dns_cb(uintptr_t ctx, cltcp_id req, int status,
                    const cltcp_addr *addrs, size_t n) {
-  rec *r = &recs[ctx - 1];
+  rec *r;
   const char *host;
   size_t i;
   if (in_call)
     fail("DNS callback from inside a call");
-  if (ctx == 0 || ctx > (uintptr_t)nrec || r->kind != CLTCP_KIND_DNS ||
-      r->id != req)
+  if (ctx == 0 || ctx > (uintptr_t)nrec)
     fail("DNS callback with an unknown context");
+  r = &recs[ctx - 1];
+  if (r->kind != CLTCP_KIND_DNS || r->id != req)
+    fail("DNS callback with the context of another request");
   if (r->closes++ > 0)
     fail("second DNS callback for %#llx", (unsigned long long)req);
   if ((status == 0) != (n > 0) || (n > 0 && addrs == NULL))
@@ -341,7 +345,7 @@ static void dns_cb(uintptr_t ctx, cltcp_id req, int status,
       fail("%s resolved to %s", host, addrs[0].addr);
   if (status != 0 && (is_dot_localhost(host) || strcmp(host, "localhost") ==
                                                     0) &&
-      status != -125 /* cancelled */)
+      status != UV_ECANCELED)
     fail("%s failed: %d", host, status);
   if (depth > 0 || in_teardown)
     return;
@@ -458,7 +462,7 @@ static void op_lookup(void) {
     r = rec_new(req, CLTCP_KIND_DNS);
     r->aux = (int)h;
   } else if (fams[fam] != 7 && h != 10 /* "" */) {
-    if (rc != -20019 && rc != -12 /* EDNSCONFIG, ENOMEM */)
+    if (rc != CLTCP_EDNSCONFIG && rc != UV_ENOMEM)
       fail("lookup of %s refused: %d", hosts[h], rc);
   }
 }
