@@ -207,7 +207,9 @@ END_TEST
 START_TEST(numeric_resolves_to_itself) {
   cltcp_id loop = new_loop();
   dres r;
-  int fd = use_silent(loop, 5, 1); /* a query would hang: none is sent */
+  /* A query would hang for 30 s: none is sent (the bound below is far
+   * from both, so no machine is too slow for it). */
+  int fd = use_silent(loop, 30, 1);
   double t = now_s();
   r = resolve(loop, "127.0.0.1", CLTCP_AF_UNSPEC);
   ck_assert_int_eq(r.status, 0);
@@ -225,7 +227,7 @@ START_TEST(numeric_resolves_to_itself) {
   ck_assert_int_eq(r.status, CLTCP_ENODATA);
   r = resolve(loop, "::1", CLTCP_AF_INET);
   ck_assert_int_eq(r.status, CLTCP_ENODATA);
-  ck_assert_double_lt(now_s() - t, 1.0);
+  ck_assert_double_lt(now_s() - t, 15.0);
   ck_assert_int_eq(udp_pending(fd), 0);
   close(fd);
   finish_loop(loop);
@@ -235,8 +237,9 @@ END_TEST
 START_TEST(localhost_from_hosts_file) {
   cltcp_id loop = new_loop();
   dres r;
-  /* The servers swallow queries: an answer proves /etc/hosts gave it. */
-  int fd = use_silent(loop, 5, 1);
+  /* The servers swallow queries (for 30 s): an answer proves /etc/hosts
+   * gave it. */
+  int fd = use_silent(loop, 30, 1);
   double t = now_s();
   r = resolve(loop, "localhost", CLTCP_AF_UNSPEC);
   ck_assert_int_eq(r.status, 0);
@@ -246,7 +249,7 @@ START_TEST(localhost_from_hosts_file) {
   r = resolve(loop, "localhost", CLTCP_AF_INET);
   ck_assert_int_eq(r.status, 0);
   ck_assert_str_eq(r.addrs[0].addr, "127.0.0.1");
-  ck_assert_double_lt(now_s() - t, 1.0);
+  ck_assert_double_lt(now_s() - t, 15.0);
   ck_assert_int_eq(udp_pending(fd), 0);
   close(fd);
   finish_loop(loop);
@@ -367,14 +370,17 @@ START_TEST(unreachable_server_times_out) {
   lookup(loop, "slow.example", CLTCP_AF_UNSPEC, &r4);
   lookup(loop, "slow6.example", CLTCP_AF_INET6, &r6);
   ck_assert_uint_eq(handles(loop), 2);
-  run_until(loop, pred_called, &r4, 5);
-  run_until(loop, pred_called, &r6, 5);
+  run_until(loop, pred_called, &r4, 15);
+  run_until(loop, pred_called, &r6, 15);
   dt = now_s() - t;
   ck_assert_int_eq(r4.calls, 1);
   ck_assert_int_eq(r4.status, CLTCP_EDNSTIMEOUT);
   ck_assert_int_eq(r6.status, CLTCP_EDNSTIMEOUT);
   ck_assert_str_eq(cltcp_err_name(r4.status), "EDNSTIMEOUT");
-  ck_assert_msg(dt >= 0.4 && dt < 2.5, "timed out after %.3f s", dt);
+  /* Never before the 0.5 s try (c-ares keeps its own clock, in ms), and
+   * within a generous slack. */
+  ck_assert_msg(dt >= 0.5 - 0.002 && dt < 0.5 + 10, "timed out after %.3f s",
+                dt);
   /* The queries did reach the silent server (A + AAAA, then AAAA). */
   ck_assert_int_ge(udp_pending(fd), 3);
   ck_assert_uint_eq(handles(loop), 0);
