@@ -335,7 +335,9 @@ CLTCP_EXTERN int cltcp_async_new(cltcp_id *async, cltcp_id loop, cltcp_cb cb,
  * closed or closing handle, or on any id that is not a live async handle,
  * returns an error and touches nothing (the lookup is guarded by a lock
  * that cltcp_async_close() also takes).  Never blocks for long, never
- * calls a callback.  Returns 0, CLTCP_ECLOSED or CLTCP_EKIND. */
+ * calls a callback.  It takes a mutex, so it is not for signal handlers
+ * (watch the signal with cltcp_signal_start() instead).  Returns 0,
+ * CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_async_send(cltcp_id async);
 
 /* Closes an async handle (loop thread only; the id dies at once for every
