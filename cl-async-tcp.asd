@@ -19,6 +19,8 @@
                  (:file "conditions")
                  (:file "registry")
                  (:file "objects")
+                 ;; Argument and liveness checks of the exported functions.
+                 (:file "checks")
                  (:file "callbacks")
                  (:file "event-loop")
                  (:file "tcp")
@@ -44,7 +46,9 @@
                  (:file "client-tests")
                  (:file "dns-server")
                  (:file "dns-tests")
-                 (:file "stream-tests"))))
+                 (:file "stream-tests")
+                 ;; Bad input and objects of closed or dead loops.
+                 (:file "input-tests"))))
   ;; test-op must fail loudly: fiveam:run! only returns NIL, so signal here.
   :perform (test-op (o c)
              (unless (uiop:symbol-call :cl-async-tcp-test :run-suite)
