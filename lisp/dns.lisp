@@ -231,11 +231,14 @@ cancelled already (or its event loop has exited).  Returns NIL."
     (string spec)
     (cons (destructuring-bind (host &optional port)
               (if (listp (cdr spec)) spec (list (car spec) (cdr spec)))
-            (check-arguments (host string servers) (port (or null port-number) servers))
+            (unless (and (stringp host) (typep port '(or null port-number)))
+              (%argument-error 'servers spec
+                               '(or string (cons string (or null (integer 0 65535))))))
             (cond ((null port) host)
                   ((find #\: host) (format nil "[~A]:~D" host port))
                   (t (format nil "~A:~D" host port)))))
-    (t (%argument-error 'servers spec '(or string (cons string (or null port-number)))))))
+    (t (%argument-error 'servers spec
+                        '(or string (cons string (or null (integer 0 65535))))))))
 
 (defun %servers-string (servers)
   (cond ((null servers) "")
