@@ -57,6 +57,15 @@ reads (INTEGER 0 65535), not an internal type name."
 (define-argument-type port-number (integer 0 65535)
   "A TCP port.")
 
+(defun %nul-free-p (x)
+  "True when X is a string without a NUL character (C would end it there)."
+  ;; STRINGP here too: TYPEP may test the parts of an AND type in any order.
+  (and (stringp x) (not (find (code-char 0) x))))
+
+(define-argument-type host-name (and string (satisfies %nul-free-p))
+  "A host to connect to or bind: an address or a name, as a string without NUL
+\(C would read \"127.0.0.1<NUL>junk\" as \"127.0.0.1\").")
+
 (define-argument-type callback (or function symbol)
   "An optional callback: a function, a symbol naming one, or NIL for none.")
 

@@ -114,10 +114,10 @@ beyond cl-async) bounds the time from connecting (DNS included) to connected."
 host name looked up asynchronously) and PORT.  Success calls the connect-cb;
 failure delivers a tcp-error (tcp-refused, tcp-timeout, dns-error ...) to the
 event-cb.  Returns SOCKET/STREAM.  Signals a TYPE-ERROR for a HOST that is
-not a string or a PORT that is not an integer from 0 to 65535, and SOCKET-CLOSED
+not a string (or holds a NUL character) or a PORT that is not an integer from 0 to 65535, and SOCKET-CLOSED
 for a closed socket."
   (let ((socket (%socket-of socket/stream)))
-    (check-arguments (host string) (port port-number))
+    (check-arguments (host host-name) (port port-number))
     (when event-cb-p
       (check-argument event-cb callback :event-cb))
     (%open-socket socket)
@@ -129,7 +129,7 @@ for a closed socket."
 
 (defun %tcp-connect (host port read-cb event-cb &rest keys &key data &allow-other-keys)
   ;; Checked before the socket is made (%INIT-SOCKET checks the rest).
-  (check-arguments (host string) (port port-number)
+  (check-arguments (host host-name) (port port-number)
                    (data (or null socket-data-designator) :data))
   (let ((socket/stream (apply #'%init-socket read-cb event-cb
                               (alexandria:remove-from-plist keys :data))))
@@ -161,8 +161,8 @@ progress on queued data; both start at the connection.  Returns the socket,
 or an async-io-stream with :stream t.
 
 Every argument is checked before anything is made: a TYPE-ERROR naming the
-argument for a HOST that is not a string, a PORT that is not an integer from 0
-to 65535, a callback that is neither NIL, a function nor a symbol, a timeout
+argument for a HOST that is not a string (or holds a NUL character), a PORT
+that is not an integer from 0 to 65535, a callback that is neither NIL, a function nor a symbol, a timeout
 that is neither NIL nor a real, or :data that is neither a string nor octets."
   (multiple-value-bind (event-cb keys) (%split-event-cb args)
     (apply #'%tcp-connect host port read-cb event-cb keys)))
@@ -292,7 +292,7 @@ already (or its event loop has exited)."
 ;;; ---- servers ----
 
 (defun %tcp-server (bind-address port read-cb event-cb &key connect-cb (backlog -1) stream)
-  (check-arguments (bind-address (or null string)) (port port-number)
+  (check-arguments (bind-address (or null host-name)) (port port-number)
                    (read-cb callback) (event-cb callback) (connect-cb callback :connect-cb)
                    (backlog (or null (signed-byte 32)) :backlog))
   (let* ((base (%current-base))

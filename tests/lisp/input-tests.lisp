@@ -330,6 +330,10 @@ SOCKET of SERVER (listening on PORT)."
     (refuses host nil (as:tcp-connect nil port cb #'ignore-event))
     (refuses host :localhost (as:tcp-connect :localhost port cb #'ignore-event))
     (refuses host 2130706433 (as:tcp-connect 2130706433 port cb #'ignore-event))
+    ;; Before: C read the host up to the NUL, and connected to 127.0.0.1.
+    (let ((nul-host (format nil "127.0.0.1~Cjunk" (code-char 0))))
+      (refuses host nul-host (as:tcp-connect nul-host port cb #'ignore-event))
+      (refuses bind-address nul-host (as:tcp-server nul-host 0 cb nil)))
     (refuses port "80" (as:tcp-connect "127.0.0.1" "80" cb #'ignore-event))
     (refuses port -1 (as:tcp-connect "127.0.0.1" -1 cb #'ignore-event))
     (refuses port 65536 (as:tcp-connect "127.0.0.1" 65536 cb #'ignore-event))
@@ -462,3 +466,42 @@ the refusals were tried on still echoes exactly what is sent afterwards."
       (is-true checked)
       ;; Nothing refused was sent, and the socket was not shut down or closed.
       (is (equal "end" (apply #'concatenate 'string (reverse received)))))))
+
+;;; ---- a failure after the C socket exists ----
+
+(define-condition stream-init-failed (error) ())
+
+(defvar *fail-stream-init* nil
+  "When true, making an async-io-stream fails (see the method below).")
+
+;; Only ever active inside HALF-MADE-SOCKET-IS-CLOSED-AGAIN.
+(defmethod initialize-instance :before ((stream as:async-io-stream) &key)
+  (when *fail-stream-init*
+    (error 'stream-init-failed)))
+
+(test half-made-socket-is-closed-again
+  "When setting a new socket up fails after its C handle exists (here: making
+its :stream t stream signals), the socket is closed again: the registry and
+the C handle count come back to where they were."
+  (let ((signalled nil) (before nil) (after nil) (server-port nil))
+    (with-test-loop ()
+      (let ((server (echo-server)))
+        (setf server-port (as:tcp-server-port server))
+        (setf before (live-counts))
+        (handler-case (let ((*fail-stream-init* t))
+                        (as:tcp-connect "127.0.0.1" server-port
+                                        (lambda (s d) (declare (ignore s d)))
+                                        #'ignore-event :stream t))
+          (stream-init-failed () (setf signalled t)))
+        ;; The CLOSE event of the half-made socket comes on a later turn; wait
+        ;; for it (a bound on how many turns, not on how fast they are).  The
+        ;; checking delay counts itself while it runs.
+        (let ((tries 0))
+          (labels ((check ()
+                     (setf after (mapcar #'1- (live-counts)))
+                     (if (or (equal before after) (> (incf tries) 500))
+                         (progn (as:close-tcp-server server) (done))
+                         (as:delay #'check :time 0.01))))
+            (as:delay #'check)))))
+    (is-true signalled)
+    (is (equal before after) "(registry C-handles): ~S before, ~S after" before after)))
