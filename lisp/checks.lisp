@@ -66,10 +66,13 @@ reads (INTEGER 0 65535), not an internal type name."
   "A host to connect to or bind: an address or a name, as a string without NUL
 \(C would read \"127.0.0.1<NUL>junk\" as \"127.0.0.1\").")
 
-(define-argument-type callback (or function symbol)
+;;; Keywords are symbols, but one in a callback's place is a keyword argument
+;;; out of place -- (tcp-connect host port read-cb :data "x" :event-cb) -- so
+;;; it is refused rather than called (and found undefined) later.
+(define-argument-type callback (or function (and symbol (not keyword)))
   "An optional callback: a function, a symbol naming one, or NIL for none.")
 
-(define-argument-type required-callback (or function (and symbol (not null)))
+(define-argument-type required-callback (or function (and symbol (not null) (not keyword)))
   "A callback that must be there: a function or a (non-NIL) symbol naming one.")
 
 (define-argument-type timeout-seconds (or null real)

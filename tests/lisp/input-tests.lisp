@@ -307,6 +307,7 @@ SOCKET-CLOSED on a closed one (it used to answer 0)."
         (refuses time :soon (as:delay (lambda () (push :keyword fired)) :time :soon))
         (refuses callback nil (as:delay nil))
         (refuses callback 42 (as:delay 42 :time 0))
+      (refuses callback :now (as:delay :now))
         (refuses event-cb 42 (as:delay (lambda () (push :event-cb fired)) :event-cb 42))
         (refuses time "1" (as:with-delay ("1") (push :with-delay fired)))
         (refuses time "1" (as:interval (lambda () (push :interval fired)) :time "1"))
@@ -341,6 +342,9 @@ SOCKET of SERVER (listening on PORT)."
     (refuses read-cb 42 (as:tcp-connect "127.0.0.1" port 42 #'ignore-event))
     (refuses event-cb "cb" (as:tcp-connect "127.0.0.1" port cb "cb"))
     (refuses event-cb 42 (as:tcp-connect "127.0.0.1" port cb :event-cb 42))
+    ;; A keyword where a callback belongs is a keyword argument out of place.
+    (refuses read-cb :read-cb (as:tcp-connect "127.0.0.1" port :read-cb cb))
+    (refuses read-cb :read-cb (as:tcp-server "127.0.0.1" 0 :read-cb cb))
     (refuses connect-cb 42 (as:tcp-connect "127.0.0.1" port cb nil :connect-cb 42))
     (refuses write-cb 42 (as:tcp-connect "127.0.0.1" port cb nil :write-cb 42))
     (refuses read-timeout "5" (as:tcp-connect "127.0.0.1" port cb nil :read-timeout "5"))
