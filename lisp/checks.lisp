@@ -114,8 +114,8 @@ clamps to anyway (10^9 s) are clamped here, where FLOAT could overflow."
 (declaim (inline %loop-gone-p %c-handle-gone-p))
 
 (defun %loop-gone-p (object)
-  "True when the loop OBJECT (a socket, server, timer or DNS request) was made in
-has been torn down: its id must never reach C again."
+  "True when the loop OBJECT (a socket, server or timer) was made in has been
+torn down: its id must never reach C again."
   (let ((base (%handle-base object)))
     (or (null base) (event-base-closing base))))
 

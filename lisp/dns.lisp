@@ -219,7 +219,9 @@ cancelled already (or its event loop has exited).  Returns NIL."
     ;; C still calls back once (UV_ECANCELED), which frees the registry entry.
     ;; No call once that callback came or the loop is gone: the id may name
     ;; a later loop's request then.
-    (unless (or (zerop (%dns-id request)) (%c-handle-gone-p request))
+    (unless (or (zerop (%dns-id request)) (< (%dns-index request) 0)
+                (let ((base (%dns-base request)))
+                  (or (null base) (event-base-closing base))))
       (cltcp:dns-cancel (%dns-id request))))
   nil)
 

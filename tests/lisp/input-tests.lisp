@@ -509,3 +509,26 @@ the C handle count come back to where they were."
             (as:delay #'check)))))
     (is-true signalled)
     (is (equal before after) "(registry C-handles): ~S before, ~S after" before after)))
+
+(test dns-lookup-of-an-exited-loop-cancels-nothing
+  "CANCEL-DNS-LOOKUP on a lookup still pending when its loop exited does
+nothing: it does not cancel the lookup a later loop made in the same place."
+  (let ((old nil) (resolved nil) (event nil))
+    (with-silent-dns-port (port)
+      (with-test-loop (:timeout 5)
+        (as:set-dns-servers (dns-address port))
+        (setf old (as:dns-lookup "test.example" (lambda (&rest r) (setf resolved r)) nil))
+        (finish-test)))
+    (with-dns-server (port)
+      (with-test-loop ()
+        (as:set-dns-servers (dns-address port))
+        (as:dns-lookup "test.example"
+                       (lambda (address family)
+                         (declare (ignore family))
+                         (setf resolved address)
+                         (done))
+                       (lambda (c) (setf event c) (done))
+                       :family as:+af-inet+)
+        (is (null (as:cancel-dns-lookup old)))))
+    (is (null event) "the new loop's lookup got ~A" event)
+    (is (stringp resolved) "the new loop's lookup was cancelled")))
