@@ -67,8 +67,8 @@ reads (INTEGER 0 65535), not an internal type name."
 \(C would read \"127.0.0.1<NUL>junk\" as \"127.0.0.1\").")
 
 ;;; Keywords are symbols, but one in a callback's place is a keyword argument
-;;; out of place -- (tcp-connect host port read-cb :data "x" :event-cb) -- so
-;;; it is refused rather than called (and found undefined) later.
+;;; out of place -- (tcp-connect host port :read-cb cb) -- so it is refused
+;;; rather than called (and found undefined) later.
 (define-argument-type callback (or function (and symbol (not keyword)))
   "An optional callback: a function, a symbol naming one, or NIL for none.")
 
@@ -144,7 +144,7 @@ when THING is neither a socket nor a stream)."
 (defun %open-server (server)
   "SERVER, which must be a listening tcp-server: signals SOCKET-CLOSED when it was
 closed or its loop is gone."
-  (check-argument server tcp-server)
+  (check-argument server tcp-server tcp-server)
   (when (or (%srv-closed-p server) (%loop-gone-p server))
     (setf (%srv-closed-p server) t)
     (error 'socket-closed :socket server :code cltcp:+eclosed+))
