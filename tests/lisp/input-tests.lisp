@@ -294,6 +294,7 @@ SOCKET-CLOSED on a closed one (it used to answer 0)."
 (defun bad-input-outside-a-loop ()
   (refuses start-fn 42 (as:start-event-loop 42))
   (refuses default-event-cb "cb" (as:start-event-loop (lambda ()) :default-event-cb "cb"))
+  (refuses default-event-cb 42 (as:with-event-loop (:default-event-cb 42) nil))
   (refuses base 42 (as:registry-live-count 42))
   (refuses event 42 (as:free-event 42))
   (refuses event 42 (as:remove-event 42))
@@ -320,6 +321,7 @@ SOCKET-CLOSED on a closed one (it used to answer 0)."
         (refuses time "1" (as:interval (lambda () (push :interval fired)) :time "1"))
         (refuses time -1 (as:interval (lambda () (push :interval fired)) :time -1))
         (refuses callback nil (as:interval nil :time 1))
+        (refuses time "1" (as:with-interval ("1") (push :with-interval fired)))
         (refuses event-cb 42 (as:interval (lambda () (push :interval fired)) :time 1 :event-cb 42))
         ;; Huge and exact times are fine (they mean "a long time").
         (as:free-event (as:delay (lambda () (push :huge fired)) :time (expt 10 400)))
@@ -392,6 +394,8 @@ SOCKET of SERVER (listening on PORT)."
     (refuses nil server (as:socket-c server))
     (refuses nil server (as:socket-stream server))
     (refuses socket 42 (as:stream-socket 42))
+    (refuses nil server (setf (as:socket-data server) :data))
+    (refuses socket server (make-instance 'as:async-io-stream :socket server))
     ;; write-socket-data: nothing is sent, no callback is replaced.
     (refuses data 42 (as:write-socket-data socket 42))
     (refuses data nil (as:write-socket-data socket nil))
