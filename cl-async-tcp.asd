@@ -47,6 +47,8 @@
                  (:file "dns-server")
                  (:file "dns-tests")
                  (:file "stream-tests")
+                 ;; issue 9 item 4: descriptor exhaustion
+                 (:file "resource-tests")
                  ;; Bad input and objects of closed or dead loops.
                  (:file "input-tests"))))
   ;; test-op must fail loudly: fiveam:run! only returns NIL, so signal here.
