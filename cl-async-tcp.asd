@@ -19,6 +19,8 @@
                  (:file "conditions")
                  (:file "registry")
                  (:file "objects")
+                 ;; Argument and liveness checks of the exported functions.
+                 (:file "checks")
                  (:file "callbacks")
                  (:file "event-loop")
                  (:file "tcp")
@@ -48,7 +50,9 @@
                  ;; issue 9 item 4: descriptor exhaustion
                  (:file "resource-tests")
                  ;; issue 9 item 5: localhost names
-                 (:file "localhost-tests"))))
+                 (:file "localhost-tests")
+                 ;; Bad input and objects of closed or dead loops.
+                 (:file "input-tests"))))
   ;; test-op must fail loudly: fiveam:run! only returns NIL, so signal here.
   :perform (test-op (o c)
              (unless (uiop:symbol-call :cl-async-tcp-test :run-suite)
