@@ -16,6 +16,7 @@
                  (:file "library")
                  (:file "ffi")
                  (:file "portability")
+                 (:file "octets")
                  (:file "conditions")
                  (:file "registry")
                  (:file "objects")
@@ -44,7 +45,8 @@
                  (:file "client-tests")
                  (:file "dns-server")
                  (:file "dns-tests")
-                 (:file "stream-tests"))))
+                 (:file "stream-tests")
+                 (:file "writes-tests"))))
   ;; test-op must fail loudly: fiveam:run! only returns NIL, so signal here.
   :perform (test-op (o c)
              (unless (uiop:symbol-call :cl-async-tcp-test :run-suite)

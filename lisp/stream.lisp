@@ -116,19 +116,29 @@ WRITE-SEQUENCE."))
   (:documentation "A bidirectional stream over a socket (cl-async's async-io-stream):
 what TCP-CONNECT returns with :stream t, and what a read-cb receives as its
 second argument with :stream t (always this same object).  Input behaves as
-ASYNC-INPUT-STREAM describes, output as ASYNC-OUTPUT-STREAM."))
+ASYNC-INPUT-STREAM describes, output as ASYNC-OUTPUT-STREAM.
+
+It can also be made on any socket, as in cl-async:
+(make-instance 'async-io-stream :socket socket) on a plain socket (drain mode,
+the default: the read-cb receives each chunk as an octet vector).  Writing
+through it works exactly as on a :stream t socket (FORMAT, WRITE-SEQUENCE ...,
+in call order with WRITE-SOCKET-DATA).  Reading from it sees no bytes: in drain
+mode every received chunk goes to the read-cb and is not kept, so READ-SEQUENCE
+returns START and LISTEN is false; READ-BYTE answers as when nothing is
+buffered yet (ASYNC-STREAM-EMPTY, then its eof-value) until the peer closes or
+the socket closes, and then as at end of file.  The read-cb keeps receiving
+octet vectors; SOCKET-STREAM of the socket stays NIL."))
 
 (defmethod initialize-instance :after ((stream async-stream) &key)
   (let ((socket (stream-socket stream)))
     (check-type socket socket)
-    (when (typep stream 'async-input-stream)
-      (unless (%sock-keep-p socket)
-        (error "~S reads a socket in keep mode: make ~S with :stream t or ~
-                :dont-drain-read-buffer t." (class-name (class-of stream)) socket))
-      ;; So that a keep-mode read-cb receives this stream (tcp.lisp sets the
-      ;; same object again for :stream t).
-      (unless (%sock-stream socket)
-        (setf (%sock-stream socket) stream)))))
+    ;; So that a keep-mode read-cb receives this stream (tcp.lisp sets the
+    ;; same object again for :stream t).  On a drain-mode socket the read-cb
+    ;; keeps receiving octet vectors and the stream only writes (see
+    ;; ASYNC-IO-STREAM).
+    (when (and (typep stream 'async-input-stream) (%sock-keep-p socket)
+               (not (%sock-stream socket)))
+      (setf (%sock-stream socket) stream))))
 
 (defmethod print-object ((stream async-stream) out)
   (print-unreadable-object (stream out :type t :identity t)
@@ -172,7 +182,8 @@ socket is closed (by the application, an error or a timeout)."
 
 (defconstant +scratch-size+ 16384
   "Bytes per step when READ-SEQUENCE fills a sequence that is not a simple octet
-vector (through a temporary octet vector).")
+vector (through a temporary octet vector) and *BUFFER-SIZE* is not a positive
+integer of at most 16 MiB; otherwise *BUFFER-SIZE* is the step.")
 
 (defmethod trivial-gray-streams:stream-read-sequence ((stream async-input-stream)
                                                      sequence start end &key)
@@ -188,7 +199,10 @@ vector (through a temporary octet vector).")
           (t
            ;; Adjustable vectors, lists, (vector t): go through a temporary
            ;; vector.  Each step takes what is buffered, so stop at a short one.
-           (let ((scratch (make-array (min +scratch-size+ (- end start))
+           (let ((scratch (make-array (min (if (typep *buffer-size* '(integer 1 #.(* 16 1024 1024)))
+                                               *buffer-size*
+                                               +scratch-size+)
+                                           (- end start))
                                       :element-type '(unsigned-byte 8)))
                  (pos start))
              (declare (type fixnum pos))
