@@ -20,8 +20,9 @@
 ;;;; Run:  sbcl --non-interactive --load examples/http-server.lisp
 ;;;; Environment: HTTP_SERVER_PORT (default 8080; 0 = any free port),
 ;;;; HTTP_SERVER_PORT_FILE (the bound port is written there once listening),
-;;;; HTTP_SERVER_SECONDS (stop after this long; default 300), and
-;;;; HTTP_SERVER_NO_MAIN (set: only define the package, e.g. for the bench).
+;;;; HTTP_SERVER_SECONDS (stop after this long; default 300),
+;;;; HTTP_SERVER_READY (set: also print "READY <port>", for bench/run) and
+;;;; HTTP_SERVER_NO_MAIN (set: only define the package).
 ;;;; tests/examples/http-server.sh drives every case with curl and wrk.
 
 (require :asdf)
@@ -253,6 +254,9 @@ socket, one chunk per loop turn."
        (start :port port :port-file (and port-file (plusp (length port-file)) port-file))
        (format t "~&http-server: listening on 127.0.0.1:~D for ~D s~%"
                (as:tcp-server-port *server*) seconds)
+       ;; bench/run waits for this line.
+       (when (uiop:getenv "HTTP_SERVER_READY")
+         (format t "READY ~D~%" (as:tcp-server-port *server*)))
        (finish-output)
        ;; The time limit: the server never outlives its test.
        (as:delay (lambda ()

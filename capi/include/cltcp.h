@@ -319,7 +319,10 @@ enum {
  * together, in one send (one uv_try_write of all of them; what the kernel
  * does not take is queued and drains as the socket becomes writable), at
  * the end of that turn -- after the poll phase's callbacks, before the loop
- * waits again, so coalescing adds no latency beyond the turn.  A write made
+ * waits again, so coalescing adds no latency beyond the turn.  A write of
+ * 32 KiB or more made while nothing is collected goes to the kernel at once
+ * (coalescing saves the system calls of small writes; for a large one it
+ * would only copy it); later writes of the turn are collected again.  A write made
  * outside a turn (before cltcp_loop_run) leaves during the next turn, which
  * then does not block before sending it.  With CLTCP_WRITE_NOW the bytes,
  * and any collected earlier in the turn, are handed to the kernel during

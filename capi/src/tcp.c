@@ -18,6 +18,12 @@
 #define MAX_CHUNK ((size_t)1 << 30)
 #endif
 
+/* A write at least this large, made while nothing is collected for the end
+ * of the turn, is handed to the kernel at once: coalescing exists to save
+ * the system calls of small writes, and for a large one it would only add a
+ * copy of every byte (bulk transfers: an echo writes each read chunk). */
+#define COALESCE_MAX ((size_t)32 * 1024)
+
 enum {
   ST_NEW = 0,     /* created, not connecting */
   ST_RESOLVING,   /* waiting for DNS */
@@ -982,6 +988,8 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
       return rc;
   }
   q = queued(s);
+  if (len >= COALESCE_MAX && s->wq_len == 0)
+    flags |= CLTCP_WRITE_NOW;
   if (len > 0) {
     if ((flags & CLTCP_WRITE_NOW) && s->state == ST_CONNECTED && q == 0 &&
         idle_writer(s)) {

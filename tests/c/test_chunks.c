@@ -51,8 +51,18 @@ static void run_case(int flags) {
   ck_assert_int_eq(cltcp_socket_connect(c, "127.0.0.1", port), 0);
   fd = raw_accept(loop, lfd, 5);
   wait_ev(loop, c, CLTCP_EV_CONNECT, 1, 5);
-  ck_assert_int_eq(cltcp_socket_write(c, data, la, flags | CLTCP_WRITE_NOTIFY),
+  /* Coalesced: a small write first, so the large one joins it in the
+   * collected queue (alone it would go at once, like a NOW write). */
+  if (!(flags & CLTCP_WRITE_NOW))
+    ck_assert_int_eq(cltcp_socket_write(c, data, 10, 0), 0);
+  ck_assert_int_eq(cltcp_socket_write(c, data + (flags ? 0 : 10),
+                                      la - (flags ? 0 : 10),
+                                      flags | CLTCP_WRITE_NOTIFY),
                    0);
+  if (!(flags & CLTCP_WRITE_NOW)) {
+    ck_assert_int_eq(cltcp_socket_queued(&q, c), 0);
+    ck_assert_uint_eq(q, la);
+  }
   /* One turn later the first chunks are in flight; more is written while
    * they are: it must follow the rest of the first write, in order. */
   run_for(loop, 0.01);
