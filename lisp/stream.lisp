@@ -17,8 +17,9 @@
 ;;;;   call hands its bytes to C at once (C copies them before returning), so
 ;;;;   the stream and WRITE-SOCKET-DATA on the same socket keep call order
 ;;;;   without either knowing about the other.  The price: READ-BYTE and
-;;;;   WRITE-BYTE cost one foreign call each (WRITE-BYTE one send(2)); bulk
-;;;;   data belongs in READ-SEQUENCE and WRITE-SEQUENCE.
+;;;;   WRITE-BYTE cost one foreign call each (the bytes of one loop turn
+;;;;   then leave in one send, see *BUFFER-WRITES*); bulk data belongs in
+;;;;   READ-SEQUENCE and WRITE-SEQUENCE.
 ;;;;
 ;;;; - Reading never blocks (it runs inside the event loop, which is what
 ;;;;   would deliver the next bytes), so a reader must be able to tell
@@ -102,14 +103,16 @@ bytes were written (then the column is unknown)."))
   (:documentation "An output stream over a socket: WRITE-BYTE and WRITE-SEQUENCE
 of octets, and characters (WRITE-CHAR, WRITE-STRING, FORMAT ...) encoded as
 UTF-8.  Each call hands its bytes to libcltcp before it returns (they are
-copied; what the kernel does not take at once is queued and sent by the loop),
-so data written here and with WRITE-SOCKET-DATA on the same socket leaves in
-call order.  FORCE-OUTPUT therefore has nothing left to push; FINISH-OUTPUT
+copied; with *BUFFER-WRITES* they leave with the turn's other writes at the
+end of the loop turn, otherwise at once; what the kernel does not take is
+queued and sent by the loop), so data written here and with WRITE-SOCKET-DATA
+on the same socket leaves in call order.  FORCE-OUTPUT therefore has nothing
+left to push (the end of the turn sends it); FINISH-OUTPUT
 returns at once too, because waiting inside the event loop would stop the
 loop that sends: to know when the bytes left, use the socket's write-cb or
 SOCKET-QUEUED-BYTES.  Writing to a closed stream (or after the peer closed)
-signals SOCKET-CLOSED.  WRITE-BYTE costs one send each; write bulk data with
-WRITE-SEQUENCE."))
+signals SOCKET-CLOSED.  WRITE-BYTE costs one foreign call each; write bulk
+data with WRITE-SEQUENCE."))
 
 (defclass async-io-stream (async-input-stream async-output-stream)
   ()
