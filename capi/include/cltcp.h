@@ -39,7 +39,8 @@
  *  - One thread per loop.  All calls on a loop and on its handles must come
  *    from the thread that runs it.  Callbacks run on that thread, from inside
  *    cltcp_loop_run() only -- and from cltcp_loop_close(), which delivers
- *    the teardown events (CLOSE with UV_ECANCELED, DNS UV_ECANCELED).  Any
+ *    the teardown events (CLOSE with UV_ECANCELED, DNS UV_ECANCELED,
+ *    cancelled FLUSHED).  Any
  *    callback may call any function of this header on the same loop (close
  *    the handle it is called for, write, stop the loop, ...), except
  *    cltcp_loop_run() and cltcp_loop_close().
@@ -220,7 +221,9 @@ CLTCP_EXTERN int cltcp_loop_run(int *alive, cltcp_id loop, int mode);
 CLTCP_EXTERN int cltcp_loop_stop(cltcp_id loop);
 
 /* Tears a loop down: every live handle of it is closed, each gets its
- * CLTCP_EV_CLOSE (status UV_ECANCELED) and each pending DNS request its
+ * CLTCP_EV_CLOSE (status UV_ECANCELED; a socket's NOTIFY writes whose bytes
+ * never left get their FLUSHED with UV_ECANCELED first) and each pending
+ * DNS request its
  * callback (UV_ECANCELED), then everything is freed and the id dies.
  * Returns 0, CLTCP_ECLOSED, or CLTCP_EBUSY from inside cltcp_loop_run(). */
 CLTCP_EXTERN int cltcp_loop_close(cltcp_id loop);

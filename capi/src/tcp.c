@@ -978,6 +978,7 @@ int cltcp_socket_write(cltcp_id id, const uint8_t *data, size_t len,
 static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
                         int flags) {
   size_t done = 0, q;
+  bool tried = false;
   int rc;
   if (s->shut_wanted)
     return UV_EPIPE;
@@ -1000,6 +1001,7 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
       b.base = (char *)data;
       b.len = len < MAX_CHUNK ? len : MAX_CHUNK;
       s->sends++;
+      tried = true;
       n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
       /* Any error other than EAGAIN is left for uv_write to report through
        * its callback, so failures arrive as events, never from here. */
@@ -1021,7 +1023,9 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
     if (done < len) {
       if (q == 0)
         s->last_write = now(s); /* the write clock starts now */
-      if (flags & CLTCP_WRITE_NOW)
+      if (tried)
+        start_write(s); /* the kernel is full: no second try */
+      else if (flags & CLTCP_WRITE_NOW)
         send_collected(s); /* this write and what the turn collected */
       else
         cltcp__at_turn_end(s->h.loop, &s->fq, turn_end_run);
