@@ -40,10 +40,9 @@
  *    from the thread that runs it.  Callbacks run on that thread, from inside
  *    cltcp_loop_run() only -- and from cltcp_loop_close(), which delivers
  *    the teardown events (CLOSE with UV_ECANCELED, DNS UV_ECANCELED,
- *    cancelled FLUSHED).  Any
- *    callback may call any function of this header on the same loop (close
- *    the handle it is called for, write, stop the loop, ...), except
- *    cltcp_loop_run() and cltcp_loop_close().
+ *    cancelled FLUSHED).  Any callback may call any function of this header
+ *    on the same loop (close the handle it is called for, write, stop the
+ *    loop, ...), except cltcp_loop_run() and cltcp_loop_close().
  */
 #ifndef CLTCP_H
 #define CLTCP_H
