@@ -111,6 +111,8 @@
 
 ;;; ---- output: each piece its own write ----
 
+(declaim (ftype function process))
+
 (defun respond (conn status reason headers body &key (close nil))
   "Write a response in pieces: status line, each header, blank line, body.
 With CLOSE, a zero-byte write then closes the socket from its write-cb, once
@@ -231,6 +233,7 @@ socket, one chunk per loop turn."
                        (lambda (event)
                          ;; A client that resets or goes away is normal here.
                          (unless (typep event '(or as:tcp-eof as:tcp-reset as:tcp-timeout
+                                                as:streamish-broken-pipe
                                                 as:streamish-canceled))
                            (format *error-output* "~&http-server: ~A~%" event)))
                        :connect-cb (lambda (socket)
