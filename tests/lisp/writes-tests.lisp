@@ -296,3 +296,24 @@ streamish-canceled, after the timeout, while the write-cb never runs."
     (is (typep (second events) 'as:streamish-canceled))
     (is (typep (second events) 'as:tcp-error))
     (is (= 0 write-cbs))))
+
+(test stream-writes-coalesce-too
+  "WRITE-BYTE and FORMAT on an async-io-stream made on a plain socket: a hundred
+one-byte writes in one callback still leave in one send."
+  (let ((sends nil) result)
+    (with-test-loop ()
+      (let ((server (one-shot-server
+                     (lambda (s)
+                       (let ((stream (make-instance 'as:async-io-stream :socket s)))
+                         (dotimes (i 100) (write-byte (+ 48 (mod i 10)) stream))
+                         (format stream "~%end")
+                         (as:delay (lambda ()
+                                     (setf sends (as::%socket-send-count s))
+                                     (close stream))
+                                   :time 0))))))
+        (setf result (collect-until-eof "127.0.0.1" (as:tcp-server-port server)
+                                        (lambda (s) (as:write-socket-data s "GET /"))))))
+    (is (eql 1 sends))
+    (is (string= (format nil "~{~a~}~%end"
+                         (loop for i below 100 collect (mod i 10)))
+                 (text (funcall result))))))
