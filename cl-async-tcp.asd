@@ -46,7 +46,9 @@
                  (:file "dns-server")
                  (:file "dns-tests")
                  (:file "stream-tests")
-                 (:file "writes-tests"))))
+                 (:file "writes-tests")
+                 ;; issue 9 item 4: descriptor exhaustion
+                 (:file "resource-tests"))))
   ;; test-op must fail loudly: fiveam:run! only returns NIL, so signal here.
   :perform (test-op (o c)
              (unless (uiop:symbol-call :cl-async-tcp-test :run-suite)
