@@ -16,6 +16,7 @@
                  (:file "library")
                  (:file "ffi")
                  (:file "portability")
+                 (:file "octets")
                  (:file "conditions")
                  (:file "registry")
                  (:file "objects")
@@ -47,6 +48,7 @@
                  (:file "dns-server")
                  (:file "dns-tests")
                  (:file "stream-tests")
+                 (:file "writes-tests")
                  ;; issue 9 item 4: descriptor exhaustion
                  (:file "resource-tests")
                  ;; issue 9 item 5: localhost names

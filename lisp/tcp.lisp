@@ -192,53 +192,89 @@ included: lisp/checks.lisp)."
 
 (defun %send-octets (socket octets start end)
   "Hand bytes START..END of OCTETS to libcltcp for SOCKET: one foreign call, the
-bytes copied there before it returns (the kernel takes what it can at once, the
-rest is queued).  A write-cb on the socket asks for a flush notice.  Maps a
-failure to SOCKET-CLOSED (closed, or write side shut down) or the condition of
-its code.  Shared by WRITE-SOCKET-DATA and the output streams."
+bytes copied there before it returns.  With *BUFFER-WRITES* (the default) they
+leave with the turn's other writes at the end of the turn; without, the kernel
+takes what it can at once.  What the kernel does not take is queued.  A write-cb
+on the socket asks for a flush notice -- also for zero bytes, whose notice then
+comes once everything written before has left.  Maps a failure to
+SOCKET-CLOSED (closed; after SHUTDOWN-SOCKET one that is also a
+STREAMISH-BROKEN-PIPE) or the condition of its code.  Shared by
+WRITE-SOCKET-DATA and the output streams."
   (declare (type socket socket) (type octets octets) (type fixnum start end)
            (optimize (speed 3) (safety 1)))
-  (when (< start end)
-    (let ((rc (cffi:with-pointer-to-vector-data (p octets)
-                (cltcp:socket-write (%sock-id socket) (cffi:inc-pointer p start)
-                                    (- end start)
-                                    (if (%sock-write-cb socket) cltcp:+write-notify+ 0)))))
-      (declare (type fixnum rc))
-      (when (< rc 0)
-        (cond ((= rc cltcp:+eclosed+)
-               (setf (%sock-closed-p socket) t)
-               (%signal-closed socket rc))
-              ((= rc (the fixnum +uv-epipe+))
-               (%signal-closed socket rc))
-              (t (signal-status rc socket))))))
+  (let ((notify (%sock-write-cb socket)))
+    (when (or (< start end) notify)
+      (let ((rc (cffi:with-pointer-to-vector-data (p octets)
+                  (cltcp:socket-write (%sock-id socket) (cffi:inc-pointer p start)
+                                      (max 0 (- end start))
+                                      (logior (if notify cltcp:+write-notify+ 0)
+                                              (if *buffer-writes* 0 cltcp:+write-now+))))))
+        (declare (type fixnum rc))
+        (when (< rc 0)
+          (cond ((= rc cltcp:+eclosed+)
+                 (setf (%sock-closed-p socket) t)
+                 (%signal-closed socket rc))
+                ((= rc (the fixnum +uv-epipe+))
+                 (error '%closed-broken-pipe :socket socket :code rc))
+                (t (signal-status rc socket)))))))
   nil)
 
-(defun write-socket-data (socket data &key (read-cb nil read-cb-p) (write-cb nil write-cb-p)
+(defun %check-bounds (start end length)
+  "WRITE-SOCKET-DATA's :START and :END against a sequence of LENGTH: signals a
+TYPE-ERROR naming the argument; returns the end to use."
+  (unless (typep start `(integer 0 ,length))
+    (error 'simple-type-error :datum start :expected-type `(integer 0 ,length)
+                              :format-control "WRITE-SOCKET-DATA: :START ~S is not an index ~
+                                               into the data (0 to ~D)."
+                              :format-arguments (list start length)))
+  (unless (or (null end) (typep end `(integer ,start ,length)))
+    (error 'simple-type-error :datum end :expected-type `(or null (integer ,start ,length))
+                              :format-control "WRITE-SOCKET-DATA: :END ~S is not NIL or an ~
+                                               index from :START (~D) to ~D."
+                              :format-arguments (list end start length)))
+  (or end length))
+
+(defun write-socket-data (socket data &key (start 0) end
+                                           (read-cb nil read-cb-p) (write-cb nil write-cb-p)
                                            (event-cb nil event-cb-p))
-  "Send DATA (a string, encoded as UTF-8 with babel, or an octet vector) on SOCKET
-(or its stream).  The bytes are copied at once; what the kernel does not take
-is queued.  Given callbacks replace the socket's (the write-cb then fires once
-this and all earlier data left the queue).  Signals SOCKET-CLOSED on a closed
-socket, and a TYPE-ERROR naming the argument for DATA that is neither a string
-nor a vector of octets or a callback that is not NIL, a function or a symbol
-(then nothing was sent or changed).  Returns NIL."
+  "Send DATA (a string, encoded as UTF-8 with babel, or an octet vector), or the
+part of it from :START to :END (indices into DATA: characters of a string,
+octets of a vector; a bad index is a TYPE-ERROR naming it), on SOCKET (or its
+stream).  The bytes are copied at once.  With *BUFFER-WRITES* true (the
+default) the writes of one loop turn leave together at the end of the turn,
+in one send; with NIL the kernel takes what it can at once.  What the kernel
+does not take is queued.  Given callbacks replace the socket's; while the
+socket has a write-cb, it runs once this write's bytes and all earlier ones
+have left -- also for an empty write ((bytes nil) or :start = :end), the way to
+act once everything before it has gone (close a Connection: close response).
+Signals SOCKET-CLOSED on a closed socket, and a TYPE-ERROR naming the argument
+for DATA that is neither a string nor a sequence of octets, a bad index, or a
+callback that is not NIL, a function or a symbol (then nothing was sent or
+changed).  Returns NIL."
   (declare (optimize (speed 3) (safety 1)))
   (let ((socket (%socket-of socket)))
     (declare (type socket socket))
     (%check-writable socket)
-    (let ((octets (typecase data
-                    (octets data)
-                    (string (babel:string-to-octets data :encoding :utf-8))
-                    ((vector (unsigned-byte 8)) (coerce data 'octets))
-                    (t (%argument-error 'data data '(or string (vector (unsigned-byte 8))))))))
-      (declare (type octets octets))
-      (when read-cb-p (check-argument read-cb callback :read-cb))
-      (when write-cb-p (check-argument write-cb callback :write-cb))
-      (when event-cb-p (check-argument event-cb callback :event-cb))
+    (when read-cb-p (check-argument read-cb callback :read-cb))
+    (when write-cb-p (check-argument write-cb callback :write-cb))
+    (when event-cb-p (check-argument event-cb callback :event-cb))
+    (multiple-value-bind (octets start end)
+        (typecase data
+          (octets
+           (values data start (%check-bounds start end (length data))))
+          (string
+           (let* ((end (%check-bounds start end (length data)))
+                  (octets (babel:string-to-octets data :encoding :utf-8 :start start :end end)))
+             (values octets 0 (length octets))))
+          (sequence
+           (let ((all (bytes data)))
+             (values all start (%check-bounds start end (length all)))))
+          (t (%argument-error 'data data '(or string (vector (unsigned-byte 8))))))
+      (declare (type octets octets) (type fixnum start end))
       (when read-cb-p (setf (%sock-read-cb socket) read-cb))
       (when write-cb-p (setf (%sock-write-cb socket) write-cb))
       (when event-cb-p (setf (%sock-event-cb socket) event-cb))
-      (%send-octets socket octets 0 (length octets))))
+      (%send-octets socket octets start end)))
   nil)
 
 (defun set-socket-timeouts (socket read-sec write-sec)
@@ -285,7 +321,10 @@ first (so nothing written is lost); with :FORCE true the queue is dropped and
 the connection closes at once.  Signals SOCKET-CLOSED when SOCKET was closed
 already (or its event loop has exited)."
   (let ((socket (%open-socket socket)))
-    (setf (%sock-closed-p socket) t)
+    (setf (%sock-closed-p socket) t
+          ;; The application hears nothing more of it: no write-cb, and no
+          ;; streamish-canceled for the writes its own close drops.
+          (%sock-write-cb socket) nil)
     (cltcp:socket-close (%sock-id socket) (if force cltcp:+close-now+ cltcp:+close-flush+))
     nil))
 
@@ -452,6 +491,15 @@ Signals SOCKET-CLOSED on a closed socket."
     (cffi:with-foreign-object (n :size)
       (check-status (cltcp:socket-queued n (%sock-id socket)) socket)
       (cffi:mem-ref n :size))))
+
+(defun %socket-send-count (socket)
+  "How many sends libcltcp has made on SOCKET (cltcp_socket_send_count): the
+writes of one loop turn cost one when the kernel takes them at once.  For tests
+and statistics; NIL once the socket is gone."
+  (let ((socket (%socket-of socket)))
+    (cffi:with-foreign-object (n :uint64)
+      (when (zerop (cltcp:socket-send-count n (%sock-id socket)))
+        (cffi:mem-ref n :uint64)))))
 
 (defun set-socket-drain-mark (socket mark &optional drain-cb)
   "Backpressure: once more than MARK bytes were queued on SOCKET and the queue
