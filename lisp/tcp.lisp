@@ -248,7 +248,7 @@ socket has a write-cb, it runs once this write's bytes and all earlier ones
 have left -- also for an empty write ((bytes nil) or :start = :end), the way to
 act once everything before it has gone (close a Connection: close response).
 Signals SOCKET-CLOSED on a closed socket, and a TYPE-ERROR naming the argument
-for DATA that is neither a string nor a sequence of octets, a bad index, or a
+for DATA that is neither a string nor a vector of octets, a bad index, or a
 callback that is not NIL, a function or a symbol (then nothing was sent or
 changed).  Returns NIL."
   (declare (optimize (speed 3) (safety 1)))
@@ -266,8 +266,8 @@ changed).  Returns NIL."
            (let* ((end (%check-bounds start end (length data)))
                   (octets (babel:string-to-octets data :encoding :utf-8 :start start :end end)))
              (values octets 0 (length octets))))
-          (sequence
-           (let ((all (bytes data)))
+          ((vector (unsigned-byte 8))
+           (let ((all (coerce data 'octets)))
              (values all start (%check-bounds start end (length all)))))
           (t (%argument-error 'data data '(or string (vector (unsigned-byte 8))))))
       (declare (type octets octets) (type fixnum start end))

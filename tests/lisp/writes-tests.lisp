@@ -128,15 +128,15 @@ too)."
     (is (= 100003 (length (funcall result))))))
 
 (test write-socket-data-start-end
-  ":start and :end select part of a string (characters) or an octet vector or
-other sequence (octets); a bad index is a type-error naming the argument."
+  ":start and :end select part of a string (characters) or an octet vector
+(octets; other sequences go through as:bytes first); a bad index is a type-error naming the argument."
   (let ((errors '()) result)
     (with-test-loop ()
       (let ((server (one-shot-server
                      (lambda (s)
                        (as:write-socket-data s "xxhéllo!yy" :start 2 :end 8)
                        (as:write-socket-data s (octets "--[ok]--") :start 2 :end 6)
-                       (as:write-socket-data s (list 65 66 67 68) :start 1)
+                       (as:write-socket-data s (as:bytes (list 65 66 67 68)) :start 1)
                        (as:write-socket-data s (octets "tail") :end 2)
                        (dolist (args '((:start -1) (:start 99) (:end 99)
                                        (:start 3 :end 2) (:start "1") (:end 1.5)))
