@@ -63,7 +63,7 @@ static unsigned byte(void) { return in_pos < in_len ? in_data[in_pos++] : 0; }
 
 static unsigned pick(unsigned n) { return n ? byte() % n : 0; }
 
-/* ---- checks ---------------------------------------------------------------- */
+/* ---- checks -------------------------------------------------------------- */
 
 static int verbose;
 static int no_forged, no_old_loop;
@@ -88,7 +88,7 @@ static void say(const char *fmt, ...) {
   va_end(ap);
 }
 
-/* ---- what the fuzzer knows about each handle ------------------------------ */
+/* ---- what the fuzzer knows about each handle ----------------------------- */
 
 enum { MAXREC = 256 };
 
@@ -144,7 +144,7 @@ static int rec_dead(const rec *r) {
   return r->owner_closed || r->closes > 0 || r->loop_no != loop_no;
 }
 
-/* ---- ids to call with ------------------------------------------------------ */
+/* ---- ids to call with ---------------------------------------------------- */
 
 typedef struct target {
   cltcp_id id;
@@ -241,7 +241,7 @@ static int room(void) { return nrec < MAXREC / 2 - 1; }
     rc__;                                                                    \
   })
 
-/* ---- names ---------------------------------------------------------------- */
+/* ---- names --------------------------------------------------------------- */
 
 static const char *const hosts[] = {
     "127.0.0.1", "::1",          "[::1]",          "localhost",
@@ -827,7 +827,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  int first_loop;
   in_data = data;
   in_len = size;
   in_pos = 0;
@@ -836,8 +835,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   slept = 0;
   depth = 0;
   new_loop();
-  first_loop = loop_no;
-  (void)first_loop;
   while (more())
     do_op(0, NULL);
   run_turns(2);
