@@ -182,7 +182,10 @@ peer are still sent, then the socket closes, unless the event-cb closes it first
   ((listener :initarg :listener :initform nil :reader tcp-accept-error-listener)
    (tcp-server :initarg :tcp-server :initform nil :reader tcp-accept-error-tcp-server))
   (:documentation "Passed to a tcp-server's event-cb when accepting a connection failed; the
-server keeps listening.  TCP-ACCEPT-ERROR-LISTENER is the server's C handle (an id),
+server keeps listening.  Running out of file descriptors or memory (EVENT-ERRNAME
+\"EMFILE\", \"ENFILE\", \"ENOBUFS\", \"ENOMEM\") is delivered once per episode: accepting
+pauses, waiting clients stay queued, and it resumes by itself once a descriptor is
+free.  TCP-ACCEPT-ERROR-LISTENER is the server's C handle (an id),
 TCP-ACCEPT-ERROR-TCP-SERVER the tcp-server object."))
 (define-condition socket-accept-error (socket-error)
   ((listener :initarg :listener :initform nil :reader tcp-accept-error-listener)
