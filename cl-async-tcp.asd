@@ -16,9 +16,12 @@
                  (:file "library")
                  (:file "ffi")
                  (:file "portability")
+                 (:file "octets")
                  (:file "conditions")
                  (:file "registry")
                  (:file "objects")
+                 ;; Argument and liveness checks of the exported functions.
+                 (:file "checks")
                  (:file "callbacks")
                  (:file "event-loop")
                  (:file "tcp")
@@ -45,8 +48,13 @@
                  (:file "dns-server")
                  (:file "dns-tests")
                  (:file "stream-tests")
+                 (:file "writes-tests")
                  ;; issue 9 item 4: descriptor exhaustion
-                 (:file "resource-tests"))))
+                 (:file "resource-tests")
+                 ;; issue 9 item 5: localhost names
+                 (:file "localhost-tests")
+                 ;; Bad input and objects of closed or dead loops.
+                 (:file "input-tests"))))
   ;; test-op must fail loudly: fiveam:run! only returns NIL, so signal here.
   :perform (test-op (o c)
              (unless (uiop:symbol-call :cl-async-tcp-test :run-suite)

@@ -109,7 +109,21 @@
    #:cancel-dns-lookup
    #:dns-error-host
    #:set-dns-servers
-   #:set-dns-timeout))
+   #:set-dns-timeout
+   ;; ---- cl-async's octet names, write buffering, streamish-* conditions
+   ;; (lisp/octets.lisp, lisp/conditions.lisp) ----
+   #:octet
+   #:octet-vector
+   #:bytes
+   #:*buffer-writes*
+   #:*buffer-size*
+   #:streamish
+   #:streamish-info
+   #:streamish-error
+   #:streamish-eof
+   #:streamish-closed
+   #:streamish-broken-pipe
+   #:streamish-canceled))
 
 ;;; The foreign layer lives in its own package so that nothing outside
 ;;; lisp/ffi.lisp can mistake a raw C entry point for policy.
