@@ -238,17 +238,36 @@ that a stream can still read it (C keeps it readable until CLOSE returns)."
 
 ;;; ---- the entry point ----
 
+(defmacro with-callback-guard ((base object) &body body)
+  "Run BODY as an application callback about OBJECT (NIL: no operation, e.g.
+the start function) of the loop BASE: an error it raises is routed by
+%ROUTE-APP-ERROR (the one error policy) and BODY is left, never unwinding
+further.  Used by every entry of application code: C events (%DISPATCH), the
+start function, signals and notifiers."
+  (let ((guard (gensym "GUARD")))
+    `(block ,guard
+       (handler-bind ((error (lambda (e)
+                               (%route-app-error ,base ,object e)
+                               (return-from ,guard nil))))
+         ,@body))))
+
+(defgeneric %other-event (base object id event status other)
+  (:documentation "Events for objects that are neither sockets, servers nor timers
+(signal handlers, notifiers ...): each later file adds its method.  Runs under
+the callback guard.")
+  (:method (base object id event status other)
+    (declare (ignore base object id event status other))
+    nil))
+
 (defun %dispatch (base object id event status other data len)
   (declare (type event-base base) (type fixnum event status)
            (optimize (speed 3) (safety 1) (debug 0)))
-  (block guard
-    (handler-bind ((error (lambda (e)
-                            (%route-app-error base object e)
-                            (return-from guard nil))))
-      (typecase object
-        (socket (%socket-event object event status data len))
-        (tcp-server (%server-event base object id event status other))
-        (timer (%timer-event object event))))))
+  (with-callback-guard (base object)
+    (typecase object
+      (socket (%socket-event object event status data len))
+      (tcp-server (%server-event base object id event status other))
+      (timer (%timer-event object event))
+      (t (%other-event base object id event status other)))))
 
 (defun %handle-event (ctx id event status other data len)
   (declare (type (unsigned-byte 64) ctx id other) (type fixnum event status)

@@ -77,6 +77,8 @@ event (status ECANCELED), which frees its registry entry."
                                        (send-errors-to-eventcb t))
   "Run START-FN (a function of no arguments) inside a new event loop and block
 until the loop has no work left or EXIT-EVENT-LOOP is called; returns 0.
+START-FN runs as the loop's first callback, under the same error policy as
+every callback (below); an error it raises has no event-cb of its own.
 
 :DEFAULT-EVENT-CB replaces *DEFAULT-EVENT-HANDLER* for this loop.
 :CATCH-APP-ERRORS true: an error inside an application callback goes to the
@@ -105,8 +107,11 @@ out of here closes the loop too, so a new loop can start at once."
       (cltcp:loop-set-wakeup (event-base-id base) +wakeup-seconds+))
     (unwind-protect
          (progn
+           ;; cl-async runs the start function as the loop's first callback:
+           ;; it gets the same error policy as every other callback.
            (when start-fn
-             (funcall start-fn))
+             (with-callback-guard (base nil)
+               (funcall start-fn)))
            (%run-loop base))
       (%teardown base)))
   0)

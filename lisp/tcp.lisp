@@ -57,7 +57,7 @@ must accept :socket)."
          (keep (if dont-drain-supplied-p dont-drain-read-buffer stream))
          (socket (%make-tcp-socket :base base :read-cb read-cb :event-cb event-cb
                                    :connect-cb connect-cb :write-cb write-cb
-                                   :data data :keep-p (and keep t)))
+                                   :keep-p (and keep t)))
          (index (registry-add base socket)))
     (setf (%sock-index socket) index)
     (cffi:with-foreign-object (id 'cltcp:id)
@@ -75,6 +75,15 @@ must accept :socket)."
       (when connect-timeout
         (check-status (cltcp:socket-set-connect-timeout id (%timeout-seconds connect-timeout))
                       socket)))
+    ;; As in cl-async, :data is written at once: libcltcp queues it until the
+    ;; socket is connected (by TCP-CONNECT or a later CONNECT-TCP-SOCKET).
+    (when data
+      ;; Bad data must not leave the socket behind.
+      (handler-bind ((error (lambda (e)
+                              (declare (ignore e))
+                              (unless (%sock-closed-p socket)
+                                (close-socket socket :force t)))))
+        (write-socket-data socket data)))
     (if stream
         (%make-socket-stream socket)
         socket)))
@@ -84,9 +93,10 @@ must accept :socket)."
 Lambda list: (read-cb event-cb &key data stream connect-cb write-cb
 (read-timeout -1) (write-timeout -1) dont-drain-read-buffer connect-timeout);
 event-cb may also be passed as :event-cb.  Returns the socket, or its
-async-io-stream when :stream is true.  :data is kept as the socket's
-SOCKET-DATA (what to send is given to TCP-CONNECT).  :connect-timeout (seconds,
-beyond cl-async) bounds the time from connecting (DNS included) to connected."
+async-io-stream when :stream is true.  :data (a string, sent as UTF-8, or
+octets) is queued at once and sent as soon as CONNECT-TCP-SOCKET has connected
+the socket, before anything written later.  :connect-timeout (seconds, beyond
+cl-async) bounds the time from connecting (DNS included) to connected."
   (multiple-value-bind (event-cb keys) (%split-event-cb args)
     (apply #'%init-socket read-cb event-cb keys)))
 
@@ -104,9 +114,9 @@ event-cb.  Returns SOCKET/STREAM."
                   socket)
     socket/stream))
 
-(defun %tcp-connect (host port read-cb event-cb &rest keys &key data &allow-other-keys)
-  (let ((socket/stream (apply #'%init-socket read-cb event-cb
-                              (alexandria:remove-from-plist keys :data))))
+(defun %tcp-connect (host port read-cb event-cb &rest keys &key &allow-other-keys)
+  ;; :data goes to %INIT-SOCKET, which queues it before the connect starts.
+  (let ((socket/stream (apply #'%init-socket read-cb event-cb keys)))
     ;; A connect refused at once (bad port ...) must not leave the socket
     ;; behind: close it, then let the error through.
     (handler-bind ((error (lambda (e)
@@ -115,8 +125,6 @@ event-cb.  Returns SOCKET/STREAM."
                               (unless (%sock-closed-p socket)
                                 (close-socket socket :force t))))))
       (connect-tcp-socket socket/stream host port))
-    (when data
-      (write-socket-data (%socket-of socket/stream) data))
     socket/stream))
 
 (defun tcp-connect (host port read-cb &rest args)
