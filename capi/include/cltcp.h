@@ -9,7 +9,8 @@
  *
  * Conventions (they hold for every function below):
  *
- *  - Loops, sockets, servers, timers and DNS requests are 64-bit integer ids
+ *  - Loops, sockets, servers, timers, signal handlers, async wake-ups and
+ *    DNS requests are 64-bit integer ids
  *    (cltcp_id): a kind, a loop index, a slot index and a generation counter.
  *    0 is never a valid id, and every id is below 2^62 (a fixnum in 64-bit
  *    Lisps).  A closed, stale (slot reused) or made-up id makes
@@ -26,7 +27,8 @@
  *    by the caller; the library never looks inside the context word.
  *
  *  - Delivery rules (libuv's): a call that returns an error never calls its
- *    callback.  A handle (socket, server, timer) whose creating call returned
+ *    callback.  A handle (socket, server, timer, signal, async) whose
+ *    creating call returned
  *    0 gets exactly one CLTCP_EV_CLOSE event, always last, also when the loop
  *    is torn down (status UV_ECANCELED then).  A DNS request that was started
  *    gets exactly one callback.  A failure known while a call runs is
@@ -42,7 +44,8 @@
  *    the teardown events (CLOSE with UV_ECANCELED, DNS UV_ECANCELED).  Any
  *    callback may call any function of this header on the same loop (close
  *    the handle it is called for, write, stop the loop, ...), except
- *    cltcp_loop_run() and cltcp_loop_close().
+ *    cltcp_loop_run() and cltcp_loop_close().  The one exception to the
+ *    thread rule is cltcp_async_send(), safe from any thread at any time.
  */
 #ifndef CLTCP_H
 #define CLTCP_H
@@ -132,7 +135,11 @@ enum {
   CLTCP_KIND_SOCKET = 2,
   CLTCP_KIND_SERVER = 3,
   CLTCP_KIND_TIMER = 4,
-  CLTCP_KIND_DNS = 5
+  CLTCP_KIND_DNS = 5,
+  CLTCP_KIND_SIGNAL = 6,
+  CLTCP_KIND_ASYNC = 7,
+  /* The largest kind: kinds are 1 .. CLTCP_KIND_LAST (3 bits of the id). */
+  CLTCP_KIND_LAST = 7
 };
 
 /* Event types delivered to callbacks. */
@@ -171,15 +178,23 @@ enum {
   /* any handle: the handle is gone, its id is dead, this is the last event.
    * status 0 after a close asked by the owner or done by the library after
    * an error or EOF, UV_ECANCELED when the loop was torn down. */
-  CLTCP_EV_CLOSE = 10
+  CLTCP_EV_CLOSE = 10,
+  /* signal: the signal arrived (once or more since the last event: the
+   * kernel and libuv merge repeats of a pending signal); `other' is the
+   * signal number.  status 0. */
+  CLTCP_EV_SIGNAL = 11,
+  /* async: cltcp_async_send() was called (once or more since the last
+   * event, see there).  status 0. */
+  CLTCP_EV_ASYNC = 12
 };
 
-/* The one callback type for sockets, servers and timers.
+/* The one callback type for sockets, servers, timers, signals, asyncs.
  *  ctx    the context word given when the handle was created (or set later)
  *  id     the handle the event is for
  *  event  one of CLTCP_EV_*
  *  status 0 or a negative code
- *  other  server ACCEPT: the new socket's id; otherwise 0
+ *  other  server ACCEPT: the new socket's id; SIGNAL: the signal number;
+ *         otherwise 0
  *  data, len  socket DATA: the bytes; DRAIN: len = bytes queued; else 0 */
 typedef void (*cltcp_cb)(uintptr_t ctx, cltcp_id id, int event, int status,
                          cltcp_id other, const uint8_t *data, size_t len);
@@ -234,8 +249,10 @@ CLTCP_EXTERN int cltcp_loop_set_wakeup(cltcp_id loop, double seconds);
 /* The loop's cached time in milliseconds (libuv's uv_now). */
 CLTCP_EXTERN int cltcp_loop_now(uint64_t *ms, cltcp_id loop);
 
-/* Number of live handles of the loop (sockets, servers, timers, DNS
- * requests), closing ones included.  For leak checks in tests. */
+/* Number of live handles of the loop (sockets, servers, timers, signals,
+ * asyncs, DNS requests), closing ones included.  For leak checks in tests;
+ * cltcp_loop_kind_counts() splits it by kind, cltcp_loop_handles() lists
+ * the handles. */
 CLTCP_EXTERN int cltcp_loop_handle_count(size_t *count, cltcp_id loop);
 
 /* ---------------------------------------------------------------------- */
@@ -254,6 +271,153 @@ CLTCP_EXTERN int cltcp_timer_start(cltcp_id *timer, cltcp_id loop,
 /* Stops and closes a timer (the id dies at once): CLTCP_EV_CLOSE (status 0)
  * follows on a later turn.  Returns 0 or CLTCP_ECLOSED/CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_timer_close(cltcp_id timer);
+
+/* ---------------------------------------------------------------------- */
+/* Signals                                                                  */
+/* ---------------------------------------------------------------------- */
+
+/* Starts watching signal `signum' (SIGINT, SIGTERM, SIGHUP, SIGUSR1, ...)
+ * on a loop, through libuv's uv_signal_t.  Each arrival is a
+ * CLTCP_EV_SIGNAL event (other = signum) delivered in the loop's thread,
+ * from inside cltcp_loop_run(), never from the signal handler itself.
+ * Several handles may watch one signal, on one loop or on several loops
+ * (each gets the event).  A live signal handle keeps the loop alive (see
+ * cltcp_handle_ref() to change that).
+ * While any handle watches `signum', libuv's handler is installed for it
+ * process-wide.  The disposition the signal had just before the first
+ * handle started (handler, flags and mask, as sigaction(2) reports them:
+ * a Lisp's own SIGINT handler, SIG_DFL, SIG_IGN, ...) is saved, and put back
+ * exactly when the last handle for it closes.  The signal is blocked in the
+ * closing thread while libuv's handler is swapped for the saved one, so a
+ * signal sent to this thread meanwhile reaches the restored handler; in a
+ * process with other threads that do not block it, one arriving in that
+ * instant may meet SIG_DFL.  Do not change the signal's disposition
+ * yourself while a handle watches it (it would be overwritten at close).
+ * Returns 0, UV_EINVAL (cb NULL, signum not a signal number, or one that
+ * cannot be caught: SIGKILL, SIGSTOP), UV_ENOMEM, CLTCP_ECLOSED or
+ * CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_signal_start(cltcp_id *sig, cltcp_id loop, int signum,
+                                    cltcp_cb cb, uintptr_t ctx);
+
+/* Stops watching and closes a signal handle (the id dies at once); if it
+ * was the last handle for its signal in the process, the saved disposition
+ * is back in place when this returns.  CLTCP_EV_CLOSE (status 0) follows
+ * on a later turn; no SIGNAL event comes after this call.  Loop teardown
+ * does the same, with status UV_ECANCELED.  Returns 0 or
+ * CLTCP_ECLOSED/CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_signal_close(cltcp_id sig);
+
+/* Stores in *signum the signal a signal handle watches.  Returns 0,
+ * UV_EINVAL (signum NULL), CLTCP_ECLOSED or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_signal_signum(int *signum, cltcp_id sig);
+
+/* ---------------------------------------------------------------------- */
+/* Async wake-ups                                                           */
+/* ---------------------------------------------------------------------- */
+
+/* Creates an async wake-up handle (libuv's uv_async_t) on a loop: any
+ * thread may call cltcp_async_send() on it, and the loop then delivers a
+ * CLTCP_EV_ASYNC event to (cb, ctx) in its own thread.  The handle stays
+ * until closed (it repeats); it keeps the loop alive while it lives, even
+ * when nobody sends (see cltcp_handle_ref()).  Returns 0, UV_EINVAL (async
+ * or cb NULL), UV_ENOMEM, CLTCP_ECLOSED or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_async_new(cltcp_id *async, cltcp_id loop, cltcp_cb cb,
+                                 uintptr_t ctx);
+
+/* Wakes the loop of an async handle: a CLTCP_EV_ASYNC event follows in the
+ * loop's thread.  THE ONE CALL OF THIS HEADER THAT IS SAFE FROM ANY THREAD
+ * (and from the loop's own thread, in or out of a callback).  Sends
+ * coalesce, as libuv's do: several sends before the loop gets to the handle
+ * give one event; a send made after an event's callback has started gives
+ * at least one more event.  So every send is followed by at least one event
+ * that starts after it, unless the handle is closed first: a send that
+ * returned 0 before cltcp_async_close() may have no event.  A send on a
+ * closed or closing handle, or on any id that is not a live async handle,
+ * returns an error and touches nothing (the lookup is guarded by a lock
+ * that cltcp_async_close() also takes).  Never blocks for long, never
+ * calls a callback.  Returns 0, CLTCP_ECLOSED or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_async_send(cltcp_id async);
+
+/* Closes an async handle (loop thread only; the id dies at once for every
+ * thread: later sends return CLTCP_ECLOSED).  No ASYNC event comes after
+ * this call; CLTCP_EV_CLOSE (status 0) follows on a later turn.  Returns 0
+ * or CLTCP_ECLOSED/CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_async_close(cltcp_id async);
+
+/* ---------------------------------------------------------------------- */
+/* Any handle: references, enumeration                                      */
+/* ---------------------------------------------------------------------- */
+
+/* Makes a handle (socket, server, timer, signal, async) keep the loop alive
+ * (ref != 0, the default for every new handle) or not (ref == 0), like
+ * libuv's uv_ref()/uv_unref(): cltcp_loop_run(CLTCP_RUN_DEFAULT) returns
+ * once only unreferenced handles are left, and *alive is then 0.  The
+ * setting covers every uv handle the library keeps for it (a socket's
+ * connection and its timeout timer) and lasts until changed.  libuv's rule
+ * for requests still holds: a socket with a connect, a write or a shutdown
+ * in flight, or a name lookup for its connect, keeps the loop alive until
+ * that completes, referenced or not.  Idempotent.  Returns 0, CLTCP_ECLOSED
+ * (closed or closing) or CLTCP_EKIND (a loop, a DNS request, id 0's
+ * kinds). */
+CLTCP_EXTERN int cltcp_handle_ref(cltcp_id handle, int ref);
+
+/* Stores in *ref 1 if the handle keeps the loop alive (see
+ * cltcp_handle_ref()), else 0.  Returns 0, UV_EINVAL (ref NULL),
+ * CLTCP_ECLOSED or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_handle_refd(int *ref, cltcp_id handle);
+
+/* States in cltcp_handle_info.state. */
+enum {
+  CLTCP_STATE_NEW = 1,        /* socket: created, not connecting */
+  CLTCP_STATE_RESOLVING = 2,  /* socket: looking its peer's name up */
+  CLTCP_STATE_CONNECTING = 3, /* socket: connect in flight */
+  CLTCP_STATE_CONNECTED = 4,  /* socket: connected or accepted */
+  CLTCP_STATE_ACTIVE = 5,     /* server listening, timer armed, signal
+                                 watched, async ready, DNS lookup pending */
+  CLTCP_STATE_CLOSING = 6     /* closed, its CLOSE event not yet delivered */
+};
+
+/* Flags in cltcp_handle_info.flags. */
+enum {
+  CLTCP_INFO_REF = 1,     /* keeps the loop alive (cltcp_handle_ref()) */
+  CLTCP_INFO_ACCEPTED = 2 /* socket: made by a server (incoming); a socket
+                             without it was made by cltcp_socket_new() */
+};
+
+/* One live handle of a loop, as cltcp_loop_handles() reports it. */
+typedef struct cltcp_handle_info {
+  cltcp_id id;
+  int kind;   /* CLTCP_KIND_* */
+  int state;  /* CLTCP_STATE_* */
+  int flags;  /* CLTCP_INFO_* */
+  int detail; /* signal: the signal number; server: its port; else 0 */
+} cltcp_handle_info;
+
+/* Lists the loop's live handles -- sockets, servers, timers, signals,
+ * asyncs and pending DNS requests, closing ones included -- most recently
+ * created first, DNS requests last.  That is what
+ * cltcp_loop_handle_count() counts, except DNS requests cancelled with
+ * cltcp_dns_cancel() whose UV_ECANCELED callback is still to come: their
+ * id is dead, so they are counted but not listed.  Up to `max' entries are
+ * written to out (which may be NULL when max is 0); *n gets the number of
+ * entries there are, which may exceed max (call again with a larger
+ * array).  The ids are a snapshot:
+ * valid until the next call that can close something.  Returns 0,
+ * UV_EINVAL (n NULL, or out NULL with max > 0), CLTCP_ECLOSED or
+ * CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_loop_handles(cltcp_handle_info *out, size_t max,
+                                    size_t *n, cltcp_id loop);
+
+/* Counts the loop's live handles by kind: counts[k] gets the number of
+ * live handles of kind k (closing ones included, and cancelled DNS
+ * requests whose callback is still to come), for k = 0 .. ncounts - 1
+ * (counts[0] and counts[CLTCP_KIND_LOOP] are always 0; pass
+ * CLTCP_KIND_LAST + 1 entries to get every kind; entries past
+ * CLTCP_KIND_LAST are set to 0).  The sum is cltcp_loop_handle_count().
+ * Returns 0, UV_EINVAL (counts NULL with ncounts > 0), CLTCP_ECLOSED or
+ * CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_loop_kind_counts(size_t *counts, size_t ncounts,
+                                        cltcp_id loop);
 
 /* ---------------------------------------------------------------------- */
 /* Sockets                                                                  */
@@ -420,6 +584,26 @@ CLTCP_EXTERN int cltcp_server_listen(cltcp_id *server, cltcp_id loop,
                                      cltcp_cb server_cb, uintptr_t server_ctx,
                                      cltcp_cb sock_cb, uintptr_t sock_ctx);
 
+/* Listen flags for cltcp_server_listen_ex(). */
+enum {
+  /* SO_REUSEPORT: several servers -- in several loops and threads, or
+   * several processes of one user -- may listen on one address and port,
+   * each with this flag, and the kernel spreads incoming connections over
+   * them.  Set on the socket before it is bound. */
+  CLTCP_LISTEN_REUSEPORT = 1
+};
+
+/* cltcp_server_listen() with flags (CLTCP_LISTEN_*, or-ed; 0 is exactly
+ * cltcp_server_listen()).  Returns what cltcp_server_listen() returns, and
+ * UV_EINVAL for an unknown flag, UV_ENOTSUP where the system has no
+ * SO_REUSEPORT, or the setsockopt(2) error. */
+CLTCP_EXTERN int cltcp_server_listen_ex(cltcp_id *server, cltcp_id loop,
+                                        const char *host, int port,
+                                        int backlog, int flags,
+                                        cltcp_cb server_cb,
+                                        uintptr_t server_ctx,
+                                        cltcp_cb sock_cb, uintptr_t sock_ctx);
+
 /* The server's bound address, as cltcp_socket_address() (which is ignored:
  * always the local address). */
 CLTCP_EXTERN int cltcp_server_address(char *buf, size_t buflen, int *port,
@@ -468,8 +652,30 @@ CLTCP_EXTERN int cltcp_dns_lookup(cltcp_id *req, cltcp_id loop,
                                   const char *host, int family,
                                   cltcp_dns_cb cb, uintptr_t ctx);
 
-/* Cancels a pending lookup: its callback fires with UV_ECANCELED on a later
- * turn.  Returns 0 or CLTCP_ECLOSED/CLTCP_EKIND. */
+/* The reverse lookup callback.  status 0 with the host name in (name, len)
+ * (NUL-terminated, valid during the callback), or a negative code with
+ * name NULL and len 0 (UV_ECANCELED when the request or its loop was
+ * closed). */
+typedef void (*cltcp_dns_name_cb)(uintptr_t ctx, cltcp_id req, int status,
+                                  const char *name, size_t len);
+
+/* Looks the name of a numeric IPv4 or IPv6 address up asynchronously
+ * (c-ares' ares_gethostbyaddr): /etc/hosts first, then a PTR query
+ * (in-addr.arpa / ip6.arpa) to the loop's DNS servers.  The answer is the
+ * official (first) name.  The callback fires exactly once, on a later
+ * turn, like cltcp_dns_lookup()'s; the request is a CLTCP_KIND_DNS id,
+ * cancelled with cltcp_dns_cancel().  Failures are the lookup codes:
+ * CLTCP_ENOTFOUND (no name for the address), CLTCP_ESERVFAIL,
+ * CLTCP_EDNSREFUSED, CLTCP_EDNSTIMEOUT, CLTCP_EDNSCONN, CLTCP_EDNSFORMAT,
+ * CLTCP_EDNS, UV_ENOMEM, UV_ECANCELED.  *req (may be NULL) gets the id.
+ * Returns 0, UV_EINVAL (addr NULL or not a numeric address, cb NULL),
+ * UV_ENOMEM, CLTCP_EDNSCONFIG, CLTCP_ECLOSED or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_dns_reverse(cltcp_id *req, cltcp_id loop,
+                                   const char *addr, cltcp_dns_name_cb cb,
+                                   uintptr_t ctx);
+
+/* Cancels a pending lookup (forward or reverse): its callback fires with
+ * UV_ECANCELED on a later turn.  Returns 0 or CLTCP_ECLOSED/CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_dns_cancel(cltcp_id req);
 
 /* Sets the loop's DNS servers, a comma-separated list of host[:port] (IPv6

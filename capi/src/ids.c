@@ -55,7 +55,7 @@ int cltcp__loop_lookup(cltcp__loop **out, cltcp_id id) {
   cltcp__loop *loop;
   int k = cltcp__id_kind(id);
   if (k != CLTCP_KIND_LOOP)
-    return (k == CLTCP_KIND_NONE || k > CLTCP_KIND_DNS) ? CLTCP_ECLOSED
+    return (k == CLTCP_KIND_NONE || k > CLTCP_KIND_LAST) ? CLTCP_ECLOSED
                                                        : CLTCP_EKIND;
   loop = loop_of(id);
   if (loop == NULL || loop->id != id || loop->closing)
@@ -70,7 +70,7 @@ int cltcp__lookup(void **out, cltcp_id id, int kind) {
   uint32_t s;
   int k = cltcp__id_kind(id);
   if (k != kind)
-    return (k == CLTCP_KIND_NONE || k > CLTCP_KIND_DNS) ? CLTCP_ECLOSED
+    return (k == CLTCP_KIND_NONE || k > CLTCP_KIND_LAST) ? CLTCP_ECLOSED
                                                        : CLTCP_EKIND;
   loop = loop_of(id);
   if (loop == NULL)
@@ -148,7 +148,7 @@ int cltcp__handle_lookup(cltcp__handle **out, cltcp_id id, int kind,
 
 int cltcp_id_kind(cltcp_id id) {
   int k = cltcp__id_kind(id);
-  return (id == 0 || k > CLTCP_KIND_DNS) ? CLTCP_KIND_NONE : k;
+  return (id == 0 || k > CLTCP_KIND_LAST) ? CLTCP_KIND_NONE : k;
 }
 
 int cltcp_id_alive(int *alive, cltcp_id id) {

@@ -28,8 +28,8 @@
 #define CLTCP__SLOT_MAX (1u << 24)
 #define CLTCP__GEN_MASK 0xFFFFFFu
 
-/* Any bit above the kind field makes the "kind" out of range (> DNS), so
- * such made-up ids are rejected as unknown. */
+/* Any bit above the kind field makes the "kind" out of range (above
+ * CLTCP_KIND_LAST), so such made-up ids are rejected as unknown. */
 static inline int cltcp__id_kind(cltcp_id id) {
   return (int)(id >> CLTCP__KIND_SHIFT);
 }
