@@ -24,7 +24,11 @@
                  (:file "tcp")
                  ;; Built on tcp.lisp.
                  (:file "stream")
-                 (:file "dns"))))
+                 (:file "dns")
+                 ;; issue 10: the rest of cl-async's event loop
+                 (:file "events")
+                 (:file "handles")
+                 (:file "compat"))))
   :in-order-to ((test-op (test-op "cl-async-tcp/test"))))
 
 (defsystem "cl-async-tcp/test"

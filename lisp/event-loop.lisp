@@ -153,7 +153,8 @@ every socket, server and timer is closed.  Outside a loop it does nothing."
         (when (< rc 0)
           (registry-remove base index)
           (error "cl-async-tcp: cannot start a timer: ~A" (code-message rc))))
-      (setf (%timer-id timer) (cffi:mem-ref id 'cltcp:id)))
+      (setf (%timer-id timer) (cffi:mem-ref id 'cltcp:id))
+      (incf (%timer-c-live timer)))
     timer))
 
 (defun delay (callback &key time event-cb)
@@ -167,18 +168,17 @@ every socket, server and timer is closed.  Outside a loop it does nothing."
   `(delay (lambda () ,@body) :time ,seconds))
 
 (defun free-event (event)
-  "Cancel a pending delay or interval (what DELAY returns).  Idempotent."
+  "Cancel a pending delay or interval (what DELAY returns) for good, also one
+that REMOVE-EVENT took out of the loop.  Idempotent (cl-async signals
+EVENT-FREED on a second call; this library does nothing)."
   (unless (%timer-freed-p event)
     (setf (%timer-freed-p event) t)
-    (cltcp:timer-close (%timer-id event)))
+    ;; 0: removed, no C timer (lisp/events.lisp).
+    (unless (zerop (%timer-id event))
+      (cltcp:timer-close (%timer-id event))))
   nil)
 
-(defun remove-event (event)
-  "cl-async's name: cancel a pending delay or interval.  Same as FREE-EVENT."
-  (free-event event))
-
-(defun event-freed-p (event)
-  "True once a delay has fired or been cancelled."
+(defmethod event-freed-p ((event event))
   (%timer-freed-p event))
 
 (defun interval (callback &key time event-cb)

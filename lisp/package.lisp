@@ -109,7 +109,24 @@
    #:cancel-dns-lookup
    #:dns-error-host
    #:set-dns-servers
-   #:set-dns-timeout))
+   #:set-dns-timeout
+   ;; ==== issue 10: the rest of cl-async's names (compat) ====
+   ;; The names cl-async exports that are not here are listed in README.md,
+   ;; "Not provided", with the reason.
+   ;; generic functions and classes (objects.lisp, tcp.lisp, compat.lisp)
+   #:close-socket-server
+   #:ref
+   #:unref
+   #:handle-error
+   #:socket-socket
+   #:socket-accept-error-listener
+   #:socket-accept-error-tcp-server
+   ;; events (events.lisp)
+   #:event
+   #:event-c
+   #:event-freed
+   #:add-event
+   #:make-event))
 
 ;;; The foreign layer lives in its own package so that nothing outside
 ;;; lisp/ffi.lisp can mistake a raw C entry point for policy.

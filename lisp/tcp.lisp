@@ -246,7 +246,7 @@ peer's EOF, when it only sends what is still queued)."
   (let ((socket (%socket-of socket)))
     (or (%sock-closed-p socket) (%sock-draining-p socket))))
 
-(defun close-socket (socket &key force)
+(defmethod close-socket (socket &key force)
   "Close SOCKET and forget its callbacks.  Data already written is still sent
 first (so nothing written is lost); with :FORCE true the queue is dropped and
 the connection closes at once.  Signals SOCKET-CLOSED when SOCKET was closed
@@ -291,13 +291,19 @@ SOCKET-ADDRESS-IN-USE) when it cannot listen.  Returns the tcp-server."
   (multiple-value-bind (event-cb keys) (%split-event-cb args)
     (apply #'%tcp-server bind-address port read-cb event-cb keys)))
 
-(defun close-tcp-server (tcp-server)
+(defmethod close-socket-server ((tcp-server tcp-server))
   "Stop listening; connections already accepted stay open.  Does nothing when the
 server is closed already.  Returns NIL."
   (unless (%srv-closed-p tcp-server)
     (setf (%srv-closed-p tcp-server) t)
     (cltcp:server-close (%srv-id tcp-server)))
   nil)
+
+(defun close-tcp-server (tcp-server)
+  "Stop listening; connections already accepted stay open.  Does nothing when the
+server is closed already.  Returns NIL.  Calls the generic CLOSE-SOCKET-SERVER
+(cl-async's name), so methods defined on it for a subclass run."
+  (close-socket-server tcp-server))
 
 (defun tcp-server-closed-p (tcp-server)
   "True once TCP-SERVER was closed."

@@ -106,3 +106,220 @@
         (error () (setf signalled t)))
       (done))
     (is-true signalled)))
+
+;;; ---- classes and generic functions where cl-async has them ----
+
+(defclass compat-socket (as:tcp-socket)
+  ((log :initform '() :accessor compat-log))
+  (:documentation "A program's subclass of tcp-socket (as cl-async-ssl makes one)."))
+
+(defclass compat-server (as:tcp-server)
+  ((closed-by-method :initform nil :accessor closed-by-method))
+  (:documentation "A program's subclass of tcp-server."))
+
+(defmethod as::server-socket-class ((server compat-server)) 'compat-socket)
+
+(defmethod as:close-socket :before ((socket compat-socket) &key force)
+  (push (if force :force-close :close) (compat-log socket)))
+
+(defmethod as:close-socket-server :after ((server compat-server))
+  (setf (closed-by-method server) t))
+
+(test socket-server-and-event-are-standard-classes
+  (dolist (name '(as:socket as:tcp-socket as:tcp-server as:event))
+    (is (typep (find-class name) 'standard-class) "~S is not a standard class" name))
+  (is (subtypep 'as:tcp-socket 'as:socket))
+  (dolist (name '(as:close-socket as:close-socket-server as:ref as:unref as:handle-error
+                  as:socket-c as:socket-data as:event-freed-p as:event-c as:stream-socket
+                  as:socket-socket as:socket-accept-error-listener
+                  as:socket-accept-error-tcp-server))
+    (is (typep (fdefinition name) 'generic-function) "~S is not generic" name)))
+
+(test subclassed-server-accepts-subclassed-sockets-and-methods-run
+  (let ((accepted nil) (got nil) (server nil))
+    (with-test-loop ()
+      (setf server (as:tcp-server "127.0.0.1" 0
+                                  (lambda (s data)
+                                    (as:write-socket-data s data)
+                                    (as:close-socket s))
+                                  :event-cb #'ignore-event
+                                  :connect-cb (lambda (s) (setf accepted s))))
+      ;; cl-async-ssl's way: CHANGE-CLASS a live object into a subclass.
+      (change-class server 'compat-server)
+      (as:tcp-connect "127.0.0.1" (as:tcp-server-port server)
+                      (lambda (s data)
+                        (setf got (text data))
+                        (as:close-socket s)
+                        (as:close-tcp-server server)
+                        (done))
+                      :event-cb #'ignore-event
+                      :data "sub"))
+    (is (equal "sub" got))
+    (is (typep accepted 'compat-socket))
+    (is (equal '(:close) (compat-log accepted)))
+    (is-true (closed-by-method server))
+    (is-true (as:tcp-server-closed-p server))))
+
+(test change-class-of-a-live-client-socket-keeps-it-working
+  (let ((got '()) (client nil) (read-on nil))
+    (with-test-loop ()
+      (let ((server (echo-server)))
+        (setf client (as:tcp-connect "127.0.0.1" (as:tcp-server-port server)
+                                     (lambda (s data)
+                                       (push (text data) got)
+                                       (setf read-on s)
+                                       (if (equal (text data) "one")
+                                           (as:write-socket-data s "two")
+                                           (progn (as:close-socket s :force t)
+                                                  (as:close-tcp-server server)
+                                                  (done))))
+                                     :event-cb #'ignore-event
+                                     :connect-cb (lambda (s)
+                                                   (change-class s 'compat-socket)
+                                                   (as:write-socket-data s "one"))))))
+    (is (equal '("one" "two") (reverse got)))
+    (is (eq read-on client))
+    (is (typep client 'compat-socket))
+    (is (equal '(:force-close) (compat-log client)))))
+
+(test close-socket-on-a-stream-runs-the-socket-class-methods
+  (let ((socket nil))
+    (with-test-loop ()
+      (let* ((server (echo-server))
+             (stream (as:tcp-connect "127.0.0.1" (as:tcp-server-port server)
+                                     (lambda (s st) (declare (ignore s st)))
+                                     :event-cb #'ignore-event :stream t)))
+        (setf socket (as:stream-socket stream))
+        (change-class socket 'compat-socket)
+        (as:close-socket stream)
+        (as:close-tcp-server server)
+        (done)))
+    (is (equal '(:close) (compat-log socket)))
+    (is-true (as:socket-closed-p socket))))
+
+(define-condition compat-bug (error) ()
+  (:documentation "An application error for the handle-error test."))
+
+(defvar *handled* '())
+
+(defmethod as:handle-error ((e compat-bug))
+  (push e *handled*))
+
+(test handle-error-gets-caught-errors-without-an-event-cb
+  (let ((*handled* '()) (later nil))
+    (with-test-loop (:catch-app-errors t)
+      (as:delay (lambda () (error 'compat-bug)))
+      (as:delay (lambda () (setf later t) (done)) :time 0.02))
+    (is (= 1 (length *handled*)))
+    (is-true later))
+  ;; With :send-errors-to-eventcb nil, even an operation's event-cb is passed
+  ;; over (cl-async's rule).
+  (let ((*handled* '()) (cb-got nil))
+    (with-test-loop (:catch-app-errors t :send-errors-to-eventcb nil)
+      (as:delay (lambda () (error 'compat-bug)) :event-cb (lambda (e) (setf cb-got e)))
+      (as:delay #'done :time 0.02))
+    (is (= 1 (length *handled*)))
+    (is (null cb-got))))
+
+(test condition-accessor-aliases
+  (let ((ev nil) (socket nil))
+    (with-test-loop ()
+      (setf socket (as:tcp-connect "127.0.0.1" (closed-port)
+                                   (lambda (s d) (declare (ignore s d)))
+                                   :event-cb (lambda (e) (setf ev e) (done)))))
+    (is (typep ev 'as:tcp-refused))
+    (is (eq socket (as:socket-socket ev)))
+    (is (eq socket (as:tcp-socket ev))))
+  (let ((c (make-condition 'as::%accept-error :listener 42 :tcp-server :srv)))
+    (is (= 42 (as:socket-accept-error-listener c)))
+    (is (eq :srv (as:socket-accept-error-tcp-server c)))))
+
+;;; ---- events: make-event, add-event, remove-event, event-c, event-freed ----
+
+(test make-event-runs-only-when-added
+  (let ((ran 0) (event nil))
+    (with-test-loop ()
+      (setf event (as:make-event (lambda () (incf ran) (done))))
+      (is (typep event 'as:event))
+      (is (integerp (as:event-c event)))
+      (is (plusp (as:event-c event)))
+      (as:delay (lambda ()
+                  (is (= 0 ran))
+                  (is (null (as:add-event event :activate t))))
+                :time 0.02))
+    (is (= 1 ran))
+    (is-true (as:event-freed-p event))))
+
+(test remove-event-then-add-event-with-timeout
+  (let ((ran '()) (event nil) (start (now)))
+    (with-test-loop ()
+      (setf event (as:delay (lambda () (push :fired ran) (done)) :time 0.05))
+      (is (eq t (as:remove-event event)))
+      (is (null (as:remove-event event)))      ; removed already
+      (is (= 0 (as:event-c event)))
+      (is-false (as:event-freed-p event))
+      (as:delay (lambda ()
+                  (is (equal '() ran))
+                  (as:add-event event :timeout 0.05))
+                :time 0.1))
+    (is (equal '(:fired) ran))
+    ;; Fired at 0.1 + 0.05 at the earliest (timers never fire early).
+    (is (>= (- (now) start) 0.14))))
+
+(test removed-event-does-not-keep-the-loop-alive
+  (let ((ran nil) (event nil) (start (now)))
+    (with-test-loop ()
+      (setf event (as:make-event (lambda () (setf ran t))))
+      (as:remove-event event)
+      (done))
+    (is-false ran)
+    (is-false (as:event-freed-p event))
+    (is (< (- (now) start) 5))))
+
+(test add-event-without-timeout-or-activate-leaves-it-out
+  (let ((ran nil) (event nil))
+    (with-test-loop ()
+      (setf event (as:delay (lambda () (setf ran t)) :time 0.01))
+      (as:add-event event)
+      (done))
+    (is-false ran)))
+
+(test freed-events-signal-event-freed
+  (let ((event nil) (conditions '()))
+    (with-test-loop ()
+      (setf event (as:delay (lambda ()) :time 0.001))
+      (as:delay (lambda ()
+                  (is-true (as:event-freed-p event))
+                  (dolist (fn (list (lambda () (as:add-event event :activate t))
+                                    (lambda () (as:remove-event event))
+                                    (lambda () (as:unref event))))
+                    (handler-case (funcall fn)
+                      (as:event-freed (e) (push e conditions))))
+                  (done))
+                :time 0.05))
+    (is (= 3 (length conditions)))
+    (is (every (lambda (c) (typep c 'as:event-error)) conditions))
+    (is (eq event (as::event-freed-event (first conditions))))))
+
+(test free-event-frees-a-removed-event
+  (let ((event nil))
+    (with-test-loop ()
+      (setf event (as:delay (lambda ()) :time 1))
+      (as:remove-event event)
+      (as:free-event event)
+      (is-true (as:event-freed-p event))
+      (done))
+    (is-true (as:event-freed-p event))))
+
+(test add-event-restarts-a-pending-event-and-re-arms-inside-its-callback
+  (let ((fired 0) (event nil))
+    (with-test-loop ()
+      (setf event (as:delay (lambda ()
+                              (when (< (incf fired) 3)
+                                (as:add-event event :timeout 0.01))
+                              (when (= fired 3) (done)))
+                            :time 5))
+      ;; Restart the pending 5 s event as a 10 ms one.
+      (as:add-event event :timeout 0.01))
+    (is (= 3 fired))
+    (is-true (as:event-freed-p event))))

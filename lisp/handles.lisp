@@ -1,0 +1,61 @@
+;;;; handles.lisp -- ref / unref (cl-async's generic functions) for sockets,
+;;;; servers and events.  Notifiers and signal handlers add their methods in
+;;;; their own files.
+;;;;
+;;;; libcltcp's cltcp_handle_ref is libuv's uv_ref/uv_unref over every uv
+;;;; handle a libcltcp handle keeps.  The choice is also remembered in the
+;;;; Lisp object (%HANDLE-REFD), because an event that ADD-EVENT re-arms gets
+;;;; a new C timer, which must inherit it.
+
+(in-package #:cl-async-tcp)
+
+(defun %set-ref (handle on)
+  "Record and apply HANDLE's reference state ON (true: keeps the loop alive)."
+  (setf (%handle-refd handle) (and on t))
+  (let ((id (%handle-id handle)))
+    (unless (zerop id)
+      (let ((rc (cltcp:handle-ref id (if on 1 0))))
+        ;; ECLOSED: the C handle is closing already (a server closed, a
+        ;; socket the library closes after an error); nothing is left to keep
+        ;; the loop alive, so there is nothing to do.
+        (when (and (< rc 0) (/= rc cltcp:+eclosed+))
+          (signal-status rc handle)))))
+  nil)
+
+(defun %check-socket-ref (socket)
+  (when (%sock-closed-p socket)
+    (%signal-closed socket)))
+
+(defmethod ref ((handle socket))
+  (%check-socket-ref handle)
+  (%set-ref handle t))
+
+(defmethod unref ((handle socket))
+  (%check-socket-ref handle)
+  (%set-ref handle nil))
+
+(defmethod ref ((handle tcp-server))
+  (%set-ref handle t))
+
+(defmethod unref ((handle tcp-server))
+  (%set-ref handle nil))
+
+(defmethod ref ((handle event))
+  (%check-event-unfreed handle)
+  (%set-ref handle t))
+
+(defmethod unref ((handle event))
+  (%check-event-unfreed handle)
+  (%set-ref handle nil))
+
+(defmethod ref ((handle t))
+  (if (typep handle 'async-stream)
+      (ref (stream-socket handle))
+      (error 'type-error :datum handle
+                         :expected-type '(or socket async-stream tcp-server event notifier))))
+
+(defmethod unref ((handle t))
+  (if (typep handle 'async-stream)
+      (unref (stream-socket handle))
+      (error 'type-error :datum handle
+                         :expected-type '(or socket async-stream tcp-server event notifier))))
