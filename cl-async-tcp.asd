@@ -28,7 +28,8 @@
                  ;; issue 10: the rest of cl-async's event loop
                  (:file "events")
                  (:file "handles")
-                 (:file "compat"))))
+                 (:file "compat")
+                 (:file "stats"))))
   :in-order-to ((test-op (test-op "cl-async-tcp/test"))))
 
 (defsystem "cl-async-tcp/test"
@@ -50,7 +51,8 @@
                  (:file "dns-tests")
                  (:file "stream-tests")
                  ;; issue 10: what programs written for cl-async rely on
-                 (:file "compat-tests"))))
+                 (:file "compat-tests")
+                 (:file "stats-tests"))))
   ;; test-op must fail loudly: fiveam:run! only returns NIL, so signal here.
   :perform (test-op (o c)
              (unless (uiop:symbol-call :cl-async-tcp-test :run-suite)

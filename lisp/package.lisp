@@ -126,7 +126,10 @@
    #:event-c
    #:event-freed
    #:add-event
-   #:make-event))
+   #:make-event
+   ;; stats (stats.lisp)
+   #:stats
+   #:dump-event-loop-status))
 
 ;;; The foreign layer lives in its own package so that nothing outside
 ;;; lisp/ffi.lisp can mistake a raw C entry point for policy.
