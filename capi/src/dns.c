@@ -79,6 +79,10 @@ struct cltcp__dns_req {
   int status;          /* result, valid once c-ares is done (or cancel) */
   cltcp_addr *addrs;
   size_t naddrs;
+  /* reverse lookups (cltcp_dns_reverse(), at the end of this file) */
+  bool reverse;
+  cltcp_dns_name_cb name_cb;
+  char *name;          /* the result */
 };
 
 struct cltcp__dns {
@@ -351,6 +355,7 @@ static void req_maybe_free(cltcp__dns_req *r) {
     return;
   req_unlink(r);
   free(r->addrs);
+  free(r->name);
   free(r);
 }
 
@@ -370,7 +375,12 @@ static void req_clear_result(cltcp__dns_req *r) {
   free(r->addrs);
   r->addrs = NULL;
   r->naddrs = 0;
+  free(r->name);
+  r->name = NULL;
 }
+
+static void reverse_call(cltcp__dns_req *r, int status);
+static void reverse_start(cltcp__dns_req *r, const char *addr);
 
 /* Calls the owner once.  Public requests lose their id here (a cancelled
  * one lost it at cltcp_dns_cancel() and only kept its place in `live'). */
@@ -395,7 +405,10 @@ static void req_call(cltcp__dns_req *r) {
       loop->live--;
     else
       cltcp__id_free(loop, r->id);
-    r->cb(r->ctx, r->id, status, addrs, n);
+    if (r->reverse)
+      reverse_call(r, r->status);
+    else
+      r->cb(r->ctx, r->id, status, addrs, n);
   } else {
     r->fn(r->arg, status, addrs, n);
   }
@@ -488,6 +501,10 @@ static void dns_update_ref(cltcp__dns *dns);
 static void ares_start(cltcp__dns_req *r, const char *host) {
   cltcp__dns *dns = r->dns;
   struct ares_addrinfo_hints hints;
+  if (r->reverse) {
+    reverse_start(r, host);
+    return;
+  }
   memset(&hints, 0, sizeof(hints));
   hints.ai_family = r->family == CLTCP_AF_INET    ? AF_INET
                     : r->family == CLTCP_AF_INET6 ? AF_INET6
@@ -763,7 +780,7 @@ static int req_new(cltcp__dns_req **out, cltcp__loop *loop, const char *host,
 static void req_launch(cltcp__dns_req *r, const char *host) {
   cltcp__dns *dns = r->dns;
   cltcp_addr one;
-  if (numeric_lookup(&one, &r->status, host, r->family)) {
+  if (!r->reverse && numeric_lookup(&one, &r->status, host, r->family)) {
     if (r->status == 0) {
       r->addrs = malloc(sizeof(one));
       if (r->addrs == NULL) {
@@ -776,7 +793,7 @@ static void req_launch(cltcp__dns_req *r, const char *host) {
     req_queue(r);
     return;
   }
-  if (!name_valid(host)) {
+  if (!r->reverse && !name_valid(host)) {
     r->status = CLTCP_EBADNAME;
     req_queue(r);
     return;
@@ -930,6 +947,7 @@ void cltcp__dns_loop_free(cltcp__loop *loop) {
     req_unlink(r);
     free(r->host);
     free(r->addrs);
+    free(r->name);
     free(r);
   }
   while (dns->polls != NULL) { /* only if teardown was skipped */
@@ -1036,4 +1054,112 @@ int cltcp_loop_set_dns_timeout(cltcp_id loop_id, double seconds, int tries) {
     return rc;
   return dns_reconfigure(dns, ms, tries >= 1 ? tries : dns->tries,
                          dns->servers);
+}
+
+/* ---- reverse lookups ------------------------------------------------------
+ * A reverse request is an ordinary request (same queue, same delivery,
+ * same cancel and teardown) with `reverse' set: ares_start() hands it to
+ * ares_gethostbyaddr() instead of ares_getaddrinfo(), and req_call() gives
+ * the owner the name instead of addresses. */
+
+/* Parses a numeric IPv4 or IPv6 address.  Returns the AF_* or 0. */
+static int reverse_parse(unsigned char bin[16], const char *addr) {
+  if (uv_inet_pton(AF_INET, addr, bin) == 0)
+    return AF_INET;
+  if (strchr(addr, ':') != NULL && uv_inet_pton(AF_INET6, addr, bin) == 0)
+    return AF_INET6;
+  return 0;
+}
+
+static void reverse_call(cltcp__dns_req *r, int status) {
+  const char *name = status == 0 ? r->name : NULL;
+  if (status == 0 && name == NULL)
+    status = CLTCP_ENOTFOUND;
+  r->name_cb(r->ctx, r->id, status, name, name != NULL ? strlen(name) : 0);
+}
+
+/* c-ares' completion callback for ares_gethostbyaddr(); like gai_cb(), it
+ * only records.  c-ares frees `he' after it returns. */
+static void reverse_cb(void *arg, int status, int timeouts,
+                       struct hostent *he) {
+  cltcp__dns_req *r = arg;
+  (void)timeouts;
+  r->in_ares = false;
+  r->dns->active -= r->weight;
+  if (r->owed && !r->cancelled) {
+    req_clear_result(r);
+    if (status != ARES_SUCCESS) {
+      r->status = map_status(status);
+    } else if (he == NULL || he->h_name == NULL || he->h_name[0] == '\0') {
+      r->status = CLTCP_ENOTFOUND;
+    } else {
+      r->name = strdup(he->h_name);
+      r->status = r->name != NULL ? 0 : UV_ENOMEM;
+    }
+    req_queue(r);
+  }
+  req_maybe_free(r);
+}
+
+static void reverse_start(cltcp__dns_req *r, const char *addr) {
+  unsigned char bin[16];
+  int af = reverse_parse(bin, addr); /* checked by cltcp_dns_reverse() */
+  r->in_ares = true;
+  r->dns->active += r->weight;
+  ares_gethostbyaddr(r->dns->channel, bin, af == AF_INET ? 4 : 16, af,
+                     reverse_cb, r);
+}
+
+int cltcp_dns_reverse(cltcp_id *req, cltcp_id loop_id, const char *addr,
+                      cltcp_dns_name_cb cb, uintptr_t ctx) {
+  cltcp__loop *loop;
+  cltcp__dns_req *r;
+  unsigned char bin[16];
+  int rc, af;
+  if (addr == NULL || cb == NULL || (af = reverse_parse(bin, addr)) == 0)
+    return UV_EINVAL;
+  rc = cltcp__loop_lookup(&loop, loop_id);
+  if (rc != 0)
+    return rc;
+  rc = req_new(&r, loop, addr, af == AF_INET ? CLTCP_AF_INET : CLTCP_AF_INET6);
+  if (rc != 0)
+    return rc;
+  r->reverse = true;
+  r->weight = 1;
+  rc = cltcp__id_alloc(&r->id, loop, CLTCP_KIND_DNS, r);
+  if (rc != 0) {
+    r->id = 0;
+    r->owed = false;
+    req_maybe_free(r);
+    return rc;
+  }
+  r->name_cb = cb;
+  r->ctx = ctx;
+  if (req != NULL)
+    *req = r->id;
+  req_launch(r, addr);
+  return 0;
+}
+
+/* ---- listing (cltcp_loop_handles()) ------------------------------------- */
+
+size_t cltcp__dns_list(cltcp_handle_info *out, size_t max, size_t n,
+                       cltcp__loop *loop) {
+  cltcp__dns *dns = loop->dns;
+  cltcp__dns_req *r;
+  if (dns == NULL)
+    return n;
+  for (r = dns->reqs.next; r != &dns->reqs; r = r->next) {
+    if (r->id == 0 || !r->owed || r->cancelled || r->delivering)
+      continue;
+    if (n < max) {
+      out[n].id = r->id;
+      out[n].kind = CLTCP_KIND_DNS;
+      out[n].state = CLTCP_STATE_ACTIVE;
+      out[n].flags = CLTCP_INFO_REF;
+      out[n].detail = 0;
+    }
+    n++;
+  }
+  return n;
 }

@@ -111,6 +111,12 @@ typedef struct cltcp__handle {
    * keep-mode socket's last bytes stay readable), but every call other than
    * reading returns CLTCP_ECLOSED from then on. */
   bool closing;
+  /* The uv handles cltcp_handle_ref() acts on (NULL when unused), and
+   * whether the owner unreferenced the handle.  A kind that re-initializes
+   * one of them (a socket between connect attempts) applies `unref' again
+   * with cltcp__handle_apply_ref(). */
+  uv_handle_t *uvh[2];
+  bool unref;
 } cltcp__handle;
 
 /* ids.c */
@@ -145,6 +151,12 @@ CLTCP__HIDDEN void cltcp__sigpipe_restore(const sigset_t *old, bool blocked);
 CLTCP__HIDDEN void cltcp__socket_teardown(cltcp__handle *h);
 CLTCP__HIDDEN void cltcp__server_teardown(cltcp__handle *h);
 CLTCP__HIDDEN void cltcp__timer_teardown(cltcp__handle *h);
+/* signal.c / async.c: close for teardown (status UV_ECANCELED) */
+CLTCP__HIDDEN void cltcp__signal_teardown(cltcp__handle *h);
+CLTCP__HIDDEN void cltcp__async_teardown(cltcp__handle *h);
+CLTCP__HIDDEN int cltcp__signal_signum(cltcp__handle *h);
+/* handles.c: uv_ref/uv_unref every uv handle of h as h->unref says */
+CLTCP__HIDDEN void cltcp__handle_apply_ref(cltcp__handle *h);
 /* tcp.c: make a socket for an accepted connection (server.c) */
 typedef struct cltcp__socket cltcp__socket;
 CLTCP__HIDDEN int cltcp__socket_create(cltcp__socket **out, cltcp__loop *loop,
@@ -156,6 +168,16 @@ CLTCP__HIDDEN void cltcp__socket_accepted(cltcp__socket *s);
 CLTCP__HIDDEN void cltcp__socket_start(cltcp__socket *s);
 CLTCP__HIDDEN void cltcp__socket_destroy_unused(cltcp__socket *s);
 CLTCP__HIDDEN cltcp_id cltcp__socket_id(cltcp__socket *s);
+/* The socket's CLTCP_STATE_* (ignoring `closing'), and whether a server
+ * made it. */
+CLTCP__HIDDEN int cltcp__socket_state(cltcp__handle *h, bool *accepted);
+/* server.c: the port a server listens on (0 if unknown). */
+CLTCP__HIDDEN int cltcp__server_port(cltcp__handle *h);
+/* dns.c: writes the public requests still pending (live ids) to
+ * out[n ..], up to max entries in all; returns n plus their number (which
+ * may exceed max). */
+CLTCP__HIDDEN size_t cltcp__dns_list(cltcp_handle_info *out, size_t max,
+                                     size_t n, cltcp__loop *loop);
 
 /* ---- dns.c ----------------------------------------------------------------
  * Internal lookups, used by tcp.c for connecting by name.  The callback is

@@ -256,6 +256,12 @@ int cltcp_loop_close(cltcp_id id) {
     case CLTCP_KIND_TIMER:
       cltcp__timer_teardown(h);
       break;
+    case CLTCP_KIND_SIGNAL:
+      cltcp__signal_teardown(h);
+      break;
+    case CLTCP_KIND_ASYNC:
+      cltcp__async_teardown(h);
+      break;
     default:
       break;
     }

@@ -1,8 +1,10 @@
 /* server.c -- listening sockets. */
 #include "internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 typedef struct cltcp__server {
   cltcp__handle h;
@@ -60,16 +62,42 @@ static void on_connection(uv_stream_t *stream, int status) {
   cltcp__socket_start(s);
 }
 
+/* SO_REUSEPORT must be set before bind(2), so a server with it gets its
+ * socket at once (uv_tcp_init_ex with the address family) rather than from
+ * uv_tcp_bind. */
+static int set_reuseport(uv_tcp_t *tcp) {
+#ifdef SO_REUSEPORT
+  uv_os_fd_t fd;
+  int one = 1;
+  int rc = uv_fileno((uv_handle_t *)tcp, &fd);
+  if (rc == 0 &&
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+    rc = uv_translate_sys_error(errno);
+  return rc;
+#else
+  (void)tcp;
+  return UV_ENOTSUP;
+#endif
+}
+
 int cltcp_server_listen(cltcp_id *out, cltcp_id loop_id, const char *host,
                         int port, int backlog, cltcp_cb server_cb,
                         uintptr_t server_ctx, cltcp_cb sock_cb,
                         uintptr_t sock_ctx) {
+  return cltcp_server_listen_ex(out, loop_id, host, port, backlog, 0,
+                                server_cb, server_ctx, sock_cb, sock_ctx);
+}
+
+int cltcp_server_listen_ex(cltcp_id *out, cltcp_id loop_id, const char *host,
+                           int port, int backlog, int flags,
+                           cltcp_cb server_cb, uintptr_t server_ctx,
+                           cltcp_cb sock_cb, uintptr_t sock_ctx) {
   cltcp__loop *loop;
   cltcp__server *sv;
   struct sockaddr_storage ss;
   int rc;
   if (out == NULL || server_cb == NULL || sock_cb == NULL || port < 0 ||
-      port > 65535)
+      port > 65535 || (flags & ~CLTCP_LISTEN_REUSEPORT) != 0)
     return UV_EINVAL;
   rc = cltcp__loop_lookup(&loop, loop_id);
   if (rc != 0)
@@ -93,13 +121,19 @@ int cltcp_server_listen(cltcp_id *out, cltcp_id loop_id, const char *host,
   sv = calloc(1, sizeof(*sv));
   if (sv == NULL)
     return UV_ENOMEM;
-  rc = uv_tcp_init(&loop->uv, &sv->tcp);
+  if (flags & CLTCP_LISTEN_REUSEPORT)
+    rc = uv_tcp_init_ex(&loop->uv, &sv->tcp, ss.ss_family);
+  else
+    rc = uv_tcp_init(&loop->uv, &sv->tcp);
   if (rc != 0) {
     free(sv);
     return rc;
   }
   sv->tcp.data = sv;
-  rc = uv_tcp_bind(&sv->tcp, (struct sockaddr *)&ss, 0);
+  if (flags & CLTCP_LISTEN_REUSEPORT)
+    rc = set_reuseport(&sv->tcp);
+  if (rc == 0)
+    rc = uv_tcp_bind(&sv->tcp, (struct sockaddr *)&ss, 0);
   if (rc == 0)
     rc = uv_listen((uv_stream_t *)&sv->tcp, backlog < 0 ? SOMAXCONN : backlog,
                    on_connection);
@@ -117,6 +151,7 @@ int cltcp_server_listen(cltcp_id *out, cltcp_id loop_id, const char *host,
   sv->h.ctx = server_ctx;
   sv->sock_cb = sock_cb;
   sv->sock_ctx = sock_ctx;
+  sv->h.uvh[0] = (uv_handle_t *)&sv->tcp;
   cltcp__handle_link(loop, &sv->h);
   *out = sv->h.id;
   return 0;
@@ -151,6 +186,16 @@ int cltcp_server_close(cltcp_id id) {
     return rc;
   server_close((cltcp__server *)h, 0);
   return 0;
+}
+
+int cltcp__server_port(cltcp__handle *h) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss), port = 0;
+  if (uv_tcp_getsockname(&((cltcp__server *)h)->tcp, (struct sockaddr *)&ss,
+                         &len) != 0 ||
+      cltcp__format_addr(NULL, 0, &port, NULL, (struct sockaddr *)&ss) != 0)
+    return 0;
+  return port;
 }
 
 void cltcp__server_teardown(cltcp__handle *h) {

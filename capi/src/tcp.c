@@ -40,6 +40,7 @@ struct cltcp__socket {
   bool nodelay;
   bool keepalive;
   unsigned keepalive_delay;
+  bool accepted;        /* made by a server (cltcp_loop_handles()) */
   /* deferred events */
   int dfr_error;        /* an ERROR to deliver on the next turn */
   bool dfr_flushed;     /* a FLUSHED to deliver on the next turn */
@@ -564,6 +565,7 @@ static void reopen_cb(uv_handle_t *h) {
   }
   uv_tcp_init(&s->h.loop->uv, &s->tcp);
   s->tcp.data = s;
+  cltcp__handle_apply_ref(&s->h); /* a fresh handle is referenced */
   try_connect_next(s);
 }
 
@@ -644,6 +646,8 @@ int cltcp__socket_create(cltcp__socket **out, cltcp__loop *loop, cltcp_cb cb,
   uv_timer_init(&loop->uv, &s->timer);
   s->tcp.data = s;
   s->timer.data = s;
+  s->h.uvh[0] = (uv_handle_t *)&s->tcp;
+  s->h.uvh[1] = (uv_handle_t *)&s->timer;
   cltcp__handle_link(loop, &s->h);
   *out = s;
   return 0;
@@ -672,7 +676,16 @@ void cltcp__socket_destroy_unused(cltcp__socket *s) {
 void cltcp__socket_accepted(cltcp__socket *s) {
   uint64_t n = now(s);
   s->state = ST_CONNECTED;
+  s->accepted = true;
   s->last_read = s->last_write = n;
+}
+
+int cltcp__socket_state(cltcp__handle *h, bool *accepted) {
+  static const int map[] = {CLTCP_STATE_NEW, CLTCP_STATE_RESOLVING,
+                            CLTCP_STATE_CONNECTING, CLTCP_STATE_CONNECTED};
+  cltcp__socket *s = (cltcp__socket *)h;
+  *accepted = s->accepted;
+  return map[s->state];
 }
 
 void cltcp__socket_start(cltcp__socket *s) {

@@ -61,6 +61,7 @@ int cltcp_timer_start(cltcp_id *out, cltcp_id loop_id, double seconds,
   t->h.ctx = ctx;
   uv_timer_init(&loop->uv, &t->timer);
   t->timer.data = t;
+  t->h.uvh[0] = (uv_handle_t *)&t->timer;
   rep = cltcp__seconds_to_ms(repeat_seconds);
   t->repeat = rep > 0;
   uv_timer_start(&t->timer, timer_fired, cltcp__seconds_to_ms(seconds), rep);
