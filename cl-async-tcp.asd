@@ -29,12 +29,15 @@
                  (:file "events")
                  (:file "handles")
                  (:file "compat")
-                 (:file "stats"))))
+                 (:file "stats")
+                 (:file "notifiers")
+                 (:file "signals")
+                 (:file "reverse-dns"))))
   :in-order-to ((test-op (test-op "cl-async-tcp/test"))))
 
 (defsystem "cl-async-tcp/test"
   :description "fiveam suite of cl-async-tcp (loopback only)."
-  :depends-on ("cl-async-tcp" "fiveam" "babel" "flexi-streams")
+  :depends-on ("cl-async-tcp" "fiveam" "babel" "flexi-streams" "bordeaux-threads")
   :serial t
   :components ((:module "tests/lisp"
                 :serial t
@@ -52,7 +55,8 @@
                  (:file "stream-tests")
                  ;; issue 10: what programs written for cl-async rely on
                  (:file "compat-tests")
-                 (:file "stats-tests"))))
+                 (:file "stats-tests")
+                 (:file "notifier-tests"))))
   ;; test-op must fail loudly: fiveam:run! only returns NIL, so signal here.
   :perform (test-op (o c)
              (unless (uiop:symbol-call :cl-async-tcp-test :run-suite)

@@ -31,3 +31,20 @@ server id) of the server an accept error happened on.")
 accept error happened on.")
   (:method ((c tcp-accept-error)) (tcp-accept-error-tcp-server c))
   (:method ((c socket-accept-error)) (tcp-accept-error-tcp-server c)))
+
+;;; ---- printed names: the documented class, never an internal one ----
+;;; What this library delivers is often an internal class that inherits
+;;; from the documented one and from cl-async's other name for it (see
+;;; conditions.lisp).  Its report already names the documented class; so
+;;; does its unreadable form (PRIN1, the debugger's "#<...>").
+
+(defun %public-condition-name (condition)
+  (let ((name (type-of condition)))
+    (or (cdr (assoc name *public-condition-names*)) name)))
+
+(defmethod print-object ((c event-info) stream)
+  (if *print-escape*
+      (print-unreadable-object (c stream :identity t)
+        (format stream "~S~@[ ~A~]" (%public-condition-name c)
+                (ignore-errors (event-errname c))))
+      (call-next-method)))

@@ -129,7 +129,25 @@
    #:make-event
    ;; stats (stats.lisp)
    #:stats
-   #:dump-event-loop-status))
+   #:dump-event-loop-status
+   ;; notifiers (notifiers.lisp); notifier-freed is cl-async's internal name
+   #:notifier
+   #:notifier-freed-p
+   #:make-notifier
+   #:trigger-notifier
+   #:free-notifier
+   #:notifier-freed
+   ;; signals (signals.lisp)
+   #:signal-handler
+   #:free-signal-handler
+   #:clear-signal-handlers
+   #:+sighup+ #:+sigint+ #:+sigquit+ #:+sigill+ #:+sigtrap+ #:+sigabrt+ #:+sigemt+
+   #:+sigfpe+ #:+sigkill+ #:+sigbus+ #:+sigsegv+ #:+sigsys+ #:+sigpipe+ #:+sigalrm+
+   #:+sigterm+ #:+sigurg+ #:+sigstop+ #:+sigtstp+ #:+sigcont+ #:+sigchld+ #:+sigttin+
+   #:+sigttou+ #:+sigio+ #:+sigxcpu+ #:+sigxfsz+ #:+sigvtalrm+ #:+sigprof+ #:+sigwinch+
+   #:+siginfo+ #:+sigusr1+ #:+sigusr2+
+   ;; DNS (reverse-dns.lisp)
+   #:reverse-dns-lookup))
 
 ;;; The foreign layer lives in its own package so that nothing outside
 ;;; lisp/ffi.lisp can mistake a raw C entry point for policy.

@@ -260,18 +260,21 @@ already."
 
 ;;; ---- servers ----
 
-(defun %tcp-server (bind-address port read-cb event-cb &key connect-cb (backlog -1) stream)
+(defun %tcp-server (bind-address port read-cb event-cb &key connect-cb (backlog -1) stream
+                                                           reuse-port)
   (let* ((base (%current-base))
          (server (%make-tcp-server :base base :read-cb read-cb :event-cb event-cb
                                    :connect-cb connect-cb :stream-p (and stream t)))
          (index (registry-add base server)))
     (setf (%srv-index server) index)
     (cffi:with-foreign-object (id 'cltcp:id)
-      (let ((rc (cltcp:server-listen id (event-base-id base)
-                                     (if bind-address (princ-to-string bind-address) "")
-                                     port (or backlog -1)
-                                     *event-callback-pointer* index
-                                     *event-callback-pointer* index)))
+      (let ((rc (cltcp:server-listen-ex id (event-base-id base)
+                                        (if bind-address (princ-to-string bind-address) "")
+                                        port (or backlog -1)
+                                        ;; issue 10: SO_REUSEPORT
+                                        (if reuse-port cltcp:+listen-reuseport+ 0)
+                                        *event-callback-pointer* index
+                                        *event-callback-pointer* index)))
         (when (< rc 0)
           (registry-remove base index)
           (setf (%srv-index server) -1 (%srv-closed-p server) t)
@@ -283,7 +286,10 @@ already."
   "Listen on BIND-ADDRESS (NIL = any IPv4 address, \"0.0.0.0\"; IPv6 addresses
 and /etc/hosts names work) and PORT (0 = a free port, see TCP-SERVER-PORT).
 Lambda list: (bind-address port read-cb event-cb &key connect-cb (backlog -1)
-stream); event-cb (NIL = *DEFAULT-EVENT-HANDLER*) may also be :event-cb.
+stream reuse-port); event-cb (NIL = *DEFAULT-EVENT-HANDLER*) may also be :event-cb.
+:reuse-port t (SO_REUSEPORT, beyond cl-async): servers that all ask for it may
+listen on the same address and port -- one loop per thread, or per process --
+and the kernel spreads incoming connections over them.
 Every connection becomes a socket with these callbacks; connect-cb
 (lambda (socket)) runs before its first read-cb.  With :stream t, read-cb
 gets (socket stream).  Signals TCP-SERVER-BIND-ERROR (and, for a used port,
