@@ -56,7 +56,8 @@
                  ;; issue 10: what programs written for cl-async rely on
                  (:file "compat-tests")
                  (:file "stats-tests")
-                 (:file "notifier-tests"))))
+                 (:file "notifier-tests")
+                 (:file "signal-tests"))))
   ;; test-op must fail loudly: fiveam:run! only returns NIL, so signal here.
   :perform (test-op (o c)
              (unless (uiop:symbol-call :cl-async-tcp-test :run-suite)
