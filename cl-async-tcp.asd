@@ -57,7 +57,8 @@
                  (:file "compat-tests")
                  (:file "stats-tests")
                  (:file "notifier-tests")
-                 (:file "signal-tests"))))
+                 (:file "signal-tests")
+                 (:file "thread-tests"))))
   ;; test-op must fail loudly: fiveam:run! only returns NIL, so signal here.
   :perform (test-op (o c)
              (unless (uiop:symbol-call :cl-async-tcp-test :run-suite)
