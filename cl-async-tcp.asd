@@ -58,7 +58,8 @@
                  (:file "stats-tests")
                  (:file "notifier-tests")
                  (:file "signal-tests")
-                 (:file "thread-tests"))))
+                 (:file "thread-tests")
+                 (:file "reverse-dns-tests"))))
   ;; test-op must fail loudly: fiveam:run! only returns NIL, so signal here.
   :perform (test-op (o c)
              (unless (uiop:symbol-call :cl-async-tcp-test :run-suite)
