@@ -7,7 +7,10 @@
 ;;;; each request (everything up to CR LF CR LF, which may be split across
 ;;;; reads or pipelined) gets a fixed 200 with a 13-byte body.
 ;;;;
-;;;; Usage: sbcl --script bench/lisp_http.lisp PORT   (prints "READY <port>")
+;;;; Usage: sbcl --script bench/lisp_http.lisp PORT [LOOPS]   (prints "READY <port>")
+;;;; LOOPS > 1 (issue 10): that many event loops, one per thread, each with its
+;;;; own server on PORT opened with :reuse-port t; the kernel spreads the
+;;;; connections over them.  READY is printed once every loop listens.
 ;;;; SBCL compiles every form it loads (its evaluator mode is :compile), so
 ;;;; the callbacks below run as native code, as in a user's compiled program.
 
@@ -60,11 +63,21 @@ LF the previous read ended with; returns the count and the new state."
   (declare (ignore event)))
 
 (defun main ()
-  (let ((port (parse-integer (second sb-ext:*posix-argv*))))
-    (as:start-event-loop
-     (lambda ()
-       (as:tcp-server "127.0.0.1" port #'on-read #'on-event :backlog 4096)
-       (format t "READY ~d~%" port)
-       (finish-output)))))
+  (let* ((port (parse-integer (second sb-ext:*posix-argv*)))
+         (loops (parse-integer (or (third sb-ext:*posix-argv*) "1")))
+         (lock (sb-thread:make-mutex))
+         (listening 0))
+    (flet ((serve ()
+             (as:start-event-loop
+              (lambda ()
+                (as:tcp-server "127.0.0.1" port #'on-read #'on-event :backlog 4096
+                                                                      :reuse-port (> loops 1))
+                (sb-thread:with-mutex (lock)
+                  (when (= (incf listening) loops)
+                    (format t "READY ~d~%" port)
+                    (finish-output)))))))
+      (dotimes (i (1- loops))
+        (sb-thread:make-thread #'serve :name (format nil "loop ~D" (1+ i))))
+      (serve))))
 
 (main)
