@@ -139,6 +139,8 @@ every socket, server and timer is closed.  Outside a loop it does nothing."
 
 ;;; ---- delays and intervals ----
 
+(declaim (ftype function %note-interval))
+
 (defun %seconds (x)
   (if (and x (realp x) (plusp x)) (float x 1d0) 0d0))
 
@@ -185,8 +187,11 @@ EVENT-FREED on a second call; this library does nothing)."
   "Call CALLBACK (no arguments) every TIME seconds until REMOVE-INTERVAL.
 Returns a function; REMOVE-INTERVAL (or calling the function) stops it."
   (let* ((seconds (if (and time (plusp time)) time 0.001d0))
-         (timer (%start-timer callback event-cb seconds seconds)))
-    (lambda () (free-event timer))))
+         (timer (%start-timer callback event-cb seconds seconds))
+         (fn (lambda () (free-event timer))))
+    ;; So that REF / UNREF accept the function (lisp/events.lisp).
+    (%note-interval fn timer)
+    fn))
 
 (defmacro with-interval ((seconds) &body body)
   "Run BODY every SECONDS; returns what INTERVAL returns."

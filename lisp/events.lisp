@@ -31,6 +31,20 @@ event-error; EVENT-ERRCODE is -1).  EVENT-FREED-EVENT is the event."))
 (defmethod event-c ((event event))
   (%timer-id event))
 
+(defun %note-interval (fn event)
+  "Remember that INTERVAL returned FN for EVENT (REF and UNREF take FN)."
+  (let* ((base (%handle-base event))
+         (table (or (event-base-intervals base)
+                    (setf (event-base-intervals base) (make-hash-table :test 'eq)))))
+    (setf (gethash fn table) event
+          (%timer-interval-fn event) fn)))
+
+(defun %interval-event (fn)
+  "The event of the interval whose function is FN, in the running loop, or NIL."
+  (let* ((base *event-base*)
+         (table (and base (event-base-intervals base))))
+    (and table (values (gethash fn table)))))
+
 (defun %event-close (base event id)
   "The CLOSE event of one of EVENT's C timers (bookkeeping only)."
   (declare (type event-base base) (type event event))
@@ -39,7 +53,10 @@ event-error; EVENT-ERRCODE is -1).  EVENT-FREED-EVENT is the event."))
     ;; The current C timer is gone: it fired (one-shot), was freed, or the
     ;; loop was torn down.  A removed event has no current timer (id 0).
     (setf (%timer-id event) 0
-          (%timer-freed-p event) t))
+          (%timer-freed-p event) t)
+    (let ((fn (%timer-interval-fn event)))
+      (when (and fn (event-base-intervals base))
+        (remhash fn (event-base-intervals base)))))
   (when (<= (%timer-c-live event) 0)
     (setf (%timer-c-live event) 0)
     (registry-remove base (%timer-index event))

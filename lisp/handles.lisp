@@ -48,14 +48,20 @@
   (%check-event-unfreed handle)
   (%set-ref handle nil))
 
+(defun %ref-target (handle)
+  "What REF / UNREF act on for HANDLE when it is not one of the classes: the
+socket of an async stream, or the event of an INTERVAL's function."
+  (cond ((typep handle 'async-stream) (stream-socket handle))
+        ((and (functionp handle) (%interval-event handle)))
+        ((functionp handle)
+         (error 'event-freed :event handle :code -1
+                             :msg "not a live interval of this event loop"))
+        (t (error 'type-error :datum handle
+                              :expected-type '(or socket async-stream tcp-server event
+                                               function notifier)))))
+
 (defmethod ref ((handle t))
-  (if (typep handle 'async-stream)
-      (ref (stream-socket handle))
-      (error 'type-error :datum handle
-                         :expected-type '(or socket async-stream tcp-server event notifier))))
+  (ref (%ref-target handle)))
 
 (defmethod unref ((handle t))
-  (if (typep handle 'async-stream)
-      (unref (stream-socket handle))
-      (error 'type-error :datum handle
-                         :expected-type '(or socket async-stream tcp-server event notifier))))
+  (unref (%ref-target handle)))

@@ -91,7 +91,9 @@ TCP-SERVER-ADDRESS tell where it listens.  A standard class, as in cl-async."))
    (removed-p :initform nil :accessor %timer-removed-p)
    ;; C timers made for this event whose CLOSE has not arrived yet (ADD-EVENT
    ;; replaces the C timer); the registry entry lives while this is > 0.
-   (c-live :initform 0 :accessor %timer-c-live))
+   (c-live :initform 0 :accessor %timer-c-live)
+   ;; INTERVAL: the function it returned (a key of the loop's intervals table)
+   (interval-fn :initform nil :accessor %timer-interval-fn))
   (:documentation "cl-async's event class: what DELAY, WITH-DELAY and MAKE-EVENT return (and
 what an INTERVAL runs on).  FREE-EVENT cancels it, REMOVE-EVENT takes it out of
 the loop, ADD-EVENT puts it back; EVENT-FREED-P tells whether it is freed, and
@@ -168,10 +170,11 @@ NIL.  CLOSE-TCP-SERVER calls it."))
 (defgeneric ref (handle)
   (:documentation "Make HANDLE keep its event loop alive again (libuv's uv_ref), undoing UNREF.
 Every handle starts referenced.  HANDLE is a socket (or its async stream), a
-tcp-server, an event (DELAY, MAKE-EVENT; an INTERVAL's returned function works
-too), a notifier or a signal handler (what SIGNAL-HANDLER returns).  Returns
-NIL.  Signals SOCKET-CLOSED, EVENT-FREED or NOTIFIER-FREED when HANDLE is closed
-or freed already."))
+tcp-server, an event (what DELAY and MAKE-EVENT return), the function INTERVAL
+returned (in the interval's loop), a notifier or a signal handler (what
+SIGNAL-HANDLER returns).  Returns NIL.  Signals SOCKET-CLOSED, EVENT-FREED
+(also for a function that is no live interval) or NOTIFIER-FREED when HANDLE is
+closed or freed already; a closed tcp-server is left alone."))
 
 (defgeneric unref (handle)
   (:documentation "Let the event loop exit even while HANDLE is alive (libuv's uv_unref): once

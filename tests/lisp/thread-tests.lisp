@@ -73,10 +73,12 @@
 
 (defun run-echo-loop (tag clients)
   "Run a loop with its own echo server and CLIENTS clients; return a plist."
-  (let ((replies '()) (bases '()) (base nil) (timed-out nil))
+  (let ((replies '()) (bases '()) (base nil) (timed-out nil) (handled '()))
     (as:start-event-loop
      (lambda ()
        (setf base as:*event-base*)
+       ;; An application error, for this loop's own default handler.
+       (as:delay (lambda () (error "error in ~A" tag)))
        (let* ((watchdog (as:delay (lambda () (setf timed-out t) (as:exit-event-loop))
                                   :time 60))
               (server (as:tcp-server "127.0.0.1" 0
@@ -95,9 +97,10 @@
                                  (as:free-event watchdog)))
                              :event-cb #'ignore-event
                              :data message)))))
-     :catch-app-errors nil)
+     :catch-app-errors t
+     :default-event-cb (lambda (e) (push (princ-to-string e) handled)))
     (list :replies replies :bases bases :base base :timed-out timed-out
-          :registry (as:registry-live-count base))))
+          :handled handled :registry (as:registry-live-count base))))
 
 (test four-loops-in-four-threads-at-once
   (let* ((n 4) (clients 20)
@@ -125,6 +128,8 @@
                    (sort (copy-list (getf r :replies)) #'string<)))
         ;; Every callback of loop I ran with loop I's *event-base*.
         (is (every (lambda (b) (eq b (getf r :base))) (getf r :bases)))
+        ;; Its error reached its own :default-event-cb, and only that one.
+        (is (equal (list (format nil "error in loop~D" i)) (getf r :handled)))
         (is (= 0 (getf r :registry)))))
     ;; The thread that started them runs no loop.
     (is (null as:*event-base*))))
@@ -216,4 +221,19 @@
         (as:tcp-server "127.0.0.1" (as:tcp-server-port a) (lambda (s d) (declare (ignore s d)))
                        nil))
       (as:close-tcp-server a)
+      (done))))
+
+(test unref-interval-function
+  (let ((ticks 0) (start (now)) (iv nil))
+    (with-test-loop ()
+      (setf iv (as:interval (lambda () (incf ticks)) :time 0.01))
+      (as:unref iv)
+      ;; Only the unreferenced interval is left: the loop ends.
+      (as:delay #'done :time 0.05))
+    (is (plusp ticks))
+    (is (< (- (now) start) 5))
+    ;; After its loop ended the function is no live interval any more.
+    (with-test-loop ()
+      (signals as:event-freed (as:ref iv))
+      (signals as:event-freed (as:ref (lambda ())))
       (done))))
