@@ -323,3 +323,62 @@
       (as:add-event event :timeout 0.01))
     (is (= 3 fired))
     (is-true (as:event-freed-p event))))
+
+;;; ---- no name of cl-async is silently absent ----
+
+(defparameter *cl-async-names*
+  ;; cl-async's package exports (its src/package.lisp), but for the names the
+  ;; write path brings (octet, octet-vector, bytes, *buffer-writes*,
+  ;; *buffer-size*, streamish ...), which its own tests cover.
+  '("handle-error" "+af-inet+" "+af-inet6+" "+af-unspec+" "+af-unix+"
+    "event-info" "event-error" "event-errcode" "event-errmsg" "stats"
+    "dump-event-loop-status" "add-event-loop-exit-callback" "ref" "unref"
+    "start-event-loop" "with-event-loop" "exit-event-loop"
+    "event-freed" "event" "event-c" "event-freed-p" "free-event" "remove-event"
+    "add-event" "delay" "with-delay" "interval" "with-interval" "remove-interval"
+    "make-event" "watch-fd" "fd-add"
+    "notifier" "notifier-freed-p" "free-notifier" "make-notifier" "trigger-notifier"
+    "+sighup+" "+sigint+" "+sigquit+" "+sigill+" "+sigtrap+" "+sigabrt+" "+sigemt+"
+    "+sigfpe+" "+sigkill+" "+sigbus+" "+sigsegv+" "+sigsys+" "+sigpipe+" "+sigalrm+"
+    "+sigterm+" "+sigurg+" "+sigstop+" "+sigtstp+" "+sigcont+" "+sigchld+" "+sigttin+"
+    "+sigttou+" "+sigio+" "+sigxcpu+" "+sigxfsz+" "+sigvtalrm+" "+sigprof+" "+sigwinch+"
+    "+siginfo+" "+sigusr1+" "+sigusr2+"
+    "signal-handler" "free-signal-handler" "clear-signal-handlers"
+    "dns-error" "dns-lookup" "reverse-dns-lookup"
+    "socket-info" "socket-socket" "socket-error" "socket-eof" "socket-reset"
+    "socket-timeout" "socket-refused" "socket-aborted" "socket-address-in-use"
+    "socket-accept-error" "socket-accept-error-listener" "socket-accept-error-tcp-server"
+    "tcp-info" "tcp-socket" "tcp-error" "tcp-eof" "tcp-reset" "tcp-timeout" "tcp-refused"
+    "tcp-accept-error" "socket-closed" "tcp-server-bind-error"
+    "socket" "socket-c" "socket-data" "socket-closed-p" "close-socket"
+    "close-socket-server" "close-tcp-server" "write-socket-data" "set-socket-timeouts"
+    "enable-socket" "disable-socket" "init-tcp-socket" "connect-tcp-socket"
+    "tcp-connect" "tcp-server"
+    "pipe-connect" "pipe-server" "pipe-not-found"
+    "async-stream" "stream-socket" "async-input-stream" "async-output-stream"
+    "async-io-stream"
+    "idler" "idler-freed-p" "free-idler" "idle" "poller" "poller-freed-p" "free-poller"
+    "poll" "mkdtemp" "filesystem-error" "filesystem-enoent" "filesystem-eacces"
+    "filesystem-eperm" "spawn" "process-input" "process-output" "process-error-output"
+    "process-kill" "fs-watch" "fs-unwatch" "fs-monitor-close")
+  "What cl-async exports (from its package definition).")
+
+(defun readme-not-provided ()
+  "The text of README.md's \"Not provided\" section."
+  (let* ((readme (uiop:read-file-string
+                  (asdf:system-relative-pathname :cl-async-tcp "README.md")))
+         (start (search "### Not provided" readme)))
+    (and start (subseq readme start (search "<!-- =====" readme :start2 start)))))
+
+(test every-cl-async-name-is-here-or-not-provided-with-a-reason
+  (let ((not-provided (readme-not-provided)))
+    (is-true not-provided "README.md has no \"Not provided\" section")
+    (dolist (name *cl-async-names*)
+      (multiple-value-bind (symbol status) (find-symbol (string-upcase name) :as)
+        (cond ((eq status :external)
+               (is-false (search (format nil "`~A`" name) (or not-provided ""))
+                         "~A is in AS but listed as not provided" name)
+               (is-true (documented-p symbol) "~A is exported without a docstring" name))
+              (t
+               (is-true (search (format nil "`~A`" name) (or not-provided ""))
+                        "~A is neither in AS nor in README's Not provided" name)))))))
