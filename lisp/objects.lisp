@@ -39,7 +39,9 @@
   (:documentation "Internal base class of every object that stands for a C handle."))
 
 (defclass socket (%handle-object)
-  ((data :initarg :data :initform nil :accessor %sock-data)
+  (;; SOCKET-DATA is this slot's own accessor (no method in between): programs
+   ;; read it per event.
+   (data :initarg :data :initform nil :accessor %sock-data :accessor socket-data)
    (read-cb :initarg :read-cb :initform nil :accessor %sock-read-cb)
    (event-cb :initarg :event-cb :initform nil :accessor %sock-event-cb)
    (connect-cb :initarg :connect-cb :initform nil :accessor %sock-connect-cb)
@@ -143,13 +145,11 @@ live handle).  Calls on a closed id fail cleanly in C.  (cl-async: the libuv
 handle pointer.)")
   (:method ((socket socket)) (%sock-id socket)))
 
-(defgeneric socket-data (socket)
-  (:documentation "Arbitrary application data stored with SOCKET (setf-able).")
-  (:method ((socket socket)) (%sock-data socket)))
-
-(defgeneric (setf socket-data) (value socket)
-  (:documentation "Store VALUE as SOCKET's application data.")
-  (:method (value (socket socket)) (setf (%sock-data socket) value)))
+(setf (documentation 'socket-data 'function)
+      "Arbitrary application data stored with SOCKET (setf-able); a generic slot
+accessor, as in cl-async."
+      (documentation '(setf socket-data) 'function)
+      "Store VALUE as SOCKET's application data.")
 
 ;;; ---- generic functions where cl-async has them ----
 ;;; Their methods live with the code they belong to (tcp.lisp, events.lisp,
