@@ -335,7 +335,9 @@ CLTCP_EXTERN int cltcp_async_new(cltcp_id *async, cltcp_id loop, cltcp_cb cb,
  * closed or closing handle, or on any id that is not a live async handle,
  * returns an error and touches nothing (the lookup is guarded by a lock
  * that cltcp_async_close() also takes).  Never blocks for long, never
- * calls a callback.  Returns 0, CLTCP_ECLOSED or CLTCP_EKIND. */
+ * calls a callback.  It takes a mutex, so it is not for signal handlers
+ * (watch the signal with cltcp_signal_start() instead).  Returns 0,
+ * CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_async_send(cltcp_id async);
 
 /* Closes an async handle (loop thread only; the id dies at once for every
@@ -659,14 +661,17 @@ CLTCP_EXTERN int cltcp_dns_lookup(cltcp_id *req, cltcp_id loop,
 typedef void (*cltcp_dns_name_cb)(uintptr_t ctx, cltcp_id req, int status,
                                   const char *name, size_t len);
 
-/* Looks the name of a numeric IPv4 or IPv6 address up asynchronously
- * (c-ares' ares_gethostbyaddr): /etc/hosts first, then a PTR query
- * (in-addr.arpa / ip6.arpa) to the loop's DNS servers.  The answer is the
- * official (first) name.  The callback fires exactly once, on a later
- * turn, like cltcp_dns_lookup()'s; the request is a CLTCP_KIND_DNS id,
- * cancelled with cltcp_dns_cancel().  Failures are the lookup codes:
- * CLTCP_ENOTFOUND (no name for the address), CLTCP_ESERVFAIL,
- * CLTCP_EDNSREFUSED, CLTCP_EDNSTIMEOUT, CLTCP_EDNSCONN, CLTCP_EDNSFORMAT,
+/* Looks the name of a numeric IPv4 or IPv6 address up asynchronously,
+ * through c-ares: /etc/hosts first (ares_gethostbyaddr; the first name of
+ * the first line with the address), then a PTR query (in-addr.arpa /
+ * ip6.arpa) to the loop's DNS servers, with the loop's DNS timeout and
+ * tries.  The answer is one name, the official one.  The callback fires
+ * exactly once, on a later turn, like cltcp_dns_lookup()'s, also for an
+ * /etc/hosts hit; the request is a CLTCP_KIND_DNS id, cancelled with
+ * cltcp_dns_cancel().  Failures are the lookup codes: CLTCP_ENOTFOUND (no
+ * name for the address: NXDOMAIN, or no PTR record), CLTCP_EDNSTIMEOUT,
+ * CLTCP_EDNSCONN (no server reachable, or every server refused: c-ares
+ * 1.18 reports a REFUSED answer so), CLTCP_ESERVFAIL, CLTCP_EDNSFORMAT,
  * CLTCP_EDNS, UV_ENOMEM, UV_ECANCELED.  *req (may be NULL) gets the id.
  * Returns 0, UV_EINVAL (addr NULL or not a numeric address, cb NULL),
  * UV_ENOMEM, CLTCP_EDNSCONFIG, CLTCP_ECLOSED or CLTCP_EKIND. */

@@ -83,6 +83,8 @@ struct cltcp__dns_req {
   bool reverse;
   cltcp_dns_name_cb name_cb;
   char *name;          /* the result */
+  unsigned char rev_addr[16];
+  int rev_af;          /* AF_INET or AF_INET6 */
 };
 
 struct cltcp__dns {
@@ -94,6 +96,8 @@ struct cltcp__dns {
   dns_link waitq;      /* requests waiting for room in c-ares, FIFO */
   int active;          /* queries c-ares holds (see DNS_MAX_QUERIES) */
   char *servers;       /* NULL: the system's servers (/etc/resolv.conf) */
+  ares_channel hosts;  /* reverse lookups in /etc/hosts only; NULL until
+                          the first one */
   int timeout_ms;
   int tries;
   bool closing;        /* loop teardown has started */
@@ -942,6 +946,8 @@ void cltcp__dns_loop_free(cltcp__loop *loop) {
   /* Completes whatever c-ares still holds (nothing, after ares_cancel())
    * and closes its sockets; their polls are closed already. */
   ares_destroy(dns->channel);
+  if (dns->hosts != NULL)
+    ares_destroy(dns->hosts);
   while (dns->reqs.next != &dns->reqs) {
     cltcp__dns_req *r = dns->reqs.next;
     req_unlink(r);
@@ -1078,36 +1084,135 @@ static void reverse_call(cltcp__dns_req *r, int status) {
   r->name_cb(r->ctx, r->id, status, name, name != NULL ? strlen(name) : 0);
 }
 
-/* c-ares' completion callback for ares_gethostbyaddr(); like gai_cb(), it
- * only records.  c-ares frees `he' after it returns. */
+/* /etc/hosts, synchronously.  c-ares' ares_gethostbyaddr() would do the
+ * hosts file and then DNS, but it reports every DNS failure (timeout,
+ * refused, server failure) as ARES_ENOTFOUND; so the hosts file is read
+ * with it on a second channel whose only lookup method is the file ("f",
+ * which completes inside the call), and DNS is asked with a PTR query of
+ * our own, whose status c-ares reports as it is. */
+typedef struct hosts_res {
+  bool done, abandoned;
+  int status;
+  char *name;
+} hosts_res;
+
+static void hosts_cb(void *arg, int status, int timeouts, struct hostent *he) {
+  hosts_res *h = arg;
+  (void)timeouts;
+  h->done = true;
+  h->status = status;
+  if (status == ARES_SUCCESS && he != NULL && he->h_name != NULL &&
+      he->h_name[0] != '\0')
+    h->name = strdup(he->h_name);
+  if (h->abandoned) {
+    free(h->name);
+    free(h);
+  }
+}
+
+/* Returns 0 with a malloc'ed *name, CLTCP_ENOTFOUND, or UV_ENOMEM. */
+static int hosts_reverse(char **name, cltcp__dns *dns, const unsigned char *bin,
+                         int af) {
+  hosts_res *h;
+  int rc;
+  *name = NULL;
+  if (dns->hosts == NULL) {
+    struct ares_options o;
+    memset(&o, 0, sizeof(o));
+    o.lookups = (char *)"f";
+    if (ares_init_options(&dns->hosts, &o, ARES_OPT_LOOKUPS) != ARES_SUCCESS) {
+      dns->hosts = NULL;
+      return CLTCP_ENOTFOUND; /* DNS may still know */
+    }
+  }
+  h = calloc(1, sizeof(*h));
+  if (h == NULL)
+    return UV_ENOMEM;
+  ares_gethostbyaddr(dns->hosts, bin, af == AF_INET ? 4 : 16, af, hosts_cb, h);
+  if (!h->done) { /* not the case with "f" alone; never wait for it */
+    h->abandoned = true;
+    return CLTCP_ENOTFOUND;
+  }
+  if (h->name != NULL)
+    rc = 0;
+  else if (h->status == ARES_ENOMEM)
+    rc = UV_ENOMEM;
+  else
+    rc = CLTCP_ENOTFOUND;
+  *name = h->name;
+  free(h);
+  return rc;
+}
+
+/* The PTR query name: "d.c.b.a.in-addr.arpa" or 32 nibbles + "ip6.arpa". */
+static void arpa_name(char *out, size_t max, const unsigned char *bin,
+                      int af) {
+  static const char hex[] = "0123456789abcdef";
+  size_t n = 0;
+  int i;
+  if (af == AF_INET) {
+    snprintf(out, max, "%u.%u.%u.%u.in-addr.arpa", bin[3], bin[2], bin[1],
+             bin[0]);
+    return;
+  }
+  for (i = 15; i >= 0 && n + 4 < max; i--) {
+    out[n++] = hex[bin[i] & 0xF];
+    out[n++] = '.';
+    out[n++] = hex[bin[i] >> 4];
+    out[n++] = '.';
+  }
+  snprintf(out + n, max - n, "ip6.arpa");
+}
+
+/* c-ares' completion callback for the PTR query; like gai_cb(), it only
+ * records. */
 static void reverse_cb(void *arg, int status, int timeouts,
-                       struct hostent *he) {
+                       unsigned char *abuf, int alen) {
   cltcp__dns_req *r = arg;
+  struct hostent *he = NULL;
   (void)timeouts;
   r->in_ares = false;
   r->dns->active -= r->weight;
   if (r->owed && !r->cancelled) {
     req_clear_result(r);
-    if (status != ARES_SUCCESS) {
-      r->status = map_status(status);
-    } else if (he == NULL || he->h_name == NULL || he->h_name[0] == '\0') {
-      r->status = CLTCP_ENOTFOUND;
-    } else {
+    if (status == ARES_SUCCESS)
+      status = ares_parse_ptr_reply(abuf, alen, r->rev_addr,
+                                    r->rev_af == AF_INET ? 4 : 16, r->rev_af,
+                                    &he);
+    if (status == ARES_SUCCESS && he != NULL && he->h_name != NULL &&
+        he->h_name[0] != '\0') {
       r->name = strdup(he->h_name);
       r->status = r->name != NULL ? 0 : UV_ENOMEM;
+    } else if (status == ARES_SUCCESS || status == ARES_ENODATA) {
+      r->status = CLTCP_ENOTFOUND; /* no PTR record for the address */
+    } else {
+      r->status = map_status(status);
     }
     req_queue(r);
   }
+  if (he != NULL)
+    ares_free_hostent(he);
   req_maybe_free(r);
 }
 
 static void reverse_start(cltcp__dns_req *r, const char *addr) {
-  unsigned char bin[16];
-  int af = reverse_parse(bin, addr); /* checked by cltcp_dns_reverse() */
+  cltcp__dns *dns = r->dns;
+  char qname[80];
+  char *name;
+  int rc;
+  r->rev_af = reverse_parse(r->rev_addr, addr); /* checked by the caller */
+  rc = hosts_reverse(&name, dns, r->rev_addr, r->rev_af);
+  if (rc != CLTCP_ENOTFOUND) {
+    r->name = name;
+    r->status = rc;
+    req_queue(r);
+    return;
+  }
+  arpa_name(qname, sizeof(qname), r->rev_addr, r->rev_af);
   r->in_ares = true;
-  r->dns->active += r->weight;
-  ares_gethostbyaddr(r->dns->channel, bin, af == AF_INET ? 4 : 16, af,
-                     reverse_cb, r);
+  dns->active += r->weight;
+  ares_query(dns->channel, qname, 1 /* C_IN */, 12 /* T_PTR */, reverse_cb,
+             r);
 }
 
 int cltcp_dns_reverse(cltcp_id *req, cltcp_id loop_id, const char *addr,

@@ -115,7 +115,7 @@ typedef struct cltcp__handle {
    * whether the owner unreferenced the handle.  A kind that re-initializes
    * one of them (a socket between connect attempts) applies `unref' again
    * with cltcp__handle_apply_ref(). */
-  uv_handle_t *uvh[2];
+  uv_handle_t *uvh[3];
   bool unref;
 } cltcp__handle;
 

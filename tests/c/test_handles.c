@@ -5,8 +5,12 @@
  * referenced again it does) and the listing of a loop's handles (kind, id,
  * state, flags, detail) and their counts by kind.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -322,6 +326,76 @@ START_TEST(list_bad_arguments) {
 }
 END_TEST
 
+/* ---- unref survives a reconnect ------------------------------------------
+ * Connecting by name tries the addresses in order; a failed attempt closes
+ * the socket's uv handle and makes a fresh one, which libuv creates
+ * referenced.  The owner's unref must hold for the fresh one too. */
+
+static dns_server srv;
+static int srv_ok;
+static const char *const srv_args[] = {
+    "--host-record=two.example,127.0.0.1,::1", "--local=/example/", NULL};
+static void srv_setup(void) {
+  srv_ok = dns_server_start(&srv, srv_args, "two.example") == 0;
+}
+static void srv_teardown(void) { dns_server_stop(&srv); }
+
+static bool pred_not_alive(void *arg) {
+  int alive = 1;
+  ck_assert_int_eq(cltcp_loop_run(&alive, *(cltcp_id *)arg, CLTCP_RUN_NOWAIT),
+                   0);
+  return alive == 0;
+}
+
+START_TEST(unref_holds_across_reconnect) {
+  cltcp_id loop = new_loop(), server = 0, c = 0, acc;
+  int port = 0, fd;
+  if (!have_ipv6_loopback()) {
+    fprintf(stderr, "handles: no ::1 here, reconnect case not run\n");
+    return;
+  }
+  ck_assert_msg(srv_ok, "dnsmasq did not start");
+  ck_assert_int_eq(cltcp_loop_set_dns_servers(loop, srv.servers), 0);
+  /* Listening on ::1 only: the IPv4 attempt (first) is refused, the IPv6
+   * one, on a fresh uv handle, connects.  A socket bound to 127.0.0.1 on
+   * that port without listening makes sure of the refusal. */
+  ck_assert_int_eq(cltcp_server_listen(&server, loop, "::1", 0, -1, rec_cb, 1,
+                                       rec_cb, 2),
+                   0);
+  track(server);
+  ck_assert_int_eq(cltcp_server_port(&port, server), 0);
+  fd = socket(AF_INET, SOCK_STREAM, 0);
+  {
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t)port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+  }
+  ck_assert_int_eq(cltcp_socket_new(&c, loop, rec_cb, 3), 0);
+  track(c);
+  ck_assert_int_eq(cltcp_handle_ref(c, 0), 0);
+  ck_assert_int_eq(cltcp_socket_connect(c, "two.example", port), 0);
+  wait_ev(loop, c, CLTCP_EV_CONNECT, 1, 20);
+  wait_ev(loop, server, CLTCP_EV_ACCEPT, 1, 20);
+  acc = rec_find(server, CLTCP_EV_ACCEPT, 0)->other;
+  {
+    char addr[64];
+    int p, fam;
+    ck_assert_int_eq(cltcp_socket_address(addr, sizeof addr, &p, &fam, c, 1),
+                     0);
+    ck_assert_int_eq(fam, 6); /* it did go through the second address */
+  }
+  ck_assert_int_eq(cltcp_handle_ref(server, 0), 0);
+  ck_assert_int_eq(cltcp_handle_ref(acc, 0), 0);
+  /* Connected and reading, yet nothing keeps the loop alive. */
+  run_until(loop, pred_not_alive, &loop, 10);
+  close(fd);
+  finish_loop(loop);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("handles");
   TCase *tc = tcase_create("handles");
@@ -332,6 +406,11 @@ static Suite *suite(void) {
   tcase_add_test(tc, ref_bad_ids);
   tcase_add_test(tc, list_every_kind);
   tcase_add_test(tc, list_bad_arguments);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("reconnect");
+  tcase_add_unchecked_fixture(tc, srv_setup, srv_teardown);
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, unref_holds_across_reconnect);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -70,6 +70,14 @@ static void assert_not_disposition(int sig, const struct sigaction *was) {
 }
 
 /* Loop thread recorded by the signal callback. */
+/* A callback for handles of other threads (the recorder is not thread
+ * safe). */
+static void rec_cb_none(uintptr_t ctx, cltcp_id id, int event, int status,
+                        cltcp_id other, const uint8_t *data, size_t len) {
+  (void)ctx; (void)id; (void)event; (void)status; (void)other; (void)data;
+  (void)len;
+}
+
 static pthread_t cb_thread;
 static int cb_thread_set;
 static void thread_hook(const ev *e) {
@@ -281,6 +289,56 @@ START_TEST(teardown_restores) {
 }
 END_TEST
 
+/* Loops in several threads start and close handles for one signal at the
+ * same time: the process-wide count never loses track, and the last close
+ * restores the disposition. */
+static void *churn(void *arg) {
+  int i;
+  cltcp_id loop = 0;
+  (void)arg;
+  ck_assert_int_eq(cltcp_loop_new(&loop), 0);
+  for (i = 0; i < 300; i++) {
+    cltcp_id h = 0;
+    ck_assert_int_eq(cltcp_signal_start(&h, loop, SIGUSR1, rec_cb_none, 0), 0);
+    if (i % 3 == 0)
+      ck_assert_int_eq(cltcp_loop_run(NULL, loop, CLTCP_RUN_NOWAIT), 0);
+    ck_assert_int_eq(cltcp_signal_close(h), 0);
+  }
+  ck_assert_int_eq(cltcp_loop_run(NULL, loop, CLTCP_RUN_DEFAULT), 0);
+  ck_assert_int_eq(cltcp_loop_close(loop), 0);
+  return NULL;
+}
+
+START_TEST(concurrent_loops_in_threads) {
+  pthread_t th[4];
+  cltcp_id loop = new_loop(), keep = 0;
+  struct sigaction own = install_own(SIGUSR1);
+  int i;
+  /* This loop's handle lives throughout: libuv's handler must stay. */
+  ck_assert_int_eq(cltcp_signal_start(&keep, loop, SIGUSR1, rec_cb, 1), 0);
+  track(keep);
+  for (i = 0; i < 4; i++)
+    ck_assert_int_eq(pthread_create(&th[i], NULL, churn, NULL), 0);
+  for (i = 0; i < 4; i++)
+    ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+  assert_not_disposition(SIGUSR1, &own);
+  ck_assert_int_eq(raise(SIGUSR1), 0);
+  wait_ev(loop, keep, CLTCP_EV_SIGNAL, 1, 5);
+  ck_assert_int_eq(own_hits[SIGUSR1], 0);
+  ck_assert_int_eq(cltcp_signal_close(keep), 0);
+  assert_disposition(SIGUSR1, &own);
+  /* And with no handle left at all, threads again from scratch. */
+  for (i = 0; i < 4; i++)
+    ck_assert_int_eq(pthread_create(&th[i], NULL, churn, NULL), 0);
+  for (i = 0; i < 4; i++)
+    ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+  assert_disposition(SIGUSR1, &own);
+  ck_assert_int_eq(raise(SIGUSR1), 0);
+  ck_assert_int_eq(own_hits[SIGUSR1], 1);
+  finish_loop(loop);
+}
+END_TEST
+
 START_TEST(bad_arguments) {
   cltcp_id loop = new_loop(), h = 0, t = 0;
   size_t n = 9;
@@ -332,6 +390,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, close_from_own_callback);
   tcase_add_test(tc, keeps_loop_alive);
   tcase_add_test(tc, teardown_restores);
+  tcase_add_test(tc, concurrent_loops_in_threads);
   tcase_add_test(tc, bad_arguments);
   suite_add_tcase(s, tc);
   return s;
