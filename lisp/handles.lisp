@@ -19,7 +19,7 @@
         ;; socket the library closes after an error); nothing is left to keep
         ;; the loop alive, so there is nothing to do.
         (when (and (< rc 0) (/= rc cltcp:+eclosed+))
-          (signal-status rc handle)))))
+          (error 'event-error :code rc)))))
   nil)
 
 (defun %check-socket-ref (socket)

@@ -74,43 +74,43 @@
       ;; Both counts are taken inside a delay's callback (that delay is live
       ;; then), so that they compare like with like.
       (as:with-delay (0)
-       (let ((loop-thread (bt:current-thread))
-            (notifiers (make-array threads)))
-        (setf handles-before (c-handle-count)
-              registry-before (as:registry-live-count))
-        (dotimes (i threads)
-          (let ((i i))
-            (setf (aref notifiers i)
-                  (as:make-notifier
-                   (lambda ()
-                     (unless (eq (bt:current-thread) loop-thread)
-                       (incf wrong-thread))
-                     (incf (aref calls i))
-                     ;; FINISHED is set after the worker's last trigger.
-                     (when (aref finished i)
-                       (as:free-notifier (aref notifiers i))
-                       (when (= (incf freed) threads)
-                         ;; Back to the baseline once the CLOSE events ran.
-                         (as:delay (lambda ()
-                                     (setf handles-after (c-handle-count)
-                                           registry-after (as:registry-live-count))
-                                     (done))
-                                   :time 0.05))))
-                   :single-shot nil))))
-        (dotimes (i threads)
-          (let ((i i))
-            (push (bt:make-thread
-                   (lambda ()
-                     (handler-case
-                         (progn
-                           (dotimes (k triggers)
+        (let ((loop-thread (bt:current-thread))
+              (notifiers (make-array threads)))
+          (setf handles-before (c-handle-count)
+                registry-before (as:registry-live-count))
+          (dotimes (i threads)
+            (let ((i i))
+              (setf (aref notifiers i)
+                    (as:make-notifier
+                     (lambda ()
+                       (unless (eq (bt:current-thread) loop-thread)
+                         (incf wrong-thread))
+                       (incf (aref calls i))
+                       ;; FINISHED is set after the worker's last trigger.
+                       (when (aref finished i)
+                         (as:free-notifier (aref notifiers i))
+                         (when (= (incf freed) threads)
+                           ;; Back to the baseline once the CLOSE events ran.
+                           (as:delay (lambda ()
+                                       (setf handles-after (c-handle-count)
+                                             registry-after (as:registry-live-count))
+                                       (done))
+                                     :time 0.05))))
+                     :single-shot nil))))
+          (dotimes (i threads)
+            (let ((i i))
+              (push (bt:make-thread
+                     (lambda ()
+                       (handler-case
+                           (progn
+                             (dotimes (k triggers)
+                               (as:trigger-notifier (aref notifiers i)))
+                             (setf (aref finished i) t)
+                             ;; One more, after FINISHED: its event sees it.
                              (as:trigger-notifier (aref notifiers i)))
-                           (setf (aref finished i) t)
-                           ;; One more, after FINISHED: its event sees it.
-                           (as:trigger-notifier (aref notifiers i)))
-                       (error (e) (bt:with-lock-held (errors-lock) (push e errors)))))
-                   :name (format nil "trigger ~D" i))
-                  workers))))))
+                         (error (e) (bt:with-lock-held (errors-lock) (push e errors)))))
+                     :name (format nil "trigger ~D" i))
+                    workers))))))
     (mapc #'bt:join-thread workers)
     (is (null errors) "trigger errors: ~S" errors)
     (is (= 0 wrong-thread))
