@@ -30,10 +30,10 @@
 (defun stats ()
   "Counts about the event loop running in this thread, as a plist with
 cl-async's keys.  What each counts here:
-  :OPEN-DNS-QUERIES   host name and reverse lookups started and neither
-                      answered nor cancelled yet (DNS-LOOKUP, DNS-LOOKUP-ALL,
-                      REVERSE-DNS-LOOKUP, and the lookups of connects by name
-                      are inside libcltcp and not counted).
+  :OPEN-DNS-QUERIES   lookups started with DNS-LOOKUP, DNS-LOOKUP-ALL or
+                      REVERSE-DNS-LOOKUP and neither answered nor cancelled
+                      yet.  (The lookup a TCP-CONNECT to a host name makes
+                      runs inside libcltcp and is not counted.)
   :FN-REGISTRY-COUNT  application callbacks (read-cb, event-cb, connect-cb,
                       write-cb, signal-cb ...) held by the loop's live objects.
   :DATA-REGISTRY-COUNT  live entries of the loop's registry: the Lisp objects
