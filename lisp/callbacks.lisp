@@ -267,16 +267,16 @@ that a stream can still read it (C keeps it readable until CLOSE returns)."
 
 ;;; ---- the entry point ----
 
-(defmacro with-callback-guard ((base object) &body body)
+(defmacro with-callback-guard ((object) &body body)
   "Run BODY as an application callback about OBJECT (NIL: no operation, e.g.
-the start function) of the loop BASE: an error it raises is routed by
+the start function) of the running loop: an error it raises is routed by
 %ROUTE-APP-ERROR (the one error policy) and BODY is left, never unwinding
 further.  Used by every entry of application code: C events (%DISPATCH), the
 start function, signals and notifiers."
   (let ((guard (gensym "GUARD")))
     `(block ,guard
        (handler-bind ((error (lambda (e)
-                               (%route-app-error ,base ,object e)
+                               (%route-app-error *event-base* ,object e)
                                (return-from ,guard nil))))
          ,@body))))
 
@@ -291,7 +291,7 @@ the callback guard.")
 (defun %dispatch (base object id event status other data len)
   (declare (type event-base base) (type fixnum event status)
            (optimize (speed 3) (safety 1) (debug 0)))
-  (with-callback-guard (base object)
+  (with-callback-guard (object)
     (typecase object
       (socket (%socket-event object event status data len))
       (tcp-server (%server-event base object id event status other))

@@ -110,7 +110,7 @@ out of here closes the loop too, so a new loop can start at once."
            ;; cl-async runs the start function as the loop's first callback:
            ;; it gets the same error policy as every other callback.
            (when start-fn
-             (with-callback-guard (base nil)
+             (with-callback-guard (nil)
                (funcall start-fn)))
            (%run-loop base))
       (%teardown base)))

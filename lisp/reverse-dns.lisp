@@ -14,10 +14,10 @@
   "libuv's EINVAL: what cltcp_dns_reverse returns for a string that is not a
 numeric address.")
 
-(defun %dns-name-dispatch (base request status name len)
+(defun %dns-name-dispatch (request status name len)
   "Run the application's callback for a finished reverse lookup, under the
 callback guard."
-  (with-callback-guard (base request)
+  (with-callback-guard (request)
     (if (and (zerop status) (not (cffi:null-pointer-p name)))
         (let ((host (cffi:foreign-string-to-lisp name :count len :encoding :utf-8))
               (resolve-cb (%dns-resolve-cb request)))
@@ -39,7 +39,7 @@ callback guard."
                       (event-base-stopping base)
                       (event-base-closing base))
             (setf (%dns-done-p request) t)
-            (%dns-name-dispatch base request status name len))))))
+            (%dns-name-dispatch request status name len))))))
   nil)
 
 (cffi:defcallback %dns-name-callback :void
