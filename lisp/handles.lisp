@@ -9,8 +9,16 @@
 
 (in-package #:cl-async-tcp)
 
+(defun %check-loop-thread (handle operation)
+  "Signal an error unless this thread runs HANDLE's loop: libcltcp takes calls
+on a loop's handles from that loop's thread only."
+  (unless (eq *event-base* (%handle-base handle))
+    (error "cl-async-tcp: ~S on ~S must be called in the thread of its event loop ~
+            (another thread may only TRIGGER-NOTIFIER)." operation handle)))
+
 (defun %set-ref (handle on)
   "Record and apply HANDLE's reference state ON (true: keeps the loop alive)."
+  (%check-loop-thread handle (if on 'ref 'unref))
   (setf (%handle-refd handle) (and on t))
   (let ((id (%handle-id handle)))
     (unless (zerop id)

@@ -97,12 +97,14 @@ Returns NIL."
           (t (error 'event-error :code rc)))))
 
 (defun free-notifier (notifier)
-  "Stop NOTIFIER and free its resources (in the loop's thread): its callback will
-not run any more, even for triggers already made.  Later TRIGGER-NOTIFIER calls
-signal NOTIFIER-FREED.  Freeing a freed notifier does nothing (cl-async
-signals there).  Returns NIL."
+  "Stop NOTIFIER and free its resources: its callback will not run any more, even
+for triggers already made.  Later TRIGGER-NOTIFIER calls signal NOTIFIER-FREED.
+Freeing a freed notifier does nothing (cl-async signals there).  Must be called
+in the notifier's loop thread (only TRIGGER-NOTIFIER may come from others): from
+another thread it signals an error and frees nothing.  Returns NIL."
   (check-type notifier notifier)
   (unless (%notifier-freed-p notifier)
+    (%check-loop-thread notifier 'free-notifier)
     (setf (%notifier-freed-p notifier) t)
     (cltcp:async-close (%handle-id notifier)))
   nil)

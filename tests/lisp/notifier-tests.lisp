@@ -135,3 +135,20 @@
                 :time 0.05))
     (is (= 1 ran))
     (is (< (- (now) start) 5))))
+
+(test free-notifier-and-unref-from-another-thread-are-refused
+  (let ((free-error nil) (unref-error nil) (ran nil) (notifier nil))
+    (with-test-loop ()
+      (setf notifier (as:make-notifier (lambda () (setf ran t) (done))))
+      (bt:join-thread
+       (bt:make-thread (lambda ()
+                         (handler-case (as:free-notifier notifier)
+                           (error (e) (setf free-error e)))
+                         (handler-case (as:unref notifier)
+                           (error (e) (setf unref-error e))))))
+      ;; Refused, so it still works.
+      (is-false (as:notifier-freed-p notifier))
+      (as:trigger-notifier notifier))
+    (is (typep free-error 'error))
+    (is (typep unref-error 'error))
+    (is-true ran)))
