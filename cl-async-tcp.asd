@@ -53,6 +53,8 @@
                  (:file "dns-server")
                  (:file "dns-tests")
                  (:file "stream-tests")
+                 ;; issue 9 item 4: descriptor exhaustion
+                 (:file "resource-tests")
                  ;; issue 10: what programs written for cl-async rely on
                  (:file "compat-tests")
                  (:file "stats-tests")
