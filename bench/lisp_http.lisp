@@ -7,8 +7,8 @@
 ;;;; each request (everything up to CR LF CR LF, which may be split across
 ;;;; reads or pipelined) gets a fixed 200 with a 13-byte body.
 ;;;;
-;;;; Usage: sbcl --script bench/lisp_http.lisp PORT [LOOPS]   (prints "READY <port>")
-;;;; LOOPS > 1 (issue 10): that many event loops, one per thread, each with its
+;;;; Usage: sbcl --script bench/lisp_http.lisp PORT [loops=N]   (prints "READY <port>")
+;;;; loops=N, N > 1 (issue 10): N event loops, one per thread, each with its
 ;;;; own server on PORT opened with :reuse-port t; the kernel spreads the
 ;;;; connections over them.  READY is printed once every loop listens.
 ;;;; SBCL compiles every form it loads (its evaluator mode is :compile), so
@@ -64,7 +64,9 @@ LF the previous read ended with; returns the count and the new state."
 
 (defun main ()
   (let* ((port (parse-integer (second sb-ext:*posix-argv*)))
-         (loops (parse-integer (or (third sb-ext:*posix-argv*) "1")))
+         (loops (let ((arg (find-if (lambda (a) (eql 0 (search "loops=" a)))
+                                    (cddr sb-ext:*posix-argv*))))
+                  (if arg (parse-integer arg :start 6) 1)))
          (lock (sb-thread:make-mutex))
          (listening 0))
     (flet ((serve ()
