@@ -159,3 +159,17 @@ interrupt in this thread (what C-c does)."
     ;; interrupted instead (and this test ended in the error above).
     (is (eql as:+sigint+ got)))
   (is-true (sigint-interrupts-p) "SIGINT no longer interrupts after free-signal-handler"))
+
+(test a-second-handler-for-a-signal-replaces-the-first
+  (let ((calls '()) (sender nil) (before (signal-disposition as:+sigusr1+)) (first nil))
+    (with-test-loop ()
+      (setf first (as:signal-handler as:+sigusr1+ (lambda (s) (push (list :first s) calls))))
+      (as:signal-handler as:+sigusr1+ (lambda (s)
+                                        (push (list :second s) calls)
+                                        (as:free-signal-handler s)
+                                        (done)))
+      (is-true (as::%signal-freed-p first) "the first handler was not freed")
+      (setf sender (send-signals-later (list as:+sigusr1+))))
+    (bt:join-thread sender)
+    (is (equal (list (list :second as:+sigusr1+)) calls))
+    (is (= before (signal-disposition as:+sigusr1+)))))
