@@ -16,9 +16,12 @@
                  (:file "library")
                  (:file "ffi")
                  (:file "portability")
+                 (:file "octets")
                  (:file "conditions")
                  (:file "registry")
                  (:file "objects")
+                 ;; Argument and liveness checks of the exported functions.
+                 (:file "checks")
                  (:file "callbacks")
                  (:file "event-loop")
                  (:file "tcp")
@@ -53,8 +56,13 @@
                  (:file "dns-server")
                  (:file "dns-tests")
                  (:file "stream-tests")
+                 (:file "writes-tests")
                  ;; issue 9 item 4: descriptor exhaustion
                  (:file "resource-tests")
+                 ;; issue 9 item 5: localhost names
+                 (:file "localhost-tests")
+                 ;; Bad input and objects of closed or dead loops.
+                 (:file "input-tests")
                  ;; issue 10: what programs written for cl-async rely on
                  (:file "compat-tests")
                  (:file "stats-tests")

@@ -7,7 +7,12 @@
 ;;;; each request (everything up to CR LF CR LF, which may be split across
 ;;;; reads or pipelined) gets a fixed 200 with a 13-byte body.
 ;;;;
-;;;; Usage: sbcl --script bench/lisp_http.lisp PORT [loops=N]   (prints "READY <port>")
+;;;; Usage: sbcl --script bench/lisp_http.lisp PORT [five] [loops=N]
+;;;; (prints "READY <port>").
+;;;; With "five", every response is written in five pieces -- the status
+;;;; line, each header, the blank line, the body: five WRITE-SOCKET-DATA
+;;;; calls, as HTTP frameworks for cl-async write -- which the library sends
+;;;; together at the end of the loop turn (as:*buffer-writes*).
 ;;;; loops=N, N > 1 (issue 10): N event loops, one per thread, each with its
 ;;;; own server on PORT opened with :reuse-port t; the kernel spreads the
 ;;;; connections over them.  READY is printed once every loop listens.
@@ -51,12 +56,26 @@ LF the previous read ended with; returns the count and the new state."
                      (t (cond ((= b 10) (incf n) 0) ((= b 13) 1) (t 0))))))
     (values n state)))
 
+(defparameter *pieces*
+  (mapcar (lambda (s) (map '(simple-array (unsigned-byte 8) (*)) #'char-code s))
+          (list (format nil "HTTP/1.1 200 OK~c~%" #\Return)
+                (format nil "Content-Type: text/plain~c~%" #\Return)
+                (format nil "Content-Length: 13~c~%" #\Return)
+                (format nil "~c~%" #\Return)
+                "Hello, World!"))
+  "The same response as *RESPONSE*, in the five pieces a framework writes.")
+
+(defvar *five* nil "Write each response in five pieces.")
+
 (defun on-read (socket data)
   (multiple-value-bind (n state)
       (count-requests (or (as:socket-data socket) 0) data)
     (setf (as:socket-data socket) state)
     (dotimes (i n)
-      (as:write-socket-data socket *response*))))
+      (if *five*
+          (dolist (piece *pieces*)
+            (as:write-socket-data socket piece))
+          (as:write-socket-data socket *response*)))))
 
 (defun on-event (event)
   ;; Clients come and go (EOF, reset): nothing to do, the library closes.
@@ -69,6 +88,7 @@ LF the previous read ended with; returns the count and the new state."
                   (if arg (parse-integer arg :start 6) 1)))
          (lock (sb-thread:make-mutex))
          (listening 0))
+    (setf *five* (and (member "five" (cddr sb-ext:*posix-argv*) :test #'equal) t))
     (flet ((serve ()
              (as:start-event-loop
               (lambda ()

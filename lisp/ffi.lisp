@@ -165,10 +165,12 @@
   (n :pointer) (sock id) (dst :pointer) (max :size))
 
 (defconst +write-notify+ 1)
+(defconst +write-now+ 2)
 
 (defun-c ("cltcp_socket_write" socket-write) :int
   (sock id) (data :pointer) (len :size) (flags :int))
 (defun-c ("cltcp_socket_queued" socket-queued) :int (n :pointer) (sock id))
+(defun-c ("cltcp_socket_send_count" socket-send-count) :int (n :pointer) (sock id))
 (defun-c ("cltcp_socket_set_drain_mark" socket-set-drain-mark) :int (sock id) (mark :size))
 (defun-c ("cltcp_socket_set_timeouts" socket-set-timeouts) :int
   (sock id) (read-seconds :double) (write-seconds :double))

@@ -187,7 +187,7 @@ rule for requests).  Returns NIL."))
 (defgeneric event-freed-p (event)
   (:documentation "True once EVENT (what DELAY or MAKE-EVENT returns) is freed: it fired (a
 delay fires once), FREE-EVENT cancelled it, or its loop ended.  A removed
-event (REMOVE-EVENT) is not freed."))
+event (REMOVE-EVENT) is not freed while its loop runs."))
 
 (defgeneric event-c (event)
   (:documentation "The C handle of EVENT: its libcltcp timer id (an integer; 0 while the event
@@ -196,9 +196,13 @@ is removed from the loop or freed).  cl-async: the libuv timer pointer."))
 (defgeneric stream-socket (stream)
   (:documentation "The socket an async stream wraps (see lisp/stream.lisp)."))
 
+(declaim (ftype function %argument-error))
+
 (defun socket-stream (socket)
   "The async-io-stream made for SOCKET by :stream t, or NIL."
-  (%sock-stream socket))
+  (if (socket-p socket)
+      (%sock-stream socket)
+      (%argument-error 'socket socket 'socket)))
 
 (defun %socket-of (thing)
   "THING as a socket: a socket itself, or the socket of an async stream."

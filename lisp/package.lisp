@@ -110,6 +110,20 @@
    #:dns-error-host
    #:set-dns-servers
    #:set-dns-timeout
+   ;; ---- cl-async's octet names, write buffering, streamish-* conditions
+   ;; (lisp/octets.lisp, lisp/conditions.lisp) ----
+   #:octet
+   #:octet-vector
+   #:bytes
+   #:*buffer-writes*
+   #:*buffer-size*
+   #:streamish
+   #:streamish-info
+   #:streamish-error
+   #:streamish-eof
+   #:streamish-closed
+   #:streamish-broken-pipe
+   #:streamish-canceled
    ;; ==== issue 10: the rest of cl-async's names (compat) ====
    ;; The names cl-async exports that are not here are listed in README.md,
    ;; "Not provided", with the reason.
@@ -121,6 +135,11 @@
    #:socket-socket
    #:socket-accept-error-listener
    #:socket-accept-error-tcp-server
+   ;; cl-async's streamish functions (compat.lisp; the conditions are above)
+   #:close-streamish
+   #:streamish-write
+   #:streamish-closed-p
+   #:check-streamish-open
    ;; events (events.lisp)
    #:event
    #:event-c

@@ -46,10 +46,10 @@
  *  - One thread per loop.  All calls on a loop and on its handles must come
  *    from the thread that runs it.  Callbacks run on that thread, from inside
  *    cltcp_loop_run() only -- and from cltcp_loop_close(), which delivers
- *    the teardown events (CLOSE with UV_ECANCELED, DNS UV_ECANCELED).  Any
- *    callback may call any function of this header on the same loop (close
- *    the handle it is called for, write, stop the loop, ...), except
- *    cltcp_loop_run() and cltcp_loop_close().
+ *    the teardown events (CLOSE with UV_ECANCELED, DNS UV_ECANCELED,
+ *    cancelled FLUSHED).  Any callback may call any function of this header
+ *    on the same loop (close the handle it is called for, write, stop the
+ *    loop, ...), except cltcp_loop_run() and cltcp_loop_close().
  *    Loops may be created and closed on several threads at once.  The ids
  *    of a loop whose cltcp_loop_close() has returned (the loop's and its
  *    handles') may be passed from any thread: the call returns
@@ -173,8 +173,11 @@ enum {
    * unless the callback closed it already.  server: an accept failure
    * (UV_EMFILE, ...); the server keeps listening. */
   CLTCP_EV_ERROR = 4,
-  /* socket: everything written so far has left the write queue.  One event
-   * per write made with CLTCP_WRITE_NOTIFY, in order.  status 0. */
+  /* socket: the bytes of a write made with CLTCP_WRITE_NOTIFY, and
+   * everything written before them, have been handed to the kernel.  One
+   * event per such write, in the order of the writes.  status 0; or
+   * UV_ECANCELED when the socket closed before those bytes left (then just
+   * before its CLOSE event). */
   CLTCP_EV_FLUSHED = 5,
   /* socket: the write queue fell to or below the drain mark set with
    * cltcp_socket_set_drain_mark() after being above it.  len = bytes still
@@ -244,7 +247,9 @@ CLTCP_EXTERN int cltcp_loop_run(int *alive, cltcp_id loop, int mode);
 CLTCP_EXTERN int cltcp_loop_stop(cltcp_id loop);
 
 /* Tears a loop down: every live handle of it is closed, each gets its
- * CLTCP_EV_CLOSE (status UV_ECANCELED) and each pending DNS request its
+ * CLTCP_EV_CLOSE (status UV_ECANCELED; a socket's NOTIFY writes whose bytes
+ * never left get their FLUSHED with UV_ECANCELED first) and each pending
+ * DNS request its
  * callback (UV_ECANCELED), then everything is freed and the id dies.
  * Returns 0, CLTCP_ECLOSED, or CLTCP_EBUSY from inside cltcp_loop_run(). */
 CLTCP_EXTERN int cltcp_loop_close(cltcp_id loop);
@@ -278,8 +283,8 @@ CLTCP_EXTERN int cltcp_loop_handle_count(size_t *count, cltcp_id loop);
  * if repeat_seconds > 0, every repeat_seconds after that (counted from each
  * firing).  Times are wall-clock times counted from this call: a timer never
  * fires before its time has passed, however long callbacks ran and whether
- * or not the loop is running when it is started.  It fires on the first
- * loop turn after its time.  Each firing is a CLTCP_EV_TIMER event.  A one-shot timer closes itself after firing (then
+ * or not the loop is running when it is started.  Each firing is a
+ * CLTCP_EV_TIMER event.  A one-shot timer closes itself after firing (then
  * CLTCP_EV_CLOSE, status 0).  Returns 0, UV_EINVAL (NaN), UV_ENOMEM,
  * CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_timer_start(cltcp_id *timer, cltcp_id loop,
@@ -491,17 +496,30 @@ CLTCP_EXTERN int cltcp_socket_read(size_t *n, cltcp_id sock, uint8_t *dst,
 
 /* Write flags. */
 enum {
-  CLTCP_WRITE_NOTIFY = 1 /* deliver CLTCP_EV_FLUSHED when the queue empties */
+  CLTCP_WRITE_NOTIFY = 1, /* deliver CLTCP_EV_FLUSHED once these bytes left */
+  CLTCP_WRITE_NOW = 2     /* send at once instead of at the end of the turn */
 };
 
-/* Writes len bytes.  They are copied before the call returns: the library
- * tries to hand them to the kernel at once and queues only what the kernel
- * did not take; the queue drains as the socket becomes writable.  Writing
- * to a socket that is still connecting queues the bytes until it connects.
- * With CLTCP_WRITE_NOTIFY, a CLTCP_EV_FLUSHED event follows (on a later
- * turn, one per such write) once everything written so far has left the
- * queue.  Writing from the CLTCP_EV_EOF callback works (the reply is sent
- * before the graceful close); after it the socket is closing (ECLOSED).
+/* Writes len bytes.  They are copied before the call returns.  The writes
+ * made on a socket during one turn of the loop are coalesced: they leave
+ * together, in one send (one uv_try_write of all of them; what the kernel
+ * does not take is queued and drains as the socket becomes writable), at
+ * the end of that turn -- after the poll phase's callbacks, before the loop
+ * waits again, so coalescing adds no latency beyond the turn.  A write of
+ * 32 KiB or more made while nothing is collected goes to the kernel at once
+ * (coalescing saves the system calls of small writes; for a large one it
+ * would only copy it); later writes of the turn are collected again.  A write made
+ * outside a turn (before cltcp_loop_run) leaves during the next turn, which
+ * then does not block before sending it.  With CLTCP_WRITE_NOW the bytes,
+ * and any collected earlier in the turn, are handed to the kernel during
+ * the call, as far as it takes them (the behaviour before coalescing).
+ * Writing to a socket that is still connecting queues the bytes until it
+ * connects.  With CLTCP_WRITE_NOTIFY a CLTCP_EV_FLUSHED event follows (on
+ * a later turn or at the end of this one, never from inside the call) once
+ * these bytes and all written before them have left; len 0 with NOTIFY
+ * asks only for that event.  Writing from the CLTCP_EV_EOF callback works
+ * (the reply is sent before the graceful close); after it the socket is
+ * closing (ECLOSED).
  * A write to a peer that reset the connection ends in an ERROR event;
  * SIGPIPE is kept blocked while the library writes, whatever the process's
  * disposition for it.
@@ -510,9 +528,18 @@ enum {
 CLTCP_EXTERN int cltcp_socket_write(cltcp_id sock, const uint8_t *data,
                                     size_t len, int flags);
 
-/* Stores in *n the number of bytes written but not yet handed to the kernel.
+/* Stores in *n the number of bytes written but not yet handed to the kernel
+ * (those collected for the end of the turn included).
  * Returns 0 or CLTCP_ECLOSED/CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_socket_queued(size_t *n, cltcp_id sock);
+
+/* Stores in *n how many sends the library has made on the socket so far:
+ * each uv_try_write and each uv_write it started (a large queue goes in
+ * chunks, one send each).  For tests and statistics: N writes made during
+ * one turn cost one send when the kernel takes them at once.  Works until
+ * the CLOSE event returns.  Returns 0, UV_EINVAL (n NULL), CLTCP_ECLOSED or
+ * CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_socket_send_count(uint64_t *n, cltcp_id sock);
 
 /* Sets the drain mark for backpressure: once the write queue has held more
  * than `mark' bytes and falls to `mark' or below, CLTCP_EV_DRAIN is
@@ -560,11 +587,14 @@ enum {
 };
 
 /* Closes a socket.  The id dies at once for every call (CLTCP_ECLOSED)
- * except cltcp_socket_buffered() and cltcp_socket_read(), which keep working
- * until the CLOSE event returns; CLTCP_EV_CLOSE (status 0) follows on a
- * later turn.  With
+ * except cltcp_socket_buffered(), cltcp_socket_read() and
+ * cltcp_socket_send_count(), which keep working until the CLOSE event
+ * returns; CLTCP_EV_CLOSE (status 0) follows on a later turn.  With
  * CLTCP_CLOSE_FLUSH the queued bytes are still sent first (the write timeout
- * still applies).  Returns 0, UV_EINVAL (bad mode), CLTCP_ECLOSED or
+ * still applies).  With CLTCP_CLOSE_NOW the bytes written during this turn
+ * get the one try to leave at once that they would have had without
+ * coalescing; whatever the kernel does not take then is dropped.  NOTIFY
+ * writes whose bytes did not leave get their FLUSHED with UV_ECANCELED.  Returns 0, UV_EINVAL (bad mode), CLTCP_ECLOSED or
  * CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_socket_close(cltcp_id sock, int mode);
 

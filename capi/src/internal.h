@@ -139,6 +139,14 @@ typedef struct cltcp__loop {
   cltcp__dns *dns; /* NULL until the first lookup */
   /* every socket, server and timer of the loop, for teardown */
   struct cltcp__handle *handles_head;
+  /* ---- end of turn (write coalescing, tcp.c) ----
+   * Work run once per turn after the poll phase, by `turn_check': the
+   * sockets written during the turn send everything they collected in one
+   * go.  While this list is not empty `idle' stays active, so that a poll
+   * phase after the write (writes from timers, deferred events or outside
+   * a turn) never blocks and adds no latency. */
+  uv_check_t turn_check;
+  cltcp__deferred turn_end; /* list head (circular) */
 } cltcp__loop;
 
 /* Common head of sockets, servers and timers. */
@@ -181,6 +189,11 @@ CLTCP__HIDDEN void cltcp__loop_unregister(cltcp__loop *loop);
 CLTCP__HIDDEN void cltcp__defer(cltcp__loop *loop, cltcp__deferred *d,
                                 cltcp__deferred_fn fn);
 CLTCP__HIDDEN void cltcp__undefer(cltcp__loop *loop, cltcp__deferred *d);
+/* Queues d to run at the end of the current turn (after the poll phase),
+ * or of the next one when called outside a turn or from the end-of-turn
+ * work itself.  Cancel with cltcp__undefer(). */
+CLTCP__HIDDEN void cltcp__at_turn_end(cltcp__loop *loop, cltcp__deferred *d,
+                                      cltcp__deferred_fn fn);
 CLTCP__HIDDEN void cltcp__handle_link(cltcp__loop *loop, cltcp__handle *h);
 CLTCP__HIDDEN void cltcp__handle_unlink(cltcp__loop *loop, cltcp__handle *h);
 CLTCP__HIDDEN double cltcp__sanitize_seconds(double s);

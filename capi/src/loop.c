@@ -48,7 +48,7 @@ static void idle_cb(uv_idle_t *idle) {
     d->queued = false;
     d->fn(d);
   }
-  if (deferred_empty(&loop->deferred))
+  if (deferred_empty(&loop->deferred) && deferred_empty(&loop->turn_end))
     uv_idle_stop(&loop->idle);
 }
 
@@ -62,6 +62,56 @@ void cltcp__defer(cltcp__loop *loop, cltcp__deferred *d,
   d->next = &loop->deferred;
   loop->deferred.prev->next = d;
   loop->deferred.prev = d;
+  if (!uv_is_active((uv_handle_t *)&loop->idle))
+    uv_idle_start(&loop->idle, idle_cb);
+}
+
+/* Moves every item of `from' to the (empty) list `to'. */
+static void deferred_take(cltcp__deferred *to, cltcp__deferred *from) {
+  deferred_init(to);
+  if (deferred_empty(from))
+    return;
+  to->next = from->next;
+  to->prev = from->prev;
+  to->next->prev = to;
+  to->prev->next = to;
+  deferred_init(from);
+}
+
+/* The end of a turn: runs what was queued for it until now.  Work queued
+ * meanwhile (a FLUSHED callback that writes again) waits for the next turn,
+ * whose poll phase `idle' keeps from blocking. */
+static void turn_check_cb(uv_check_t *check) {
+  cltcp__loop *loop = check->data;
+  cltcp__deferred batch;
+  deferred_take(&batch, &loop->turn_end);
+  while (!deferred_empty(&batch)) {
+    cltcp__deferred *d = batch.next;
+    d->prev->next = d->next;
+    d->next->prev = d->prev;
+    d->prev = d->next = d;
+    d->queued = false;
+    d->fn(d);
+  }
+  if (deferred_empty(&loop->turn_end)) {
+    uv_check_stop(&loop->turn_check);
+    if (deferred_empty(&loop->deferred))
+      uv_idle_stop(&loop->idle);
+  }
+}
+
+void cltcp__at_turn_end(cltcp__loop *loop, cltcp__deferred *d,
+                        cltcp__deferred_fn fn) {
+  if (d->queued)
+    return;
+  d->fn = fn;
+  d->queued = true;
+  d->prev = loop->turn_end.prev;
+  d->next = &loop->turn_end;
+  loop->turn_end.prev->next = d;
+  loop->turn_end.prev = d;
+  if (!uv_is_active((uv_handle_t *)&loop->turn_check))
+    uv_check_start(&loop->turn_check, turn_check_cb);
   if (!uv_is_active((uv_handle_t *)&loop->idle))
     uv_idle_start(&loop->idle, idle_cb);
 }
@@ -168,10 +218,17 @@ int cltcp_loop_new(cltcp_id *out) {
   uv_timer_init(&loop->uv, &loop->wake);
   uv_unref((uv_handle_t *)&loop->wake);
   deferred_init(&loop->deferred);
+  /* Unreferenced: the end-of-turn work never keeps a loop alive by itself
+   * (`idle' does while work is queued). */
+  uv_check_init(&loop->uv, &loop->turn_check);
+  uv_unref((uv_handle_t *)&loop->turn_check);
+  loop->turn_check.data = loop;
+  deferred_init(&loop->turn_end);
   rc = cltcp__loop_register(loop);
   if (rc != 0) {
     uv_close((uv_handle_t *)&loop->idle, NULL);
     uv_close((uv_handle_t *)&loop->wake, NULL);
+    uv_close((uv_handle_t *)&loop->turn_check, NULL);
     uv_run(&loop->uv, UV_RUN_DEFAULT);
     uv_loop_close(&loop->uv);
     free(loop->readbuf);
@@ -269,6 +326,7 @@ int cltcp_loop_close(cltcp_id id) {
   uv_run(&loop->uv, UV_RUN_DEFAULT);
   uv_close((uv_handle_t *)&loop->idle, NULL);
   uv_close((uv_handle_t *)&loop->wake, NULL);
+  uv_close((uv_handle_t *)&loop->turn_check, NULL);
   uv_run(&loop->uv, UV_RUN_DEFAULT);
   cltcp__dns_loop_free(loop);
   if (uv_loop_close(&loop->uv) == UV_EBUSY) {

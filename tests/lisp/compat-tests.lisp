@@ -271,9 +271,11 @@
     (with-test-loop ()
       (setf event (as:make-event (lambda () (setf ran t))))
       (as:remove-event event)
+      (is-false (as:event-freed-p event))
       (done))
     (is-false ran)
-    (is-false (as:event-freed-p event))
+    ;; Its loop has ended: from then on it reads as freed.
+    (is-true (as:event-freed-p event))
     (is (< (- (now) start) 5))))
 
 (test add-event-without-timeout-or-activate-leaves-it-out
@@ -327,10 +329,12 @@
 ;;; ---- no name of cl-async is silently absent ----
 
 (defparameter *cl-async-names*
-  ;; cl-async's package exports (its src/package.lisp), but for the names the
-  ;; write path brings (octet, octet-vector, bytes, *buffer-writes*,
-  ;; *buffer-size*, streamish ...), which its own tests cover.
-  '("handle-error" "+af-inet+" "+af-inet6+" "+af-unspec+" "+af-unix+"
+  ;; cl-async's package exports (its src/package.lisp).
+  '("octet" "octet-vector" "bytes" "*buffer-writes*" "*buffer-size*"
+    "streamish" "close-streamish" "streamish-info" "streamish-error" "streamish-eof"
+    "streamish-broken-pipe" "streamish-canceled" "streamish-closed"
+    "check-streamish-open" "streamish-closed-p" "streamish-write"
+    "handle-error" "+af-inet+" "+af-inet6+" "+af-unspec+" "+af-unix+"
     "event-info" "event-error" "event-errcode" "event-errmsg" "stats"
     "dump-event-loop-status" "add-event-loop-exit-callback" "ref" "unref"
     "start-event-loop" "with-event-loop" "exit-event-loop"
@@ -382,3 +386,31 @@
               (t
                (is-true (search (format nil "`~A`" name) (or not-provided ""))
                         "~A is neither in AS nor in README's Not provided" name)))))))
+
+(test streamish-functions-are-the-socket-functions
+  (let ((got nil) (closed-signalled nil) (log-socket nil))
+    (with-test-loop ()
+      (let ((server (echo-server)))
+        (as:tcp-connect "127.0.0.1" (as:tcp-server-port server)
+                        (lambda (s data)
+                          (setf got (text data))
+                          (is-false (as:streamish-closed-p s))
+                          (is (null (as:check-streamish-open s)))
+                          (change-class s 'compat-socket)
+                          (setf log-socket s)
+                          (as:close-streamish s)
+                          (is-true (as:streamish-closed-p s))
+                          (handler-case (as:check-streamish-open s)
+                            (as:streamish-closed () (setf closed-signalled t)))
+                          (as:close-tcp-server server)
+                          (done))
+                        :event-cb #'ignore-event
+                        :connect-cb (lambda (s)
+                                      (as:streamish-write s "xxhello-streamishyy"
+                                                          :start 2 :end 17 :force t)))))
+    (is (equal "hello-streamish" got))
+    (is-true closed-signalled)
+    ;; CLOSE-STREAMISH went through CLOSE-SOCKET and its methods.
+    (is (equal '(:close) (compat-log log-socket)))
+    (dolist (name '(as:close-streamish as:streamish-write))
+      (is (typep (fdefinition name) 'generic-function)))))
