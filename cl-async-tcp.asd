@@ -27,12 +27,20 @@
                  (:file "tcp")
                  ;; Built on tcp.lisp.
                  (:file "stream")
-                 (:file "dns"))))
+                 (:file "dns")
+                 ;; issue 10: the rest of cl-async's event loop
+                 (:file "events")
+                 (:file "handles")
+                 (:file "compat")
+                 (:file "stats")
+                 (:file "notifiers")
+                 (:file "signals")
+                 (:file "reverse-dns"))))
   :in-order-to ((test-op (test-op "cl-async-tcp/test"))))
 
 (defsystem "cl-async-tcp/test"
   :description "fiveam suite of cl-async-tcp (loopback only)."
-  :depends-on ("cl-async-tcp" "fiveam" "babel" "flexi-streams")
+  :depends-on ("cl-async-tcp" "fiveam" "babel" "flexi-streams" "bordeaux-threads")
   :serial t
   :components ((:module "tests/lisp"
                 :serial t
@@ -54,7 +62,14 @@
                  ;; issue 9 item 5: localhost names
                  (:file "localhost-tests")
                  ;; Bad input and objects of closed or dead loops.
-                 (:file "input-tests"))))
+                 (:file "input-tests")
+                 ;; issue 10: what programs written for cl-async rely on
+                 (:file "compat-tests")
+                 (:file "stats-tests")
+                 (:file "notifier-tests")
+                 (:file "signal-tests")
+                 (:file "thread-tests")
+                 (:file "reverse-dns-tests"))))
   ;; test-op must fail loudly: fiveam:run! only returns NIL, so signal here.
   :perform (test-op (o c)
              (unless (uiop:symbol-call :cl-async-tcp-test :run-suite)

@@ -79,7 +79,7 @@ the system's message or the library's own text."))
     (%tcp-error . tcp-error) (%bind-in-use . tcp-server-bind-error)
     (%bind-error . tcp-server-bind-error) (%dns-connect-error . dns-error)
     (%broken-pipe . streamish-broken-pipe) (%canceled . streamish-canceled)
-    (%closed-broken-pipe . socket-closed))
+    (%closed-broken-pipe . socket-closed) (%dns-lookup-error . dns-error))
   "Reports name the documented class, not the internal combined one.")
 
 (defun report-event (c stream)
