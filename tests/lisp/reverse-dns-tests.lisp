@@ -46,10 +46,14 @@
       (is (equal "0" service)))))
 
 (test reverse-dns-lookup-reads-etc-hosts-first
-  (let ((expected (hosts-file-name "127.0.0.1")))
-    (is-true expected "/etc/hosts names no 127.0.0.1")
+  "/etc/hosts first: whatever it names 127.0.0.1 (Debian: localhost).  With no
+entry there (run-tests also runs the suite with an empty /etc/hosts), the answer
+comes from the test server, whose first host-record for 127.0.0.1 is test.example."
+  (let ((expected (or (hosts-file-name "127.0.0.1") "test.example")))
     (with-dns-server (port :records *reverse-records*)
-      (is (equal expected (reverse-lookup port "127.0.0.1"))))))
+      (multiple-value-bind (host service err) (reverse-lookup port "127.0.0.1")
+        (declare (ignore service))
+        (is (equal expected host) "error: ~A" err)))))
 
 (test reverse-dns-lookup-failures-are-dns-errors
   (with-dns-server (port :records *reverse-records*)
