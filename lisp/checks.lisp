@@ -89,7 +89,6 @@ default -1) means none.")
   (declare (optimize (speed 1) (safety 1)))
   (error 'argument-type-error :argument argument :datum value :expected-type type))
 
-(declaim (ftype (function (t t t) nil) %argument-error))
 
 (defmacro check-argument (place type &optional (name place))
   "Signal an ARGUMENT-TYPE-ERROR naming NAME unless the value of PLACE is of TYPE

@@ -31,8 +31,8 @@ on a loop's handles from that loop's thread only."
   nil)
 
 (defun %check-socket-ref (socket)
-  (when (%sock-closed-p socket)
-    (%signal-closed socket)))
+  ;; Closed, or of a loop that has exited (lisp/checks.lisp).
+  (%open-socket socket))
 
 (defmethod ref ((handle socket))
   (%check-socket-ref handle)
@@ -43,9 +43,11 @@ on a loop's handles from that loop's thread only."
   (%set-ref handle nil))
 
 (defmethod ref ((handle tcp-server))
+  (%open-server handle)
   (%set-ref handle t))
 
 (defmethod unref ((handle tcp-server))
+  (%open-server handle)
   (%set-ref handle nil))
 
 (defmethod ref ((handle event))

@@ -174,7 +174,7 @@ tcp-server, an event (what DELAY and MAKE-EVENT return), the function INTERVAL
 returned (in the interval's loop), a notifier or a signal handler (what
 SIGNAL-HANDLER returns).  Returns NIL.  Signals SOCKET-CLOSED, EVENT-FREED
 (also for a function that is no live interval) or NOTIFIER-FREED when HANDLE is
-closed or freed already; a closed tcp-server is left alone."))
+closed or freed already (a tcp-server too), or of an event loop that has exited."))
 
 (defgeneric unref (handle)
   (:documentation "Let the event loop exit even while HANDLE is alive (libuv's uv_unref): once

@@ -99,4 +99,5 @@ pending lookup (CANCEL-DNS-LOOKUP cancels it)."
     (when keys
       (error "reverse-dns-lookup: unknown arguments ~S (lambda list: ~
               (ip resolve-cb &key event-cb))" keys))
+    (check-arguments (resolve-cb callback) (event-cb callback))
     (%reverse-dns-lookup ip resolve-cb event-cb)))

@@ -145,7 +145,9 @@ REF and UNREF."
   "Stop handling signal SIGNO in the event loop running in this thread, and put
 back the disposition the signal had before it was handled (for SIGINT, the
 Lisp's own C-c handling) when no other loop handles it.  Does nothing when
-SIGNO has no handler here, or outside a loop.  Returns NIL."
+SIGNO has no handler here, or outside a loop.  Returns NIL.  Signals a
+TYPE-ERROR for a SIGNO that is not a signal number."
+  (check-argument signo (integer 1 127))
   (let ((base *event-base*))
     (when base
       (let ((watcher (find signo (event-base-signal-handlers base) :key #'%signal-signo)))

@@ -117,3 +117,10 @@ and within SECONDS plus +LATE-SLACK+."
   "Compute, without yielding to the loop, for SECONDS of wall-clock time."
   (let ((end (+ (now) seconds)))
     (loop while (< (now) end))))
+
+(defun c-handle-count ()
+  "The number of live C handles of the running loop (cltcp_loop_handle_count)."
+  (cffi:with-foreign-object (n :size)
+    (let ((rc (cltcp:loop-handle-count n (as::event-base-id as:*event-base*))))
+      (assert (zerop rc) () "cltcp_loop_handle_count failed: ~D" rc))
+    (cffi:mem-ref n :size)))

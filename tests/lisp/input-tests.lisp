@@ -37,13 +37,6 @@
      (is (null *problems*) "~D problem~:P:~%~{  ~A~%~}"
          (length *problems*) (reverse *problems*))))
 
-(defun c-handle-count ()
-  "The number of live C handles of the running loop (cltcp_loop_handle_count)."
-  (cffi:with-foreign-object (n :size)
-    (let ((rc (cltcp:loop-handle-count n (as::event-base-id as:*event-base*))))
-      (assert (zerop rc) () "cltcp_loop_handle_count failed: ~D" rc))
-    (cffi:mem-ref n :size)))
-
 (defun live-counts ()
   "(registry entries, C handles) of the running loop."
   (list (as:registry-live-count) (c-handle-count)))
@@ -117,7 +110,9 @@ nothing."
     (as:socket-peer-address s)
     (as:connect-tcp-socket s "127.0.0.1" 9)
     (as:close-socket s)
-    (as:close-socket s :force t))
+    (as:close-socket s :force t)
+    (as:ref s)
+    (as:unref s))
   (expect (as:socket-closed-p s) "~A: socket-closed-p is false" label)
   (let ((buffer (make-array 16 :element-type '(unsigned-byte 8))))
     (expect (eql 0 (as:read-socket-data s buffer)) "~A: read-socket-data read something" label))
@@ -128,7 +123,9 @@ nothing."
 bind error; closing it again does nothing."
   (signals-socket-closed label
     (as:tcp-server-port server)
-    (as:tcp-server-address server))
+    (as:tcp-server-address server)
+    (as:ref server)
+    (as:unref server))
   (expect (as:tcp-server-closed-p server) "~A: tcp-server-closed-p is false" label)
   (expect (null (as:close-tcp-server server)) "~A: close-tcp-server returned non-NIL" label))
 
@@ -458,7 +455,10 @@ SOCKET of SERVER (listening on PORT)."
     (refuses servers '("127.0.0.1" "53") (as:set-dns-servers (list (list "127.0.0.1" "53"))))
     (refuses servers :default (as:set-dns-servers (list :default)))
     (refuses seconds "5" (as:set-dns-timeout "5"))
-    (refuses tries "2" (as:set-dns-timeout 5 "2"))))
+    (refuses tries "2" (as:set-dns-timeout 5 "2"))
+    (refuses resolve-cb 42 (as:reverse-dns-lookup "127.0.0.1" 42 nil))
+    (refuses event-cb 42 (as:reverse-dns-lookup "127.0.0.1" cb 42))
+    (refuses signo "x" (as:free-signal-handler "x"))))
 
 (test bad-input-to-the-tcp-and-dns-functions
   "Every bad argument is refused before anything is made or changed: the socket

@@ -4,12 +4,6 @@
 (in-package #:cl-async-tcp-test)
 (in-suite :cl-async-tcp)
 
-(defun c-handle-count ()
-  "The number of live C handles of the running loop (cltcp_loop_handle_count)."
-  (cffi:with-foreign-object (n :size)
-    (assert (zerop (cltcp:loop-handle-count n (as::event-base-id as:*event-base*))))
-    (cffi:mem-ref n :size)))
-
 (test single-shot-notifier-from-a-worker-thread
   ;; threading.md's example: the loop stays alive for the notifier, the
   ;; callback runs in the loop's thread and sees the worker's result.
