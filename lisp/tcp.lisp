@@ -198,7 +198,8 @@ socket.  Returns NIL."
     (let ((octets (typecase data
                     (octets data)
                     (string (babel:string-to-octets data :encoding :utf-8))
-                    (t (coerce data 'octets)))))
+                    (t ;; Any other sequence: the generic COERCE is what it needs.
+                     (locally (declare (optimize (speed 1))) (coerce data 'octets))))))
       (declare (type octets octets))
       (%send-octets socket octets 0 (length octets))))
   nil)

@@ -87,6 +87,13 @@ typedef struct cltcp__loop {
   uv_idle_t idle;
   uv_timer_t wake; /* unreferenced; see cltcp_loop_set_wakeup() */
   cltcp__deferred deferred; /* list head (circular) */
+  /* the batch the idle callback is running; in the loop, not on the stack,
+   * so that a callback that never returns (cltcp_loop_recover) leaves no
+   * item linked to a dead frame */
+  cltcp__deferred batch;
+  /* SIGPIPE mask saved by the running cltcp_loop_run(), for recovery */
+  sigset_t sig_old;
+  bool sig_blocked;
   /* one read buffer shared by all drain-mode sockets of the loop: libuv
    * calls alloc_cb and read_cb back to back for one stream at a time */
   uint8_t *readbuf;
@@ -143,6 +150,9 @@ CLTCP__HIDDEN void cltcp__sigpipe_restore(const sigset_t *old, bool blocked);
 
 /* tcp.c / server.c / timer.c: close for teardown (status UV_ECANCELED) */
 CLTCP__HIDDEN void cltcp__socket_teardown(cltcp__handle *h);
+/* cltcp_loop_recover(): unlink the socket's I/O watcher from a pending list
+ * whose head was on an abandoned stack frame. */
+CLTCP__HIDDEN void cltcp__socket_recover(cltcp__handle *h);
 CLTCP__HIDDEN void cltcp__server_teardown(cltcp__handle *h);
 CLTCP__HIDDEN void cltcp__timer_teardown(cltcp__handle *h);
 /* tcp.c: make a socket for an accepted connection (server.c) */

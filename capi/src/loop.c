@@ -29,19 +29,19 @@ static bool deferred_empty(const cltcp__deferred *head) {
 
 static void idle_cb(uv_idle_t *idle) {
   cltcp__loop *loop = idle->data;
-  cltcp__deferred batch;
+  cltcp__deferred *batch = &loop->batch;
   /* Run only what was queued before this turn: work queued by these
    * callbacks waits for the next turn, like libuv's pending queue. */
-  deferred_init(&batch);
+  deferred_init(batch);
   if (!deferred_empty(&loop->deferred)) {
-    batch.next = loop->deferred.next;
-    batch.prev = loop->deferred.prev;
-    batch.next->prev = &batch;
-    batch.prev->next = &batch;
+    batch->next = loop->deferred.next;
+    batch->prev = loop->deferred.prev;
+    batch->next->prev = batch;
+    batch->prev->next = batch;
     deferred_init(&loop->deferred);
   }
-  while (!deferred_empty(&batch)) {
-    cltcp__deferred *d = batch.next;
+  while (!deferred_empty(batch)) {
+    cltcp__deferred *d = batch->next;
     d->prev->next = d->next;
     d->next->prev = d->prev;
     d->prev = d->next = d;
@@ -168,6 +168,7 @@ int cltcp_loop_new(cltcp_id *out) {
   uv_timer_init(&loop->uv, &loop->wake);
   uv_unref((uv_handle_t *)&loop->wake);
   deferred_init(&loop->deferred);
+  deferred_init(&loop->batch);
   rc = cltcp__loop_register(loop);
   if (rc != 0) {
     uv_close((uv_handle_t *)&loop->idle, NULL);
@@ -207,7 +208,10 @@ int cltcp_loop_run(int *alive, cltcp_id id, int mode) {
   }
   loop->running = 1;
   blocked = cltcp__sigpipe_block(&old);
+  loop->sig_old = old;
+  loop->sig_blocked = blocked;
   uv_run(&loop->uv, m);
+  loop->sig_blocked = false;
   cltcp__sigpipe_restore(&old, blocked);
   loop->running = 0;
   if (alive != NULL)
@@ -276,6 +280,45 @@ int cltcp_loop_close(cltcp_id id) {
   free(loop->slots);
   free(loop->readbuf);
   free(loop);
+  return 0;
+}
+
+int cltcp_loop_recover(cltcp_id id) {
+  cltcp__loop *loop;
+  cltcp__handle *h;
+  int rc = cltcp__loop_lookup(&loop, id);
+  if (rc != 0)
+    return rc;
+  if (!loop->running || loop->closing)
+    return 0;
+  loop->running = 0;
+  /* uv_run() resets the flag when it returns; it did not return. */
+  loop->uv.stop_flag = 0;
+#ifndef _WIN32
+  /* The poll of the abandoned turn left the address of its (stack) event
+   * array here, for uv__platform_invalidate_fd(), which closing a handle
+   * calls and which would write through it. */
+  if (loop->uv.watchers != NULL) {
+    loop->uv.watchers[loop->uv.nwatchers] = NULL;
+    loop->uv.watchers[loop->uv.nwatchers + 1] = NULL;
+  }
+#endif
+  /* Items of the abandoned batch go back to the queue, in order. */
+  if (!deferred_empty(&loop->batch)) {
+    cltcp__deferred *first = loop->batch.next, *last = loop->batch.prev;
+    last->next = loop->deferred.next;
+    loop->deferred.next->prev = last;
+    first->prev = &loop->deferred;
+    loop->deferred.next = first;
+    deferred_init(&loop->batch);
+  }
+  for (h = loop->handles_head; h != NULL; h = h->hnext)
+    if (h->kind == CLTCP_KIND_SOCKET)
+      cltcp__socket_recover(h);
+  if (loop->sig_blocked) {
+    loop->sig_blocked = false;
+    cltcp__sigpipe_restore(&loop->sig_old, true);
+  }
   return 0;
 }
 
