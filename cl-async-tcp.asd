@@ -29,7 +29,7 @@
 
 (defsystem "cl-async-tcp/test"
   :description "fiveam suite of cl-async-tcp (loopback only)."
-  :depends-on ("cl-async-tcp" "fiveam" "babel" "flexi-streams")
+  :depends-on ("cl-async-tcp" "fiveam" "babel" "flexi-streams" "bordeaux-threads" "usocket")
   :serial t
   :components ((:module "tests/lisp"
                 :serial t

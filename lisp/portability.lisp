@@ -31,7 +31,8 @@
 (0: never, where this file knows no way to defer them).")
 
 (defconstant +turn-mode+
-  (if (zerop +wakeup-seconds+) cltcp:+run-default+ cltcp:+run-once+)
+  #+(or sbcl ccl ecl) cltcp:+run-once+
+  #-(or sbcl ccl ecl) cltcp:+run-default+
   "How %RUN-LOOP runs the C loop: one turn at a time when it must come back for
 interrupts, else until it stops.")
 

@@ -87,10 +87,24 @@ every handle is closed)."
 (defun ignore-event (c) (declare (ignore c)) nil)
 
 (defun run-client-program (program args output-file)
-  "Start PROGRAM in the background with its output going to OUTPUT-FILE."
-  (sb-ext:run-program program args :search t :wait nil :input nil
-                                   :output output-file :if-output-exists :supersede
-                                   :error nil))
+  "Start PROGRAM (found on PATH) in the background with its output going to
+OUTPUT-FILE; returns a UIOP process-info."
+  (uiop:launch-program (cons program args) :input nil
+                       :output output-file :if-output-exists :supersede
+                       :error-output nil))
+
+(defun process-exit-code (process)
+  "The exit code of PROCESS (a UIOP process-info), waiting for it to end."
+  (uiop:wait-process process))
+
+(defun bytes-consed ()
+  "Bytes allocated by this Lisp so far, or NIL where the implementation has no
+such counter known here (the allocation checks of the suite are skipped then).
+There is no portable one: SBCL counts in SB-EXT:GET-BYTES-CONSED, ECL in its
+garbage collector's statistics (SI:GC-STATS, which also switches them on)."
+  #+sbcl (sb-ext:get-bytes-consed)
+  #+ecl (values (si::gc-stats t))
+  #-(or sbcl ecl) nil)
 
 (defun file-octets (path)
   (with-open-file (s path :element-type '(unsigned-byte 8))
@@ -99,3 +113,13 @@ every handle is closed)."
       v)))
 
 (defun now () (/ (get-internal-real-time) internal-time-units-per-second))
+
+(defun join-thread-within (thread seconds)
+  "THREAD's value once it has ended, or :TIMED-OUT when it has not ended within
+SECONDS (it is left running then)."
+  (loop repeat (ceiling seconds 0.01)
+        while (bt:thread-alive-p thread)
+        do (sleep 0.01))
+  (if (bt:thread-alive-p thread)
+      :timed-out
+      (bt:join-thread thread)))
