@@ -44,7 +44,8 @@
                  (:file "client-tests")
                  (:file "dns-server")
                  (:file "dns-tests")
-                 (:file "stream-tests"))))
+                 (:file "stream-tests")
+                 (:file "guard-tests"))))
   ;; test-op must fail loudly: fiveam:run! only returns NIL, so signal here.
   :perform (test-op (o c)
              (unless (uiop:symbol-call :cl-async-tcp-test :run-suite)
