@@ -6,7 +6,9 @@
 #      libcltcp, builds it (one progress line) and loads it from the clone;
 #   2. an echo round trip over loopback works with it;
 #   3. a second load in a new image does not build again: no progress line,
-#      and the library file is untouched (same mtime).
+#      and the library file is untouched (same mtime);
+#   4. without the build tools (meson not on PATH) the load fails with an
+#      error that names the Debian packages to install.
 # Exits 0 when all hold.  Needs git, sbcl and the packages of tools/install-deps.
 set -eu
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -65,4 +67,19 @@ if grep "building libcltcp" "$tmp/second.out"; then fail "the second load built 
 grep -q 'clone-and-load: echo "round trip"' "$tmp/second.out" || fail "no echo on the second load"
 [ "$(stat -c %Y "$real")" = "$mtime" ] || fail "the library file changed on the second load"
 echo "clone-and-load: second load reused it (no build line, same mtime)"
+
+# 4. Another fresh clone, with a PATH that has sbcl but no meson or ninja.
+home2="$tmp/home2"
+mkdir -p "$home2/common-lisp" "$tmp/bin"
+git clone -q "$repo" "$home2/common-lisp/cl-async-tcp"
+ln -s "$(command -v sbcl)" "$tmp/bin/sbcl"
+if env -u CL_ASYNC_TCP_LIBRARY HOME="$home2" XDG_CACHE_HOME= PATH="$tmp/bin" \
+     sbcl --noinform --non-interactive --no-userinit --load "$tmp/load.lisp" \
+     >"$tmp/notools.out" 2>&1; then
+  fail "the load without meson succeeded"
+fi
+grep -q "meson is not installed" "$tmp/notools.out" || fail "no 'meson is not installed' in the error"
+grep -q "apt-get install build-essential meson ninja-build pkg-config libuv1-dev libc-ares-dev" \
+  "$tmp/notools.out" || fail "the error does not name the Debian packages"
+echo "clone-and-load: without meson the error names the Debian packages"
 echo "clone-and-load: 1 passed, 0 failed"
