@@ -4,7 +4,9 @@
 # no build directory, nothing else set up.  Checks that
 #   1. (asdf:load-system :cl-async-tcp) in `sbcl --non-interactive' finds no
 #      libcltcp, builds it (one progress line) and loads it from the clone;
-#   2. an echo round trip over loopback works with it;
+#   2. an echo round trip over loopback works with it, and compiling the
+#      library's own files (a first load: the cache is empty) printed no
+#      compiler note or warning;
 #   3. a second load in a new image does not build again: no progress line,
 #      and the library file is untouched (same mtime);
 #   4. without the build tools (meson not on PATH) the load fails with an
@@ -52,6 +54,14 @@ fail() { echo "clone-and-load: $*" >&2; exit 1; }
 run_load "$tmp/first.out"
 grep "building libcltcp" "$tmp/first.out" || fail "the first load printed no build line"
 grep -q 'clone-and-load: echo "round trip"' "$tmp/first.out" || fail "no echo on the first load"
+# The compiler's output for the clone's own files (SBCL prints a section per
+# file, starting with "; compiling file").
+awk -v dir="$clone/" 'index($0, "; compiling file \"") == 1 { own = index($0, dir) > 0 }
+                      own' "$tmp/first.out" >"$tmp/own-compile.out"
+grep -q "compiling file" "$tmp/own-compile.out" || fail "found no compiler output for the clone's files"
+if grep -E "; (note|caught [A-Z-]*WARNING)" "$tmp/own-compile.out"; then
+  fail "the library's own files gave compiler notes or warnings"
+fi
 lib=$(sed -n 's/^clone-and-load: library //p' "$tmp/first.out")
 case "$lib" in
   "$clone"/*|"$home"/*) ;;
