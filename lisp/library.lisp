@@ -190,7 +190,9 @@ Returns the directory holding the library."
     (if (uiop:directory-pathname-p where)
         ;; CFFI's own search path, error and restarts.
         (progn
-          (cffi:load-foreign-library (soname) :search-path (list where))
+          ;; Kept there, so that CFFI finds it again when a saved image starts.
+          (pushnew where cffi:*foreign-library-directories* :test #'equal)
+          (cffi:load-foreign-library (soname))
           (setf *library-pathname* (merge-pathnames (soname) where)))
         (progn
           (cffi:load-foreign-library (namestring where))
