@@ -79,6 +79,8 @@ from lisp/library.lisp, the component before it."))
                  (:file "dns-server")
                  (:file "dns-tests")
                  (:file "stream-tests")
+                 ;; issue 9 item 4: descriptor exhaustion
+                 (:file "resource-tests")
                  (:file "guard-tests")
                  (:file "nickname-tests"))))
   ;; test-op must fail loudly: fiveam:run! only returns NIL, so signal here.

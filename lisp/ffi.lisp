@@ -20,7 +20,7 @@
 
 ;;; ---- Version ----
 
-(defconst +abi-version+ 2)
+(defconst +abi-version+ 3)
 (defun-c ("cltcp_abi_version" abi-version) :int)
 (defun-c ("cltcp_version" version) :int)
 (defun-c ("cltcp_version_string" version-string) :string)

@@ -20,7 +20,7 @@
 
 (in-package #:cl-async-tcp)
 
-(defparameter +abi-version+ 2
+(defparameter +abi-version+ 3
   "The CLTCP_ABI_VERSION that lisp/ffi.lisp mirrors.")
 
 (defparameter +build-command+ "meson setup build && meson compile -C build"

@@ -11,10 +11,15 @@
  *
  *  - Loops, sockets, servers, timers and DNS requests are 64-bit integer ids
  *    (cltcp_id): a kind, a loop index, a slot index and a generation counter.
- *    0 is never a valid id, and every id is below 2^62 (a fixnum in 64-bit
- *    Lisps).  A closed, stale (slot reused) or made-up id makes
- *    a call return CLTCP_ECLOSED; an id of the wrong kind CLTCP_EKIND.  No id
- *    can make the library touch freed memory.
+ *    0 is never a valid id, and every id is below 2^62 (bits 62 and 63 are
+ *    0: a fixnum in 64-bit Lisps).  No id is issued twice in the life of the
+ *    process, not even by a later loop (once the counters of a loop index
+ *    run out the index is retired; cltcp_loop_new() gives UV_ENOMEM when
+ *    all 2047 are).  A closed or stale id -- also one of a loop that was
+ *    closed -- or a made-up id (one with its kind bits changed included)
+ *    makes a call return CLTCP_ECLOSED and never reaches another handle;
+ *    an id of a live handle of another kind gives CLTCP_EKIND.  No id can
+ *    make the library touch freed memory (for threads, see below).
  *
  *  - Every fallible call returns 0 or a negative error code.  Codes are
  *    libuv's where libuv has one (UV_ECONNREFUSED, ...) and the CLTCP_E*
@@ -43,6 +48,12 @@
  *    callback may call any function of this header on the same loop (close
  *    the handle it is called for, write, stop the loop, ...), except
  *    cltcp_loop_run() and cltcp_loop_close().
+ *    Loops may be created and closed on several threads at once.  The ids
+ *    of a loop whose cltcp_loop_close() has returned (the loop's and its
+ *    handles') may be passed from any thread: the call returns
+ *    CLTCP_ECLOSED and reads no memory of any loop.  Any other id (live,
+ *    stale within a live loop, made up) passed from a thread that does not
+ *    run its loop races with that thread: not allowed.
  */
 #ifndef CLTCP_H
 #define CLTCP_H
@@ -71,7 +82,7 @@ extern "C" {
 /* The ABI version.  It changes whenever a declaration of this header changes
  * in a way a binding would notice; bindings compare it with the value they
  * were written for and refuse to run on a mismatch. */
-#define CLTCP_ABI_VERSION 2
+#define CLTCP_ABI_VERSION 3
 
 /* Returns CLTCP_ABI_VERSION of the library actually loaded. */
 CLTCP_EXTERN int cltcp_abi_version(void);
@@ -244,7 +255,10 @@ CLTCP_EXTERN int cltcp_loop_recover(cltcp_id loop);
  * never on top of libuv's.  Returns 0, CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_loop_set_wakeup(cltcp_id loop, double seconds);
 
-/* The loop's cached time in milliseconds (libuv's uv_now). */
+/* The loop's cached time in milliseconds (libuv's uv_now): taken at the
+ * start of each turn, so stale inside a long callback.  Timers and timeouts
+ * do not depend on it (they keep the precise clock).  Returns 0, UV_EINVAL
+ * (ms NULL), CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_loop_now(uint64_t *ms, cltcp_id loop);
 
 /* Number of live handles of the loop (sockets, servers, timers, DNS
@@ -256,8 +270,11 @@ CLTCP_EXTERN int cltcp_loop_handle_count(size_t *count, cltcp_id loop);
 /* ---------------------------------------------------------------------- */
 
 /* Starts a timer that fires after `seconds' (fractional; negative = 0) and,
- * if repeat_seconds > 0, every repeat_seconds after that.  Each firing is a
- * CLTCP_EV_TIMER event.  A one-shot timer closes itself after firing (then
+ * if repeat_seconds > 0, every repeat_seconds after that (counted from each
+ * firing).  Times are wall-clock times counted from this call: a timer never
+ * fires before its time has passed, however long callbacks ran and whether
+ * or not the loop is running when it is started.  It fires on the first
+ * loop turn after its time.  Each firing is a CLTCP_EV_TIMER event.  A one-shot timer closes itself after firing (then
  * CLTCP_EV_CLOSE, status 0).  Returns 0, UV_EINVAL (NaN), UV_ENOMEM,
  * CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_timer_start(cltcp_id *timer, cltcp_id loop,
@@ -353,6 +370,7 @@ CLTCP_EXTERN int cltcp_socket_set_drain_mark(cltcp_id sock, size_t mark);
  * Read timeout: time since the last data arrived (or since the connection
  * was made).  Write timeout: time that queued data makes no progress.  A
  * timeout delivers CLTCP_EV_ERROR with UV_ETIMEDOUT, then the socket closes.
+ * Like timers, timeouts are wall-clock times and never fire early.
  * Either can be set before connecting; the clocks start at the connection.
  * Returns 0 or CLTCP_ECLOSED/CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_socket_set_timeouts(cltcp_id sock, double read_seconds,
@@ -416,7 +434,9 @@ CLTCP_EXTERN int cltcp_socket_address(char *buf, size_t buflen, int *port,
 /* ---------------------------------------------------------------------- */
 
 /* Listens on host:port.  host NULL or "" means "0.0.0.0"; it may be a
- * numeric IPv4/IPv6 address or a name found in /etc/hosts ("localhost").
+ * numeric IPv4/IPv6 address or a name found in /etc/hosts, or "localhost"
+ * or a name under ".localhost" (see cltcp_dns_lookup()), which binds the
+ * first loopback address (127.0.0.1 unless /etc/hosts says otherwise).
  * port 0 picks a free port (see cltcp_server_port()).  backlog < 0 means the
  * system default (SOMAXCONN).
  * Each accepted connection becomes a socket, announced to (server_cb,
@@ -424,7 +444,12 @@ CLTCP_EXTERN int cltcp_socket_address(char *buf, size_t buflen, int *port,
  * starts with (sock_cb, sock_ctx) and starts reading (drain mode) once the
  * ACCEPT callback returns; change them with cltcp_socket_set_cb() and
  * cltcp_socket_set_read_mode() inside that callback.  Accept failures are
- * CLTCP_EV_ERROR events on the server, which keeps listening.
+ * CLTCP_EV_ERROR events on the server, which keeps listening.  Running out
+ * of descriptors or memory (UV_EMFILE, UV_ENFILE, UV_ENOBUFS, UV_ENOMEM) is
+ * reported once per episode, not once per connection: accepting then pauses
+ * and is retried about every 100 ms, pending connections wait in the
+ * backlog, established ones are served as usual, and accepting resumes by
+ * itself once a descriptor is free; the next shortage is reported again.
  * Bind and listen failures are returned here: UV_EADDRINUSE, UV_EACCES
  * (privileged port), UV_EADDRNOTAVAIL, UV_EINVAL (bad address or port),
  * CLTCP_ENOTFOUND (name not in /etc/hosts), CLTCP_ECLOSED, CLTCP_EKIND. */
@@ -472,7 +497,11 @@ typedef void (*cltcp_dns_cb)(uintptr_t ctx, cltcp_id req, int status,
 /* Looks a host name up asynchronously: /etc/hosts first, then the loop's DNS
  * servers, through c-ares driven by the loop (no threads, nothing blocks).
  * family: CLTCP_AF_UNSPEC (both; IPv4 first), CLTCP_AF_INET or _INET6.
- * A numeric address is "resolved" to itself.  The callback fires exactly
+ * A numeric address is "resolved" to itself.  "localhost" and every name
+ * under ".localhost" (any case, trailing dot or not) never reach a DNS
+ * server (RFC 6761): they resolve to /etc/hosts' addresses of each family
+ * asked for, and to 127.0.0.1 / ::1 for a family /etc/hosts has none of
+ * (also when there is no /etc/hosts).  The callback fires exactly
  * once, on a later turn.  *req (may be NULL) gets the request id.
  * Returns 0, UV_EINVAL (NULL host or bad family), UV_ENOMEM,
  * CLTCP_EDNSCONFIG (the resolver could not start), CLTCP_ECLOSED or

@@ -33,6 +33,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 /* Default per-try timeout and tries (the header documents them). */
@@ -46,6 +47,9 @@
  * receive buffer (about 200 KiB, some 1.3 KiB per datagram) and stall in
  * retries.  128 answers fit. */
 #define DNS_MAX_QUERIES 128
+
+/* Most addresses a localhost name resolves to from the hosts file. */
+#define LOCALHOST_MAX 16
 
 typedef struct dns_link {
   struct dns_link *prev, *next;
@@ -248,6 +252,70 @@ static bool name_valid(const char *host) {
       return false;
   }
   return true;
+}
+
+/* ---- localhost ----------------------------------------------------------
+ * RFC 6761 (6.3): "localhost" and every name under ".localhost" are the
+ * loopback addresses, and lookups of them must not go to a DNS server.
+ * c-ares 1.18 only knows the exact name "localhost" and only in
+ * ares_getaddrinfo(); ares_gethostbyname_file() (server bind names) and
+ * "x.localhost" or "LOCALHOST." went to /etc/hosts and then the servers.
+ * So these names are answered here, for every path: the hosts file's
+ * addresses of a family when it has some (the administrator's word), else
+ * 127.0.0.1 / ::1.  Errors reading the hosts file are ignored for them. */
+
+static bool is_localhost(const char *host) {
+  size_t len = strlen(host);
+  if (len > 0 && host[len - 1] == '.')
+    len--;
+  if (len < 9 || strncasecmp(host + len - 9, "localhost", 9) != 0)
+    return false;
+  return len == 9 || host[len - 10] == '.';
+}
+
+/* Appends the hosts file's addresses of family af (AF_INET/AF_INET6) for
+ * host.  Returns the new count; *status gets a c-ares status. */
+static size_t hosts_family(cltcp_addr *out, size_t n, size_t max,
+                           cltcp__dns *dns, const char *host, int af,
+                           int *status) {
+  struct hostent *he = NULL;
+  char **a;
+  *status = ares_gethostbyname_file(dns->channel, host, af, &he);
+  if (*status != ARES_SUCCESS || he == NULL)
+    return n;
+  if (he->h_addrtype == af)
+    for (a = he->h_addr_list; *a != NULL; a++)
+      n = addr_add_raw(out, n, max, af, *a);
+  ares_free_hostent(he);
+  return n;
+}
+
+/* The addresses of a localhost name (is_localhost()), IPv4 first; at least
+ * one per family asked for (max >= 1).  Returns the count. */
+static size_t localhost_lookup(cltcp_addr *out, size_t max, cltcp__dns *dns,
+                               const char *host, int family) {
+  char name[256];
+  size_t len = strlen(host), n = 0, before;
+  int pass, status;
+  /* Hosts files spell names without the root's trailing dot. */
+  if (len > 0 && host[len - 1] == '.')
+    len--;
+  if (len >= sizeof(name))
+    len = sizeof(name) - 1;
+  memcpy(name, host, len);
+  name[len] = '\0';
+  for (pass = 0; pass < 2; pass++) {
+    int af = pass == 0 ? AF_INET : AF_INET6;
+    if (family != CLTCP_AF_UNSPEC &&
+        family != (pass == 0 ? CLTCP_AF_INET : CLTCP_AF_INET6))
+      continue;
+    before = n;
+    n = hosts_family(out, n, max, dns, name, af, &status);
+    if (n == before)
+      n = addr_add(out, n, max, pass == 0 ? CLTCP_AF_INET : CLTCP_AF_INET6,
+                   pass == 0 ? "127.0.0.1" : "::1");
+  }
+  return n;
 }
 
 /* Checks a server list -- comma-separated entries "a.b.c.d", "a.b.c.d:port",
@@ -781,6 +849,18 @@ static void req_launch(cltcp__dns_req *r, const char *host) {
     req_queue(r);
     return;
   }
+  if (is_localhost(host)) {
+    r->addrs = calloc(LOCALHOST_MAX, sizeof(*r->addrs));
+    if (r->addrs == NULL) {
+      r->status = UV_ENOMEM;
+    } else {
+      r->naddrs = localhost_lookup(r->addrs, LOCALHOST_MAX, dns, host,
+                                   r->family);
+      r->status = 0;
+    }
+    req_queue(r);
+    return;
+  }
   if (dns->waitq.next == &dns->waitq && dns_has_room(dns, r->weight)) {
     ares_start(r, host);
     dns_schedule(dns);
@@ -851,23 +931,18 @@ int cltcp__dns_hosts(cltcp_addr *out, size_t max, size_t *n,
   rc = dns_get(&dns, loop);
   if (rc != 0)
     return rc;
+  if (is_localhost(host)) {
+    *n = localhost_lookup(out, max, dns, host, family);
+    return 0;
+  }
   for (pass = 0; pass < 2; pass++) {
     int af = pass == 0 ? AF_INET : AF_INET6;
-    struct hostent *he = NULL;
-    char **a;
     if (family != CLTCP_AF_UNSPEC &&
         family != (pass == 0 ? CLTCP_AF_INET : CLTCP_AF_INET6))
       continue;
-    rc = ares_gethostbyname_file(dns->channel, host, af, &he);
-    if (rc != ARES_SUCCESS || he == NULL) {
-      if (rc != ARES_ENOTFOUND && rc != ARES_SUCCESS)
-        status = map_status(rc);
-      continue;
-    }
-    if (he->h_addrtype == af)
-      for (a = he->h_addr_list; *a != NULL; a++)
-        count = addr_add_raw(out, count, max, af, *a);
-    ares_free_hostent(he);
+    count = hosts_family(out, count, max, dns, host, af, &rc);
+    if (rc != ARES_ENOTFOUND && rc != ARES_SUCCESS)
+      status = map_status(rc);
   }
   *n = count;
   return count > 0 ? 0 : status;

@@ -16,22 +16,64 @@
 #define CLTCP__HIDDEN __attribute__((visibility("hidden")))
 
 /* ---- ids ---------------------------------------------------------------
- * An id packs, from bit 61 down: kind (3 bits), loop index (11 bits), slot
- * index (24 bits), generation (24 bits).  Bits 62 and 63 are always 0, so
- * every id is a non-negative fixnum in a 64-bit Lisp (SBCL's fixnums hold
- * 62 bits plus sign): ids cross CFFI without consing a bignum.  The
- * generation of a slot is never 0, so no valid id is 0. */
+ * Layout of an id, from bit 63 down:
+ *
+ *   63..62  always 0, so every id is a non-negative fixnum in a 64-bit Lisp
+ *           (SBCL's fixnums hold 62 bits plus sign): ids cross CFFI without
+ *           consing a bignum
+ *   61..59  kind (CLTCP_KIND_*, 1 .. CLTCP__KIND_MAX)
+ *   58..48  loop index: the loop's entry in the global loop table (1..2047)
+ *   47..24  slot index in that loop's handle table; all ones for a loop
+ *           id, which no slot has, so that no loop id relabelled with a
+ *           handle kind names a handle
+ *   23..0   generation (never 0, so no valid id is 0)
+ *
+ * A loop id carries the loop's generation: a per-index counter, bumped for
+ * each loop that takes the index.  A handle id carries its slot's
+ * generation, bumped each time the slot is freed.  Handle generations
+ * survive the loop: each loop index has a floor (`gen_base'), the highest
+ * handle generation any earlier loop at that index used, and a new loop's
+ * slots count up from above it.  So generations only grow, per loop index,
+ * for the life of the process:
+ *  - no id is ever issued twice (a slot whose generation would pass
+ *    CLTCP__GEN_MAX is retired, never reused; a loop index whose floor
+ *    reaches CLTCP__GEN_RETIRE, or whose loop generation CLTCP__GEN_MAX,
+ *    is retired when its loop closes; with every index retired
+ *    cltcp_loop_new() gives UV_ENOMEM);
+ *  - a handle id whose generation is at most its index's floor belongs to
+ *    a dead loop, which a lookup decides from the global table alone,
+ *    without touching any loop's memory (see ids.c for the threads).
+ * A slot stores the whole id it holds, and a lookup compares it: kind,
+ * loop, slot and generation must all match. */
 #define CLTCP__KIND_SHIFT 59
 #define CLTCP__LOOP_SHIFT 48
 #define CLTCP__SLOT_SHIFT 24
 #define CLTCP__LOOP_MAX 2048u
-#define CLTCP__SLOT_MAX (1u << 24)
+#define CLTCP__SLOT_MAX 0xFFFFFFu  /* slots per loop: 0 .. 0xFFFFFE */
+#define CLTCP__LOOP_SLOT 0xFFFFFFu /* the slot field of a loop id */
 #define CLTCP__GEN_MASK 0xFFFFFFu
+/* The largest generation used, and the floor from which a loop index is
+ * retired.  A white-box test (tests/c/test_ids_gen.c) compiles ids.c with
+ * small values to reach the limits; the library uses these. */
+#ifndef CLTCP__GEN_MAX
+#define CLTCP__GEN_MAX CLTCP__GEN_MASK
+#endif
+#ifndef CLTCP__GEN_RETIRE
+#define CLTCP__GEN_RETIRE (CLTCP__GEN_MAX / 2)
+#endif
 
-/* Any bit above the kind field makes the "kind" out of range (> DNS), so
- * such made-up ids are rejected as unknown. */
+/* The largest CLTCP_KIND_* value: every range check uses it.  Raise it with
+ * each new kind (the kind field holds at most 7). */
+#define CLTCP__KIND_MAX CLTCP_KIND_DNS
+_Static_assert(CLTCP__KIND_MAX <= 7, "the kind field of an id has 3 bits");
+
+/* Any bit above the kind field makes the "kind" out of range
+ * (> CLTCP__KIND_MAX), so such made-up ids are rejected as unknown. */
 static inline int cltcp__id_kind(cltcp_id id) {
   return (int)(id >> CLTCP__KIND_SHIFT);
+}
+static inline bool cltcp__kind_valid(int kind) {
+  return kind > CLTCP_KIND_NONE && kind <= CLTCP__KIND_MAX;
 }
 static inline uint32_t cltcp__id_loop(cltcp_id id) {
   return (uint32_t)(id >> CLTCP__LOOP_SHIFT) & 0x7FFu;
@@ -49,10 +91,12 @@ static inline cltcp_id cltcp__id_make(int kind, uint32_t loop, uint32_t slot,
          ((cltcp_id)slot << CLTCP__SLOT_SHIFT) | (cltcp_id)gen;
 }
 
-/* A slot of a loop's handle table. */
+/* A slot of a loop's handle table.  In use: ptr is the object and id its
+ * whole id.  Free: ptr is NULL and id holds only the generation the next
+ * id of this slot gets (kind 0, so no lookup can match it). */
 typedef struct cltcp__slot {
-  void *ptr;          /* the handle, NULL when free */
-  uint32_t gen;       /* current generation (never 0) */
+  void *ptr;
+  cltcp_id id;
   uint32_t next_free; /* free list link (index + 1, 0 = end) */
 } cltcp__slot;
 
@@ -75,6 +119,7 @@ typedef struct cltcp__loop {
   uv_loop_t uv;
   cltcp_id id;
   uint32_t index; /* loop index in the global loop table */
+  uint32_t gen_base; /* handle generations of this loop are above it */
   int running;    /* inside cltcp_loop_run() */
   int closing;    /* inside cltcp_loop_close() */
   /* handle table */

@@ -333,10 +333,14 @@ int cltcp_loop_set_wakeup(cltcp_id id, double seconds) {
   if (rc != 0)
     return rc;
   ms = cltcp__seconds_to_ms(seconds);
-  if (ms == 0)
+  if (ms == 0) {
     uv_timer_stop(&loop->wake);
-  else
+  } else {
+    /* Counted from now, not from the loop's cached time (stale when this
+     * is called outside a turn or after a long callback). */
+    uv_update_time(&loop->uv);
     uv_timer_start(&loop->wake, wake_cb, ms, ms);
+  }
   return 0;
 }
 

@@ -1,12 +1,53 @@
-/* server.c -- listening sockets. */
+/* server.c -- listening sockets.
+ *
+ * The accept path is the library's own rather than uv_listen()'s.  When
+ * accept() fails with EMFILE or ENFILE, libuv 1.44 (uv__server_io) uses its
+ * "emfile trick": it closes a descriptor it keeps in reserve, accepts every
+ * pending connection and closes it at once, reopens the reserve and returns
+ * without calling the connection callback.  The owner never hears of the
+ * shortage and the clients are dropped unseen.  When the trick cannot help
+ * (no reserve), or on ENOMEM/ENOBUFS, libuv calls the callback in a loop
+ * that only ends when accept() stops failing.
+ *
+ * So the server's descriptor is bound by uv_tcp_bind() (address handling
+ * stays libuv's), put in listening state here and watched with a uv_poll_t;
+ * connections are accepted with accept4() and handed to uv_tcp_open().
+ *
+ * A shortage of descriptors or memory starts an episode: the server's
+ * callback gets one CLTCP_EV_ERROR (UV_EMFILE, UV_ENFILE, UV_ENOBUFS or
+ * UV_ENOMEM), the poll stops and a timer tries one accept() every
+ * ACCEPT_RETRY_MS.  Pending connections wait in the kernel's backlog
+ * meanwhile; nothing is dropped on purpose, nothing spins, and existing
+ * connections are not affected.  The episode ends when an accept() succeeds
+ * or finds the backlog empty (Linux takes the descriptor before it looks at
+ * the backlog, so EAGAIN means a descriptor was free); the next shortage is
+ * a new episode and is reported again.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* accept4() */
+#endif
 #include "internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Connections accepted per readiness callback; the poll is level-triggered,
+ * so more pending ones are taken on the next turn, after other handles had
+ * theirs. */
+#define ACCEPT_BATCH 128
+/* Delay between accept() attempts while short of descriptors or memory. */
+#define ACCEPT_RETRY_MS 100
 
 typedef struct cltcp__server {
   cltcp__handle h;
-  uv_tcp_t tcp;
+  uv_tcp_t tcp;     /* owns the listening descriptor; never started */
+  uv_poll_t poll;   /* readiness of that descriptor */
+  uv_timer_t retry; /* paced retries during a shortage */
+  bool short_of;    /* inside a shortage episode (already reported) */
   cltcp_cb sock_cb;
   uintptr_t sock_ctx;
 } cltcp__server;
@@ -14,6 +55,8 @@ typedef struct cltcp__server {
 static void server_closed(uv_handle_t *uvh) {
   cltcp__server *sv = uvh->data;
   cltcp__loop *loop = sv->h.loop;
+  if (--sv->h.pending_closes > 0)
+    return;
   sv->h.cb(sv->h.ctx, sv->h.id, CLTCP_EV_CLOSE, sv->h.close_status, 0, NULL,
            0);
   cltcp__id_free(loop, sv->h.id);
@@ -26,38 +69,156 @@ static void server_close(cltcp__server *sv, int status) {
     return;
   sv->h.closing = true;
   sv->h.close_status = status;
+  sv->h.pending_closes = 3;
+  /* The poll goes first: it must stop watching the descriptor before the
+   * tcp handle closes it. */
+  uv_close((uv_handle_t *)&sv->poll, server_closed);
+  uv_close((uv_handle_t *)&sv->retry, server_closed);
   uv_close((uv_handle_t *)&sv->tcp, server_closed);
 }
 
-static void unused_closed(uv_handle_t *uvh) { free(uvh->data); }
+/* Closing a server nobody knows (listen failed): no event. */
+static void unused_closed(uv_handle_t *uvh) {
+  cltcp__server *sv = uvh->data;
+  if (--sv->h.pending_closes == 0)
+    free(sv);
+}
 
-static void on_connection(uv_stream_t *stream, int status) {
-  cltcp__server *sv = stream->data;
-  cltcp__socket *s;
-  int rc;
+static bool is_shortage(int err) {
+  return err == UV_EMFILE || err == UV_ENFILE || err == UV_ENOBUFS ||
+         err == UV_ENOMEM;
+}
+
+/* One accept(): a non-blocking, close-on-exec descriptor or a negative
+ * code. */
+static int accept_one(int lfd) {
+  int fd;
+  do {
+#ifdef __linux__
+    fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#else
+    fd = accept(lfd, NULL, NULL);
+    if (fd >= 0 && (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 ||
+                    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) !=
+                        0)) {
+      int e = errno;
+      close(fd);
+      errno = e;
+      fd = -1;
+    }
+#endif
+  } while (fd < 0 && errno == EINTR);
+  return fd >= 0 ? fd : uv_translate_sys_error(errno);
+}
+
+static void accept_some(cltcp__server *sv);
+
+static void retry_cb(uv_timer_t *t) {
+  cltcp__server *sv = t->data;
+  if (!sv->h.closing)
+    accept_some(sv);
+}
+
+/* Stops watching for a while; the first shortage of an episode is
+ * reported.  The callback may close the server. */
+static void shortage(cltcp__server *sv, int err) {
+  uv_poll_stop(&sv->poll);
+  uv_timer_start(&sv->retry, retry_cb, ACCEPT_RETRY_MS, 0);
+  if (sv->short_of)
+    return;
+  sv->short_of = true;
+  sv->h.cb(sv->h.ctx, sv->h.id, CLTCP_EV_ERROR, err, 0, NULL, 0);
+}
+
+static void poll_cb(uv_poll_t *p, int status, int events) {
+  cltcp__server *sv = p->data;
+  (void)events;
   if (sv->h.closing)
     return;
   if (status < 0) {
-    sv->h.cb(sv->h.ctx, sv->h.id, CLTCP_EV_ERROR, status, 0, NULL, 0);
+    /* libuv stopped the poll: paced retries and one report, as for a
+     * shortage. */
+    shortage(sv, status);
     return;
   }
-  rc = cltcp__socket_create(&s, sv->h.loop, sv->sock_cb, sv->sock_ctx);
-  if (rc != 0) {
-    sv->h.cb(sv->h.ctx, sv->h.id, CLTCP_EV_ERROR, rc, 0, NULL, 0);
+  accept_some(sv);
+}
+
+/* Accepts up to ACCEPT_BATCH connections, each announced by an ACCEPT
+ * event.  Leaves the poll running unless a shortage paused it. */
+static void accept_some(cltcp__server *sv) {
+  int lfd, i;
+  if (uv_fileno((uv_handle_t *)&sv->tcp, &lfd) != 0)
     return;
+  if (!uv_is_active((uv_handle_t *)&sv->poll))
+    uv_poll_start(&sv->poll, UV_READABLE, poll_cb);
+  for (i = 0; i < ACCEPT_BATCH && !sv->h.closing; i++) {
+    cltcp__socket *s;
+    int fd = accept_one(lfd), rc;
+    if (fd == UV_EAGAIN) { /* (EWOULDBLOCK is EAGAIN on Linux) */
+      sv->short_of = false;
+      return;
+    }
+    if (fd == UV_ECONNABORTED)
+      continue; /* the client gave up; nothing to tell */
+    if (is_shortage(fd)) {
+      shortage(sv, fd);
+      return;
+    }
+    if (fd < 0) {
+      /* A failure of that one connection (EPERM from a firewall, EPROTO,
+       * a network error): report it and go on with the next. */
+      sv->h.cb(sv->h.ctx, sv->h.id, CLTCP_EV_ERROR, fd, 0, NULL, 0);
+      continue;
+    }
+    sv->short_of = false;
+    rc = cltcp__socket_create(&s, sv->h.loop, sv->sock_cb, sv->sock_ctx);
+    if (rc != 0) {
+      close(fd);
+      shortage(sv, rc);
+      return;
+    }
+    rc = uv_tcp_open((uv_tcp_t *)cltcp__socket_stream(s), fd);
+    if (rc != 0) {
+      close(fd);
+      cltcp__socket_destroy_unused(s);
+      sv->h.cb(sv->h.ctx, sv->h.id, CLTCP_EV_ERROR, rc, 0, NULL, 0);
+      continue;
+    }
+    cltcp__socket_accepted(s);
+    sv->h.cb(sv->h.ctx, sv->h.id, CLTCP_EV_ACCEPT, 0, cltcp__socket_id(s),
+             NULL, 0);
+    /* The socket is still valid memory even if the callback closed it (its
+     * free waits for uv's close callback); start() checks that. */
+    cltcp__socket_start(s);
   }
-  rc = uv_accept(stream, cltcp__socket_stream(s));
-  if (rc != 0) {
-    cltcp__socket_destroy_unused(s);
-    sv->h.cb(sv->h.ctx, sv->h.id, CLTCP_EV_ERROR, rc, 0, NULL, 0);
-    return;
-  }
-  cltcp__socket_accepted(s);
-  sv->h.cb(sv->h.ctx, sv->h.id, CLTCP_EV_ACCEPT, 0, cltcp__socket_id(s), NULL,
-           0);
-  /* The socket is still valid memory even if the callback closed it (its
-   * free waits for uv's close callback); start() checks that. */
-  cltcp__socket_start(s);
+}
+
+/* Puts the bound descriptor in listening state and prepares the poll.
+ * Returns 0 or a negative code. */
+static int server_start(cltcp__server *sv, int backlog) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss), fd, rc, port = 0;
+  /* uv_tcp_bind() keeps EADDRINUSE for uv_listen() and returns 0; an
+   * unbound socket has port 0 while a bound one never has. */
+  rc = uv_tcp_getsockname(&sv->tcp, (struct sockaddr *)&ss, &len);
+  if (rc != 0)
+    return rc;
+  rc = cltcp__format_addr(NULL, 0, &port, NULL, (struct sockaddr *)&ss);
+  if (rc != 0)
+    return rc;
+  if (port == 0)
+    return UV_EADDRINUSE;
+  rc = uv_fileno((uv_handle_t *)&sv->tcp, &fd);
+  if (rc != 0)
+    return rc;
+  if (listen(fd, backlog < 0 ? SOMAXCONN : backlog) != 0)
+    return uv_translate_sys_error(errno);
+  rc = uv_poll_init_socket(sv->tcp.loop, &sv->poll, fd);
+  if (rc != 0)
+    return rc;
+  sv->poll.data = sv;
+  return 0;
 }
 
 int cltcp_server_listen(cltcp_id *out, cltcp_id loop_id, const char *host,
@@ -99,15 +260,26 @@ int cltcp_server_listen(cltcp_id *out, cltcp_id loop_id, const char *host,
     return rc;
   }
   sv->tcp.data = sv;
+  uv_timer_init(&loop->uv, &sv->retry);
+  sv->retry.data = sv;
+  sv->h.pending_closes = 2;
   rc = uv_tcp_bind(&sv->tcp, (struct sockaddr *)&ss, 0);
   if (rc == 0)
-    rc = uv_listen((uv_stream_t *)&sv->tcp, backlog < 0 ? SOMAXCONN : backlog,
-                   on_connection);
-  if (rc == 0)
+    rc = server_start(sv, backlog);
+  if (rc == 0) {
+    sv->h.pending_closes = 3;
     rc = cltcp__id_alloc(&sv->h.id, loop, CLTCP_KIND_SERVER, sv);
+  }
+  if (rc == 0)
+    rc = uv_poll_start(&sv->poll, UV_READABLE, poll_cb);
   if (rc != 0) {
     /* Nobody knows this server: close it without any event.  The memory
-     * is freed by the close callback, on a later turn. */
+     * is freed by the close callbacks, on a later turn. */
+    if (sv->h.id != 0)
+      cltcp__id_free(loop, sv->h.id);
+    if (sv->h.pending_closes == 3)
+      uv_close((uv_handle_t *)&sv->poll, unused_closed);
+    uv_close((uv_handle_t *)&sv->retry, unused_closed);
     uv_close((uv_handle_t *)&sv->tcp, unused_closed);
     return rc;
   }

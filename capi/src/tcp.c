@@ -80,9 +80,18 @@ static inline size_t queued(const cltcp__socket *s) {
   return s->tcp.write_queue_size + s->wq_len;
 }
 
+/* The socket clocks (last_read, last_write, connect_start, deadlines) are
+ * milliseconds of libuv's precise clock, not the loop's cached time, which
+ * is stale after a long callback or outside cltcp_loop_run() and would make
+ * a timeout fire early.  A clock is started with now() (rounded up) and a
+ * deadline checked with now_floor() (rounded down), so a timeout never fires
+ * before its time by the wall clock. */
 static inline uint64_t now(const cltcp__socket *s) {
-  return uv_now(&s->h.loop->uv);
+  (void)s;
+  return (uv_hrtime() + 999999) / 1000000;
 }
+
+static inline uint64_t now_floor(void) { return uv_hrtime() / 1000000; }
 
 static inline void emit(cltcp__socket *s, int event, int status,
                         const uint8_t *data, size_t len) {
@@ -212,7 +221,7 @@ static void close_flush(cltcp__socket *s) {
 
 static void timer_cb(uv_timer_t *t) {
   cltcp__socket *s = t->data;
-  uint64_t n = now(s);
+  uint64_t n = now_floor();
   size_t q;
   s->timer_due = 0;
   if (s->uv_closed)
@@ -226,7 +235,7 @@ static void timer_cb(uv_timer_t *t) {
     /* libuv reports no partial progress of a write; compare queue sizes. */
     q = queued(s);
     if (q < s->last_queued)
-      s->last_write = n;
+      s->last_write = now(s);
     s->last_queued = q;
     if (s->write_to != 0 && s->write_enabled && q > 0 &&
         n >= s->last_write + s->write_to) {
@@ -273,8 +282,13 @@ static void arm_timer(cltcp__socket *s) {
   }
   if (s->timer_due != 0 && s->timer_due <= due)
     return; /* fires early enough; it re-arms itself */
-  n = now(s);
-  uv_timer_start(&s->timer, timer_cb, due > n ? due - n : 0, 0);
+  /* The uv timer only wakes timer_cb, which checks the deadline itself and
+   * re-arms if woken early; the loop time it counts from is made fresh.
+   * (The loop's time never runs ahead of the precise clock, so the wait
+   * is never shorter than due - n.) */
+  uv_update_time(&s->h.loop->uv);
+  n = uv_now(&s->h.loop->uv);
+  uv_timer_start(&s->timer, timer_cb, due > n ? due - n : 1, 0);
   s->timer_due = due;
 }
 

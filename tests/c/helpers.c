@@ -35,6 +35,8 @@ double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+double rec_now(void) { return now_s() - t0; }
+
 void rec_reset(void) {
   size_t i;
   for (i = 0; i < nevs; i++) free((void *)evs[i].data);

@@ -124,6 +124,25 @@ void check_close_last(void);
 /* ---- time, ports, raw sockets ----------------------------------------- */
 
 double now_s(void); /* monotonic seconds */
+/* Seconds since rec_reset(): the clock of ev.when.  Take it just before
+ * arming a timer or timeout, then compare with the event's `when'. */
+double rec_now(void);
+/* Timing bounds for timers and timeouts, from the promise, not from the
+ * machine's speed: never before their time (CLTCP_EARLY_SLACK only absorbs
+ * the rounding of doubles), and within their time plus a generous slack
+ * (a slow, busy machine under valgrind). */
+#define CLTCP_EARLY_SLACK 0.001
+#define CLTCP_LATE_SLACK 5.0
+#define assert_fired_in_time(elapsed, want)                                  \
+  do {                                                                       \
+    double el__ = (elapsed), w__ = (want);                                   \
+    ck_assert_msg(el__ >= w__ - CLTCP_EARLY_SLACK,                           \
+                  "%s: fired after %.4f s, before its %.3f s", #elapsed,     \
+                  el__, w__);                                                \
+    ck_assert_msg(el__ < w__ + CLTCP_LATE_SLACK,                             \
+                  "%s: fired after %.4f s, %.3f s were asked", #elapsed,     \
+                  el__, w__);                                                \
+  } while (0)
 
 /* A loopback TCP port on which nothing listens: a socket is bound to it (so
  * no one else can take it) but does not listen, so connecting is refused.

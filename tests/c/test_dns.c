@@ -207,7 +207,9 @@ END_TEST
 START_TEST(numeric_resolves_to_itself) {
   cltcp_id loop = new_loop();
   dres r;
-  int fd = use_silent(loop, 5, 1); /* a query would hang: none is sent */
+  /* A query would hang for 30 s: none is sent (the bound below is far
+   * from both, so no machine is too slow for it). */
+  int fd = use_silent(loop, 30, 1);
   double t = now_s();
   r = resolve(loop, "127.0.0.1", CLTCP_AF_UNSPEC);
   ck_assert_int_eq(r.status, 0);
@@ -225,7 +227,7 @@ START_TEST(numeric_resolves_to_itself) {
   ck_assert_int_eq(r.status, CLTCP_ENODATA);
   r = resolve(loop, "::1", CLTCP_AF_INET);
   ck_assert_int_eq(r.status, CLTCP_ENODATA);
-  ck_assert_double_lt(now_s() - t, 1.0);
+  ck_assert_double_lt(now_s() - t, 15.0);
   ck_assert_int_eq(udp_pending(fd), 0);
   close(fd);
   finish_loop(loop);
@@ -235,8 +237,9 @@ END_TEST
 START_TEST(localhost_from_hosts_file) {
   cltcp_id loop = new_loop();
   dres r;
-  /* The servers swallow queries: an answer proves /etc/hosts gave it. */
-  int fd = use_silent(loop, 5, 1);
+  /* The servers swallow queries (for 30 s): an answer proves /etc/hosts
+   * gave it. */
+  int fd = use_silent(loop, 30, 1);
   double t = now_s();
   r = resolve(loop, "localhost", CLTCP_AF_UNSPEC);
   ck_assert_int_eq(r.status, 0);
@@ -246,8 +249,65 @@ START_TEST(localhost_from_hosts_file) {
   r = resolve(loop, "localhost", CLTCP_AF_INET);
   ck_assert_int_eq(r.status, 0);
   ck_assert_str_eq(r.addrs[0].addr, "127.0.0.1");
-  ck_assert_double_lt(now_s() - t, 1.0);
+  ck_assert_double_lt(now_s() - t, 15.0);
   ck_assert_int_eq(udp_pending(fd), 0);
+  close(fd);
+  finish_loop(loop);
+}
+END_TEST
+
+/* RFC 6761: "localhost" in any spelling and every name under ".localhost"
+ * are loopback, answered without asking any server.  The names below
+ * ".localhost" are in no hosts file, so they exercise the built-in answer
+ * on every machine; run-tests also runs this suite with an empty
+ * /etc/hosts, where plain "localhost" takes the same path. */
+START_TEST(localhost_names_are_loopback) {
+  static const char *const names[] = {"app.localhost", "a.b.LocalHost",
+                                      "x.localhost.", "LOCALHOST.",
+                                      "localhost", NULL};
+  cltcp_id loop = new_loop(), req;
+  dres r;
+  int fd = use_silent(loop, 5, 1), i;
+  size_t k;
+  for (i = 0; names[i] != NULL; i++) {
+    r = resolve(loop, names[i], CLTCP_AF_INET);
+    ck_assert_msg(r.status == 0, "%s: %s", names[i],
+                  cltcp_err_name(r.status));
+    ck_assert_int_eq(r.addrs[0].family, CLTCP_AF_INET);
+    ck_assert_str_eq(r.addrs[0].addr, "127.0.0.1");
+    for (k = 0; k < r.n; k++)
+      ck_assert_int_eq(r.addrs[k].family, CLTCP_AF_INET);
+    r = resolve(loop, names[i], CLTCP_AF_INET6);
+    ck_assert_msg(r.status == 0, "%s/6: %s", names[i],
+                  cltcp_err_name(r.status));
+    ck_assert_int_eq(r.addrs[0].family, CLTCP_AF_INET6);
+    ck_assert_str_eq(r.addrs[0].addr, "::1");
+    r = resolve(loop, names[i], CLTCP_AF_UNSPEC);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_uint_ge(r.n, 2);
+    ck_assert_str_eq(r.addrs[0].addr, "127.0.0.1");
+    ck_assert_int_eq(r.addrs[r.n - 1].family, CLTCP_AF_INET6);
+  }
+  ck_assert_int_eq(udp_pending(fd), 0);
+  /* Names that only look alike do go to the servers. */
+  {
+    static const char *const others[] = {"xlocalhost", "localhost.example",
+                                         NULL};
+    for (i = 0; others[i] != NULL; i++) {
+      int seen = 0;
+      double until = now_s() + 10;
+      memset(&r, 0, sizeof r);
+      req = lookup(loop, others[i], CLTCP_AF_INET, &r);
+      while (seen == 0 && now_s() < until) {
+        run_for(loop, 0.01);
+        seen = udp_pending(fd);
+      }
+      ck_assert_msg(seen > 0, "%s was not asked of the server", others[i]);
+      ck_assert_int_eq(cltcp_dns_cancel(req), 0);
+      run_until(loop, pred_called, &r, 5);
+      ck_assert_int_eq(r.status, UV_ECANCELED);
+    }
+  }
   close(fd);
   finish_loop(loop);
 }
@@ -310,14 +370,17 @@ START_TEST(unreachable_server_times_out) {
   lookup(loop, "slow.example", CLTCP_AF_UNSPEC, &r4);
   lookup(loop, "slow6.example", CLTCP_AF_INET6, &r6);
   ck_assert_uint_eq(handles(loop), 2);
-  run_until(loop, pred_called, &r4, 5);
-  run_until(loop, pred_called, &r6, 5);
+  run_until(loop, pred_called, &r4, 15);
+  run_until(loop, pred_called, &r6, 15);
   dt = now_s() - t;
   ck_assert_int_eq(r4.calls, 1);
   ck_assert_int_eq(r4.status, CLTCP_EDNSTIMEOUT);
   ck_assert_int_eq(r6.status, CLTCP_EDNSTIMEOUT);
   ck_assert_str_eq(cltcp_err_name(r4.status), "EDNSTIMEOUT");
-  ck_assert_msg(dt >= 0.4 && dt < 2.5, "timed out after %.3f s", dt);
+  /* Never before the 0.5 s try (c-ares keeps its own clock, in ms), and
+   * within a generous slack. */
+  ck_assert_msg(dt >= 0.5 - 0.002 && dt < 0.5 + 10, "timed out after %.3f s",
+                dt);
   /* The queries did reach the silent server (A + AAAA, then AAAA). */
   ck_assert_int_ge(udp_pending(fd), 3);
   ck_assert_uint_eq(handles(loop), 0);
@@ -804,6 +867,30 @@ START_TEST(server_binds_localhost) {
 }
 END_TEST
 
+/* Binds and connects by a name under .localhost: no hosts file has it. */
+START_TEST(server_binds_dot_localhost) {
+  cltcp_id loop = new_loop(), sv = 0, c = 0;
+  char addr[64];
+  int port = 0, family = 0;
+  int fd = use_silent(loop, 5, 1);
+  ck_assert_int_eq(cltcp_server_listen(&sv, loop, "api.localhost", 0, -1,
+                                       rec_cb, 1, rec_cb, 2),
+                   0);
+  track(sv);
+  ck_assert_int_eq(
+      cltcp_server_address(addr, sizeof addr, &port, &family, sv), 0);
+  ck_assert_str_eq(addr, "127.0.0.1");
+  ck_assert_int_eq(cltcp_socket_new(&c, loop, rec_cb, 3), 0);
+  track(c);
+  ck_assert_int_eq(cltcp_socket_connect(c, "API.localhost.", port), 0);
+  wait_ev(loop, c, CLTCP_EV_CONNECT, 1, 5);
+  wait_ev(loop, sv, CLTCP_EV_ACCEPT, 1, 5);
+  ck_assert_int_eq(udp_pending(fd), 0);
+  close(fd);
+  finish_loop(loop);
+}
+END_TEST
+
 static Suite *dns_suite(void) {
   Suite *s = suite_create("dns");
   TCase *tc = tcase_create("dns");
@@ -813,6 +900,7 @@ static Suite *dns_suite(void) {
   tcase_add_test(tc, unspec_gives_both_ipv4_first);
   tcase_add_test(tc, numeric_resolves_to_itself);
   tcase_add_test(tc, localhost_from_hosts_file);
+  tcase_add_test(tc, localhost_names_are_loopback);
   tcase_add_test(tc, nxdomain_is_enotfound);
   tcase_add_test(tc, bad_names);
   tcase_add_test(tc, unreachable_server_times_out);
@@ -831,6 +919,7 @@ static Suite *dns_suite(void) {
   tcase_add_test(tc, server_list_and_timeout_settings);
   tcase_add_test(tc, argument_errors);
   tcase_add_test(tc, server_binds_localhost);
+  tcase_add_test(tc, server_binds_dot_localhost);
   suite_add_tcase(s, tc);
   return s;
 }

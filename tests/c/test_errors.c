@@ -76,6 +76,7 @@ END_TEST
 START_TEST(version) {
   char want[32];
   ck_assert_int_eq(cltcp_abi_version(), CLTCP_ABI_VERSION);
+  ck_assert_int_eq(cltcp_abi_version(), 3);
   ck_assert_int_eq(cltcp_version(), CLTCP_VERSION_MAJOR * 10000 +
                                         CLTCP_VERSION_MINOR * 100 +
                                         CLTCP_VERSION_PATCH);

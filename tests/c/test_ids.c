@@ -1,9 +1,13 @@
 /*
  * test_ids.c -- integer ids: id 0, made-up ids, ids of the wrong kind, stale
  * ids after close and after their slot was reused, double close,
- * cltcp_id_alive() and cltcp_id_kind().  No id may crash the library or
- * touch another handle.
+ * cltcp_id_alive() and cltcp_id_kind(); forged kind bits on live handles of
+ * every kind; ids of closed loops, which must never name a later loop's
+ * handles, also when used from another thread.  No id may crash the library
+ * or touch another handle.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -439,6 +443,383 @@ START_TEST(alive_never_fails) {
 }
 END_TEST
 
+
+/* ---- forged kinds, dead loops, threads ---------------------------------- */
+
+/* The kind field of an id: bits 61..59 (capi/src/internal.h). */
+#define KIND_BITS (7ull << 59)
+
+static cltcp_id with_kind(cltcp_id id, int kind) {
+  return (id & ~KIND_BITS) | ((cltcp_id)kind << 59);
+}
+
+static int dns_calls, dns_last_status;
+static cltcp_id dns_last_req;
+
+static void ids_dns_cb(uintptr_t ctx, cltcp_id req, int status,
+                       const cltcp_addr *addrs, size_t n) {
+  (void)ctx;
+  (void)addrs;
+  (void)n;
+  dns_calls++;
+  dns_last_status = status;
+  dns_last_req = req;
+}
+
+static bool pred_dns_done(void *arg) { return dns_calls >= *(int *)arg; }
+
+/* Every call of the given kind, with `id', returns `code'. */
+static void kind_calls_return(int kind, cltcp_id id, int code) {
+  switch (kind) {
+    case CLTCP_KIND_LOOP: {
+      cltcp_id req = 0;
+      loop_calls_return(id, code);
+      ASSERT_CODE(cltcp_loop_set_wakeup(id, 1.0), code);
+      ASSERT_CODE(cltcp_loop_set_dns_timeout(id, 1.0, 1), code);
+      ASSERT_CODE(cltcp_loop_set_dns_servers(id, "127.0.0.1:1"), code);
+      ASSERT_CODE(cltcp_dns_lookup(&req, id, "127.0.0.1", CLTCP_AF_UNSPEC,
+                                   ids_dns_cb, 1),
+                  code);
+      break;
+    }
+    case CLTCP_KIND_SOCKET:
+      socket_calls_return(id, code);
+      break;
+    case CLTCP_KIND_SERVER:
+      server_calls_return(id, code);
+      break;
+    case CLTCP_KIND_TIMER:
+      ASSERT_CODE(cltcp_timer_close(id), code);
+      break;
+    case CLTCP_KIND_DNS:
+      ASSERT_CODE(cltcp_dns_cancel(id), code);
+      break;
+    default:
+      ck_abort_msg("no calls for kind %d", kind);
+  }
+}
+
+/* A live handle of every kind; its id with the kind bits rewritten to every
+ * other kind names nothing (CLTCP_ECLOSED) and never reaches the handle:
+ * before the slot stored its kind, a server id relabelled SOCKET was
+ * accepted by the socket calls, which read past the server's memory.  The
+ * real id given to the calls of another kind gives CLTCP_EKIND. */
+START_TEST(forged_kinds) {
+  cltcp_id loop = new_loop(), h[CLTCP_KIND_DNS + 1] = {0};
+  int r, c, want_dns = 1;
+  size_t n = 0, forged = 0;
+  dns_calls = 0;
+  h[CLTCP_KIND_LOOP] = loop;
+  ck_assert_int_eq(cltcp_socket_new(&h[CLTCP_KIND_SOCKET], loop, rec_cb, 1),
+                   0);
+  ck_assert_int_eq(cltcp_server_listen(&h[CLTCP_KIND_SERVER], loop,
+                                       "127.0.0.1", 0, -1, rec_cb, 2, rec_cb,
+                                       3),
+                   0);
+  ck_assert_int_eq(
+      cltcp_timer_start(&h[CLTCP_KIND_TIMER], loop, 60, 0, rec_cb, 4), 0);
+  /* A lookup of a numeric address is answered on the next turn, so the
+   * request is live until the loop runs. */
+  ck_assert_int_eq(cltcp_dns_lookup(&h[CLTCP_KIND_DNS], loop, "127.0.0.1",
+                                    CLTCP_AF_UNSPEC, ids_dns_cb, 5),
+                   0);
+  for (r = CLTCP_KIND_SOCKET; r <= CLTCP_KIND_TIMER; r++) track(h[r]);
+  for (r = CLTCP_KIND_LOOP; r <= CLTCP_KIND_DNS; r++) {
+    ck_assert_int_eq(cltcp_id_kind(h[r]), r);
+    assert_alive(h[r]);
+    /* Kinds 0..7: every value the field can hold.  6 and 7 name no kind of
+     * this test (the library may give them meanings), so only alive is
+     * asked of them. */
+    for (c = 0; c <= 7; c++) {
+      cltcp_id f = with_kind(h[r], c);
+      if (c == r) continue;
+      ck_assert_uint_lt(f, 1ull << 62);
+      assert_dead(f);
+      if (c == CLTCP_KIND_NONE) {
+        for (int k = CLTCP_KIND_LOOP; k <= CLTCP_KIND_DNS; k++)
+          kind_calls_return(k, f, CLTCP_ECLOSED);
+      } else if (c <= CLTCP_KIND_DNS) {
+        kind_calls_return(c, f, CLTCP_ECLOSED);
+        kind_calls_return(c, h[r], CLTCP_EKIND);
+      }
+      forged++;
+    }
+  }
+  ck_assert_uint_eq(forged, 5 * 7);
+  /* Nothing reached a handle: all alive, no event, no callback. */
+  for (r = CLTCP_KIND_LOOP; r <= CLTCP_KIND_DNS; r++) assert_alive(h[r]);
+  ck_assert_int_eq(cltcp_loop_handle_count(&n, loop), 0);
+  ck_assert_uint_eq(n, 4);
+  ck_assert_uint_eq(rec_count(), 0);
+  ck_assert_int_eq(dns_calls, 0);
+  run_until(loop, pred_dns_done, &want_dns, 10);
+  ck_assert_int_eq(dns_calls, 1);
+  ck_assert_int_eq(dns_last_status, 0);
+  ck_assert_uint_eq(dns_last_req, h[CLTCP_KIND_DNS]);
+  finish_loop(loop);
+  ck_assert_str_eq(rec_seq(h[CLTCP_KIND_SOCKET]), "X");
+  ck_assert_str_eq(rec_seq(h[CLTCP_KIND_SERVER]), "X");
+  ck_assert_str_eq(rec_seq(h[CLTCP_KIND_TIMER]), "X");
+}
+END_TEST
+
+static int cmp_id(const void *a, const void *b) {
+  cltcp_id x = *(const cltcp_id *)a, y = *(const cltcp_id *)b;
+  return x < y ? -1 : x > y;
+}
+
+static bool pred_closed(void *arg) {
+  return rec_count_ev(*(cltcp_id *)arg, CLTCP_EV_CLOSE) == 1;
+}
+
+/* The loop index of a loop id (bits 58..48, capi/src/internal.h). */
+static unsigned loop_index(cltcp_id id) { return (unsigned)(id >> 48) & 0x7FF; }
+
+#define UROUNDS 30
+#define UPER 8 /* ids kept per round */
+
+/* Loop A, socket sa, close A; loop B takes A's index, socket sb: sa and sb
+ * must differ and sa must stay dead.  Before, B's slots started at
+ * generation 1 again, so sb == sa and cltcp_socket_close(sa) closed B's
+ * socket.  Then many loops on one index, each reusing its slots, give ids
+ * that are all distinct. */
+START_TEST(ids_unique_across_loops) {
+  cltcp_id keep = new_loop(), a = 0, b = 0, sa = 0, sb = 0, ta = 0, tb = 0;
+  cltcp_id *all = calloc(UROUNDS * UPER + 4, sizeof *all);
+  size_t nall = 0, i, n = 0;
+  int round;
+  ck_assert_ptr_nonnull(all);
+  ck_assert_int_eq(cltcp_loop_new(&a), 0);
+  ck_assert_int_eq(cltcp_socket_new(&sa, a, rec_cb, 1), 0);
+  ck_assert_int_eq(cltcp_timer_start(&ta, a, 60, 0, rec_cb, 1), 0);
+  ck_assert_int_eq(cltcp_loop_close(a), 0);
+  ck_assert_int_eq(rec_find(sa, CLTCP_EV_CLOSE, 0)->status, UV_ECANCELED);
+  ck_assert_int_eq(cltcp_loop_new(&b), 0);
+  /* The lowest free index is reused: the case that aliased. */
+  ck_assert_uint_eq(loop_index(b), loop_index(a));
+  ck_assert_uint_ne(b, a);
+  ck_assert_int_eq(cltcp_socket_new(&sb, b, rec_cb, 2), 0);
+  ck_assert_int_eq(cltcp_timer_start(&tb, b, 60, 0, rec_cb, 2), 0);
+  ck_assert_uint_ne(sb, sa);
+  ck_assert_uint_ne(tb, ta);
+  assert_dead(sa);
+  assert_dead(ta);
+  assert_dead(a);
+  ASSERT_CODE(cltcp_socket_close(sa, CLTCP_CLOSE_NOW), CLTCP_ECLOSED);
+  ASSERT_CODE(cltcp_socket_write(sa, (const uint8_t *)"x", 1, 0),
+              CLTCP_ECLOSED);
+  ASSERT_CODE(cltcp_timer_close(ta), CLTCP_ECLOSED);
+  socket_calls_return(sa, CLTCP_ECLOSED);
+  loop_calls_return(a, CLTCP_ECLOSED);
+  assert_alive(sb);
+  assert_alive(tb);
+  run_for(b, 0.02);
+  ck_assert_uint_eq(rec_count_ev(sb, 0), 0);
+  ck_assert_uint_eq(rec_count_ev(tb, 0), 0);
+  ck_assert_int_eq(cltcp_loop_close(b), 0);
+  ck_assert_str_eq(rec_seq(sb), "X");
+  ck_assert_int_eq(rec_find(sb, CLTCP_EV_CLOSE, 0)->status, UV_ECANCELED);
+  ck_assert_int_eq(rec_find(sb, CLTCP_EV_CLOSE, 0)->ctx, 2);
+  all[nall++] = a;
+  all[nall++] = sa;
+  all[nall++] = b;
+  all[nall++] = sb;
+
+  for (round = 0; round < UROUNDS; round++) {
+    cltcp_id l = 0, s = 0, t = 0;
+    int j;
+    ck_assert_int_eq(cltcp_loop_new(&l), 0);
+    ck_assert_uint_eq(loop_index(l), loop_index(a));
+    all[nall++] = l;
+    /* Slot reuse inside the loop moves its generations on... */
+    for (j = 0; j < 3; j++) {
+      ck_assert_int_eq(cltcp_socket_new(&s, l, rec_cb, 3), 0);
+      ck_assert_int_eq(cltcp_socket_close(s, CLTCP_CLOSE_NOW), 0);
+      run_until(l, pred_closed, &s, 5);
+      all[nall++] = s;
+    }
+    ck_assert_int_eq(cltcp_timer_start(&t, l, 60, 0, rec_cb, 3), 0);
+    all[nall++] = t;
+    for (j = 0; j < UPER - 5; j++) {
+      ck_assert_int_eq(cltcp_socket_new(&s, l, rec_cb, 3), 0);
+      all[nall++] = s;
+    }
+    /* ...and the loop closes with handles live. */
+    ck_assert_int_eq(cltcp_loop_close(l), 0);
+  }
+  ck_assert_uint_eq(nall, UROUNDS * UPER + 4);
+  for (i = 0; i < nall; i++) {
+    ck_assert_uint_ne(all[i], 0);
+    ck_assert_uint_lt(all[i], 1ull << 62);
+    assert_dead(all[i]);
+  }
+  qsort(all, nall, sizeof *all, cmp_id);
+  for (i = 1; i < nall; i++)
+    ck_assert_msg(all[i] != all[i - 1], "id %#llx issued twice",
+                  (unsigned long long)all[i]);
+  for (i = 0; i < nall; i++) {
+    switch (cltcp_id_kind(all[i])) {
+      case CLTCP_KIND_SOCKET:
+        ASSERT_CODE(cltcp_socket_close(all[i], CLTCP_CLOSE_NOW),
+                    CLTCP_ECLOSED);
+        break;
+      case CLTCP_KIND_TIMER:
+        ASSERT_CODE(cltcp_timer_close(all[i]), CLTCP_ECLOSED);
+        break;
+      case CLTCP_KIND_LOOP:
+        ASSERT_CODE(cltcp_loop_stop(all[i]), CLTCP_ECLOSED);
+        break;
+      default:
+        ck_abort_msg("unexpected kind of %#llx", (unsigned long long)all[i]);
+    }
+  }
+  free(all);
+  ck_assert_int_eq(cltcp_loop_handle_count(&n, keep), 0);
+  ck_assert_uint_eq(n, 0);
+  finish_loop(keep);
+}
+END_TEST
+
+/* Two threads: one creates loops with handles and closes them, over and
+ * over; after closing a loop it makes the next one (on the same index) and
+ * only then hands the closed loop's ids to the other thread, and waits
+ * until that thread has called the library with them before it goes on.
+ * Every such call must give CLTCP_ECLOSED and read no memory of any loop:
+ * the header allows ids of closed loops on any thread.  Under
+ * ThreadSanitizer (run-tests builds this suite with it) a read of the loop
+ * table or of a live loop's memory that races with the first thread is
+ * reported even when it happens to return the right code. */
+#define TLOOPS 200
+
+static struct {
+  pthread_mutex_t mu;
+  cltcp_id ids[3]; /* a closed loop, its socket, its timer */
+  size_t seq;      /* bumped with each new set of ids */
+  atomic_size_t seen; /* the last seq the user thread finished calls with */
+  atomic_bool done;
+  size_t creator_errors;
+  size_t calls, bad_calls, alive_seen, rounds;
+  int bad_code;
+} xt = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void quiet_cb(uintptr_t ctx, cltcp_id id, int event, int status,
+                     cltcp_id other, const uint8_t *data, size_t len) {
+  (void)ctx; (void)id; (void)event; (void)status; (void)other; (void)data;
+  (void)len;
+}
+
+static int make_loop(cltcp_id ids[3]) {
+  int alive = 0;
+  if (cltcp_loop_new(&ids[0]) != 0 ||
+      cltcp_socket_new(&ids[1], ids[0], quiet_cb, 0) != 0 ||
+      cltcp_timer_start(&ids[2], ids[0], 60, 0, quiet_cb, 0) != 0 ||
+      cltcp_loop_run(&alive, ids[0], CLTCP_RUN_NOWAIT) != 0)
+    return -1;
+  return 0;
+}
+
+static void *creator(void *arg) {
+  cltcp_id cur[3], prev[3];
+  size_t i;
+  (void)arg;
+  if (make_loop(cur) != 0) {
+    xt.creator_errors++;
+    goto out;
+  }
+  for (i = 1; i <= TLOOPS; i++) {
+    memcpy(prev, cur, sizeof cur);
+    if (cltcp_loop_close(prev[0]) != 0 || make_loop(cur) != 0) {
+      xt.creator_errors++;
+      goto out;
+    }
+    pthread_mutex_lock(&xt.mu);
+    memcpy(xt.ids, prev, sizeof prev);
+    xt.seq = i;
+    pthread_mutex_unlock(&xt.mu);
+    /* The other thread uses prev while cur, on prev's index, is live and
+     * changing: its handle table is written (and a loop is created and
+     * closed on another index) all the while.  A handshake, not a sleep:
+     * the test's timeout bounds it. */
+    while (atomic_load(&xt.seen) < i) {
+      cltcp_id x = 0, other = 0;
+      int alive = 0;
+      if (cltcp_socket_new(&x, cur[0], quiet_cb, 0) != 0 ||
+          cltcp_socket_close(x, CLTCP_CLOSE_NOW) != 0 ||
+          cltcp_loop_run(&alive, cur[0], CLTCP_RUN_NOWAIT) != 0 ||
+          cltcp_loop_new(&other) != 0 || cltcp_loop_close(other) != 0) {
+        xt.creator_errors++;
+        goto out;
+      }
+    }
+  }
+  if (cltcp_loop_close(cur[0]) != 0) xt.creator_errors++;
+out:
+  atomic_store(&xt.done, true);
+  return NULL;
+}
+
+static void stale_call(int rc) {
+  xt.calls++;
+  if (rc != CLTCP_ECLOSED) {
+    xt.bad_calls++;
+    xt.bad_code = rc;
+  }
+}
+
+static void *stale_user(void *arg) {
+  (void)arg;
+  while (!atomic_load(&xt.done)) {
+    cltcp_id l, s, t;
+    uint64_t ms;
+    size_t n, seq;
+    int rd, wr, alive = 0;
+    pthread_mutex_lock(&xt.mu);
+    l = xt.ids[0];
+    s = xt.ids[1];
+    t = xt.ids[2];
+    seq = xt.seq;
+    pthread_mutex_unlock(&xt.mu);
+    if (seq == 0 || atomic_load(&xt.seen) == seq) {
+      sched_yield();
+      continue;
+    }
+    stale_call(cltcp_socket_queued(&n, s));
+    stale_call(cltcp_socket_enabled(&rd, &wr, s));
+    stale_call(cltcp_socket_nodelay(s, 1));
+    stale_call(cltcp_socket_close(s, CLTCP_CLOSE_NOW));
+    stale_call(cltcp_timer_close(t));
+    stale_call(cltcp_loop_now(&ms, l));
+    stale_call(cltcp_loop_handle_count(&n, l));
+    stale_call(cltcp_loop_stop(l));
+    cltcp_id_alive(&alive, s);
+    if (alive) xt.alive_seen++;
+    cltcp_id_alive(&alive, t);
+    if (alive) xt.alive_seen++;
+    cltcp_id_alive(&alive, l);
+    if (alive) xt.alive_seen++;
+    xt.rounds++;
+    atomic_store(&xt.seen, seq);
+  }
+  return NULL;
+}
+
+START_TEST(closed_loop_ids_from_another_thread) {
+  pthread_t a, b;
+  ck_assert_int_eq(pthread_create(&b, NULL, stale_user, NULL), 0);
+  ck_assert_int_eq(pthread_create(&a, NULL, creator, NULL), 0);
+  ck_assert_int_eq(pthread_join(a, NULL), 0);
+  ck_assert_int_eq(pthread_join(b, NULL), 0);
+  ck_assert_uint_eq(xt.creator_errors, 0);
+  ck_assert_msg(xt.bad_calls == 0, "%zu of %zu calls with ids of closed "
+                "loops did not return ECLOSED (last: %d %s)", xt.bad_calls,
+                xt.calls, xt.bad_code, cltcp_err_name(xt.bad_code));
+  ck_assert_uint_eq(xt.alive_seen, 0);
+  /* One round of calls per closed loop, each while the next was live. */
+  ck_assert_uint_eq(xt.rounds, TLOOPS);
+  ck_assert_uint_eq(xt.calls, TLOOPS * 8);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("ids");
   TCase *tc = tcase_create("ids");
@@ -452,6 +833,9 @@ static Suite *suite(void) {
   tcase_add_test(tc, bad_close_mode);
   tcase_add_test(tc, loop_ids);
   tcase_add_test(tc, alive_never_fails);
+  tcase_add_test(tc, forged_kinds);
+  tcase_add_test(tc, ids_unique_across_loops);
+  tcase_add_test(tc, closed_loop_ids_from_another_thread);
   suite_add_tcase(s, tc);
   return s;
 }

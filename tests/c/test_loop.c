@@ -42,8 +42,7 @@ START_TEST(run_default_until_no_work) {
   ck_assert_uint_eq(rec_count(), 0);
   ck_assert_int_eq(cltcp_loop_run(&alive, loop, CLTCP_RUN_DEFAULT), 0);
   ck_assert_int_eq(alive, 0);
-  ck_assert_double_ge(now_s() - start, 0.045);
-  ck_assert_double_lt(now_s() - start, 2.0);
+  assert_fired_in_time(now_s() - start, 0.05);
   /* One-shot: TIMER, then it closes itself with status 0. */
   ck_assert_str_eq(rec_seq(t), "TX");
   ck_assert_int_eq(rec_find(t, CLTCP_EV_TIMER, 0)->status, 0);
@@ -56,27 +55,33 @@ START_TEST(run_default_until_no_work) {
 END_TEST
 
 START_TEST(run_nowait_and_once) {
-  cltcp_id loop = new_loop(), t = 0;
+  /* The bounds follow from what the modes promise, not from the machine's
+   * speed: NOWAIT must return long before a 10 s timer (a blocking turn
+   * would wait for it), ONCE blocks until the 0.2 s timer, never before it
+   * is due, and in few turns (it sleeps in the kernel, no busy loop). */
+  cltcp_id loop = new_loop(), t = 0, far = 0;
   int alive = 5, turns = 0;
   double start;
-  ck_assert_int_eq(cltcp_timer_start(&t, loop, 0.2, 0, rec_cb, 7), 0);
-  track(t);
-  /* NOWAIT never blocks: the timer is not due. */
+  ck_assert_int_eq(cltcp_timer_start(&far, loop, 10, 0, rec_cb, 8), 0);
+  track(far);
   start = now_s();
   ck_assert_int_eq(cltcp_loop_run(&alive, loop, CLTCP_RUN_NOWAIT), 0);
-  ck_assert_double_lt(now_s() - start, 0.1);
+  ck_assert_double_lt(now_s() - start, 5.0);
   ck_assert_int_eq(alive, 1);
   ck_assert_uint_eq(rec_count(), 0);
-  /* ONCE blocks for work; a few turns at most reach the timer. */
+  start = now_s();
+  ck_assert_int_eq(cltcp_timer_start(&t, loop, 0.2, 0, rec_cb, 7), 0);
+  track(t);
   while (rec_count_ev(t, CLTCP_EV_TIMER) == 0 && turns < 1000) {
     ck_assert_int_eq(cltcp_loop_run(&alive, loop, CLTCP_RUN_ONCE), 0);
     turns++;
-    ck_assert_double_lt(now_s() - start, 3.0);
+    ck_assert_double_lt(now_s() - start, 0.2 + CLTCP_LATE_SLACK);
   }
   ck_assert_uint_eq(rec_count_ev(t, CLTCP_EV_TIMER), 1);
-  ck_assert_double_ge(now_s() - start, 0.19);
+  assert_fired_in_time(now_s() - start, 0.2);
   /* Blocking turns, not a busy loop. */
   ck_assert_int_lt(turns, 20);
+  ck_assert_uint_eq(rec_count_ev(far, 0), 0);
   finish_loop(loop);
   ck_assert_str_eq(rec_seq(t), "TX");
 }
@@ -241,7 +246,8 @@ START_TEST(wakeup_ends_turns_without_keeping_alive) {
     ck_assert_int_eq(cltcp_loop_run(&alive, loop, CLTCP_RUN_ONCE), 0);
     ck_assert_int_eq(cltcp_loop_now(&b, loop), 0);
     ck_assert_int_eq(alive, 1);
-    ck_assert_uint_lt(b - a, 1000);
+    /* Far below the timer's 10 s, generous for a busy machine. */
+    ck_assert_uint_lt(b - a, 5000);
   }
   ck_assert_uint_eq(rec_count(), 0);
   /* Turned off, bad values are "off" too; the id is checked. */
@@ -260,10 +266,14 @@ START_TEST(loop_now_advances) {
   ck_assert_int_eq(cltcp_loop_now(&a, loop), 0);
   ck_assert_int_eq(cltcp_timer_start(&t, loop, 0.1, 0, rec_cb, 1), 0);
   track(t);
-  wait_ev(loop, t, CLTCP_EV_TIMER, 1, 3);
+  wait_ev(loop, t, CLTCP_EV_TIMER, 1, 10);
   ck_assert_int_eq(cltcp_loop_now(&b, loop), 0);
-  ck_assert_uint_ge(b, a + 100);
-  ck_assert_uint_lt(b, a + 3000);
+  /* The loop's time is cached at the start of the turn, whole
+   * milliseconds, possibly of a coarse clock; the timer keeps the precise
+   * clock.  So the loop time of the firing turn may read up to 2 ms less
+   * than the timer's 100 ms after `a'. */
+  ck_assert_uint_ge(b, a + 100 - 2);
+  ck_assert_uint_lt(b, a + 100 + 5000);
   finish_loop(loop);
 }
 END_TEST

@@ -402,6 +402,168 @@ START_TEST(accept_emfile) {
 }
 END_TEST
 
+/* ---- descriptor exhaustion: one ERROR per episode, nothing spins ------- */
+
+/* Lowers RLIMIT_NOFILE to a little above the lowest free descriptor and
+ * fills every free slot below it with /dev/null, so that no descriptor can
+ * be created until fill_release().  The old limit goes to *old. */
+static int fill[64];
+static int nfill;
+
+static void fill_all(struct rlimit *old, int first) {
+  struct rlimit lim;
+  int fd, probe = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ck_assert_int_ge(probe, 0);
+  close(probe);
+  if (first) {
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, old), 0);
+    lim = *old;
+    if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur > (rlim_t)probe + 24)
+      lim.rlim_cur = (rlim_t)probe + 24;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+  }
+  nfill = 0;
+  while (nfill < 64 && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+    fill[nfill++] = fd;
+  ck_assert_msg(nfill < 64 && errno == EMFILE, "filled %d, errno %d", nfill,
+                errno);
+}
+
+static void fill_release(void) {
+  while (nfill > 0)
+    close(fill[--nfill]);
+}
+
+/* The server's accepted sockets (ctx 2) echo what they read. */
+static void echo_accepted(const ev *e) {
+  if (e->ctx == 2 && e->event == CLTCP_EV_DATA)
+    ck_assert_int_eq(cltcp_socket_write(e->id, e->data, e->len, 0), 0);
+}
+
+struct echo_wait {
+  int fd;
+  char got[16];
+  size_t n;
+};
+
+static bool pred_echoed(void *arg) {
+  struct echo_wait *w = arg;
+  int eof = 0;
+  long r = raw_read(w->fd, (uint8_t *)w->got + w->n,
+                    sizeof w->got - 1 - w->n, &eof);
+  if (r > 0)
+    w->n += (size_t)r;
+  return w->n >= 4 || eof;
+}
+
+static void assert_echoes(cltcp_id loop, int fd, const char *four) {
+  struct echo_wait w = {fd, {0}, 0};
+  ck_assert_int_eq(write(fd, four, 4), 4);
+  pump_until(loop, pred_echoed, &w, 10);
+  ck_assert_uint_eq(w.n, 4);
+  ck_assert_mem_eq(w.got, four, 4);
+}
+
+static bool pred_timer_fired(void *arg) {
+  return rec_count_ev(*(cltcp_id *)arg, CLTCP_EV_TIMER) > 0;
+}
+
+START_TEST(accept_emfile_episode) {
+  enum { PENDING = 5 };
+  cltcp_id loop = new_loop(), server = 0, timer = 0;
+  int port = 0, a, late, cl[PENDING + 1], i, turns = 0;
+  struct rlimit old;
+  size_t accepts;
+  const ev *e;
+  ck_assert_int_eq(cltcp_server_listen(&server, loop, "127.0.0.1", 0, -1,
+                                       rec_cb, 1, rec_cb, 2),
+                   0);
+  track(server);
+  ck_assert_int_eq(cltcp_server_port(&port, server), 0);
+  rec_hook = echo_accepted;
+  /* An existing connection, served before, during and after. */
+  a = raw_connect("127.0.0.1", port);
+  wait_ev(loop, server, CLTCP_EV_ACCEPT, 1, 10);
+  assert_echoes(loop, a, "one!");
+  /* The clients' sockets exist before the descriptors run out (a connect
+   * needs no new descriptor). */
+  for (i = 0; i <= PENDING; i++) {
+    cl[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(cl[i], 0);
+  }
+
+  fill_all(&old, 1);
+  {
+    struct sockaddr_in sin;
+    ck_assert_int_eq(uv_ip4_addr("127.0.0.1", port, &sin), 0);
+    for (i = 0; i < PENDING; i++)
+      ck_assert_msg(connect(cl[i], (struct sockaddr *)&sin, sizeof sin) == 0,
+                    "connect: %s", strerror(errno));
+  }
+  /* The shortage is reported, on the server, with its code. */
+  wait_ev(loop, server, CLTCP_EV_ERROR, 1, 10);
+  e = rec_find(server, CLTCP_EV_ERROR, 0);
+  ck_assert_msg(e->status == UV_EMFILE || e->status == UV_ENFILE,
+                "accept ERROR status %d (%s)", e->status,
+                cltcp_err_name(e->status));
+  ck_assert_int_eq(e->ctx, 1);
+  ck_assert_int_eq(e->other, 0);
+  /* The existing connection is still served. */
+  assert_echoes(loop, a, "two!");
+  /* Nothing spins: with the descriptors still gone, the loop waits for a
+   * 1 s timer in few turns (accept is retried about every 100 ms; a loop
+   * polling a readable listener would turn as fast as the machine can,
+   * which only makes the count larger on a faster machine). */
+  ck_assert_int_eq(cltcp_timer_start(&timer, loop, 1.0, 0, rec_cb, 3), 0);
+  track(timer);
+  while (!pred_timer_fired(&timer)) {
+    ck_assert_int_eq(cltcp_loop_run(NULL, loop, CLTCP_RUN_ONCE), 0);
+    ck_assert_int_lt(++turns, 60);
+  }
+  /* One report for the episode, however many connections wait. */
+  ck_assert_uint_eq(rec_count_ev(server, CLTCP_EV_ERROR), 1);
+  ck_assert_uint_eq(rec_count_ev(server, CLTCP_EV_ACCEPT), 1);
+  {
+    int alive = 0;
+    ck_assert_int_eq(cltcp_id_alive(&alive, server), 0);
+    ck_assert_int_eq(alive, 1);
+  }
+
+  /* Descriptors come back: accepting resumes by itself, with no new
+   * report, and a new connection is accepted and served. */
+  fill_release();
+  late = raw_connect("127.0.0.1", port);
+  assert_echoes(loop, late, "new!");
+  assert_echoes(loop, a, "old!");
+  ck_assert_uint_eq(rec_count_ev(server, CLTCP_EV_ERROR), 1);
+
+  /* A second shortage is a second episode, reported again. */
+  run_for(loop, 0.3); /* the backlog drains */
+  accepts = rec_count_ev(server, CLTCP_EV_ACCEPT);
+  fill_all(&old, 0);
+  {
+    struct sockaddr_in sin;
+    ck_assert_int_eq(uv_ip4_addr("127.0.0.1", port, &sin), 0);
+    ck_assert_int_eq(
+        connect(cl[PENDING], (struct sockaddr *)&sin, sizeof sin), 0);
+  }
+  wait_ev(loop, server, CLTCP_EV_ERROR, 2, 10);
+  ck_assert_uint_eq(rec_count_ev(server, CLTCP_EV_ACCEPT), accepts);
+  fill_release();
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+  close(late);
+  late = raw_connect("127.0.0.1", port);
+  assert_echoes(loop, late, "end!");
+  ck_assert_uint_eq(rec_count_ev(server, CLTCP_EV_ERROR), 2);
+
+  for (i = 0; i <= PENDING; i++)
+    close(cl[i]);
+  close(late);
+  close(a);
+  finish_loop(loop);
+}
+END_TEST
+
 START_TEST(listen_ipv6) {
   cltcp_id loop = new_loop(), server = 0;
   int port = 0, fam = 0, fd;
@@ -439,6 +601,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, close_in_accept);
   tcase_add_test(tc, accepted_keep_mode_from_accept);
   tcase_add_test(tc, accept_emfile);
+  tcase_add_test(tc, accept_emfile_episode);
   tcase_add_test(tc, listen_ipv6);
   suite_add_tcase(s, tc);
   return s;

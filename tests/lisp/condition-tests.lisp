@@ -101,19 +101,33 @@
 (test reset-is-both-names
   ;; The server closes with unread bytes in its receive buffer: the kernel
   ;; answers with RST, the client reads ECONNRESET.
-  (let ((c nil) (socket nil))
+  ;; The server closes once it has accepted AND the client's bytes have left
+  ;; the client (they are then in the server's receive buffer): an order of
+  ;; events, not a delay that a busy machine could outrun.
+  (let ((c nil) (socket nil) (accepted nil) (written nil))
     (with-test-loop ()
-      (let ((server (as:tcp-server "127.0.0.1" 0 (lambda (s d) (declare (ignore s d))) nil
-                                   :connect-cb (lambda (s)
-                                                 (as:disable-socket s :read t)
-                                                 (as:with-delay (0.2) (as:close-socket s :force t))))))
-        (setf socket (as:tcp-connect "127.0.0.1" (as:tcp-server-port server)
-                                     (lambda (s d) (declare (ignore s d)))
-                                     (lambda (e)
-                                       (setf c e)
-                                       (as:close-tcp-server server)
-                                       (done))
-                                     :data "unread bytes"))))
+      (flet ((maybe-close ()
+               (when (and accepted written)
+                 (as:close-socket accepted :force t))))
+        (let ((server (as:tcp-server "127.0.0.1" 0 (lambda (s d) (declare (ignore s d))) nil
+                                     :connect-cb (lambda (s)
+                                                   (as:disable-socket s :read t)
+                                                   (setf accepted s)
+                                                   (maybe-close)))))
+          (setf socket (as:tcp-connect "127.0.0.1" (as:tcp-server-port server)
+                                       (lambda (s d) (declare (ignore s d)))
+                                       (lambda (e)
+                                         (setf c e)
+                                         (as:close-tcp-server server)
+                                         (done))
+                                       :connect-cb
+                                       (lambda (s)
+                                         (as:write-socket-data
+                                          s "unread bytes"
+                                          :write-cb (lambda (s)
+                                                      (declare (ignore s))
+                                                      (setf written t)
+                                                      (maybe-close)))))))))
     (check-event-condition c socket "ECONNRESET" 'as:tcp-reset 'as:socket-reset 'as:tcp-error)))
 
 (test every-code-keeps-socket-code-and-name

@@ -124,3 +124,21 @@ SECONDS (it is left running then)."
   (if (bt:thread-alive-p thread)
       :timed-out
       (bt:join-thread thread)))
+
+;;; Timing bounds follow from the promise, never from the machine's speed: a
+;;; timer or timeout never fires before its time (counted from the arming),
+;;; and fires within its time plus a generous slack.  +CLOCK-SLACK+ is the
+;;; granularity of NOW: SBCL reads a coarse monotonic clock (ticks of 4 ms
+;;; at HZ=250, 10 ms at HZ=100); the library itself keeps the precise one.
+(defconstant +clock-slack+ 0.011)
+(defconstant +late-slack+ 10)
+
+(defun fired-in-time-p (elapsed seconds)
+  "True when ELAPSED (seconds from the arming, by NOW) is not before SECONDS
+and within SECONDS plus +LATE-SLACK+."
+  (and elapsed (<= (- seconds +clock-slack+) elapsed (+ seconds +late-slack+))))
+
+(defun busy-wait (seconds)
+  "Compute, without yielding to the loop, for SECONDS of wall-clock time."
+  (let ((end (+ (now) seconds)))
+    (loop while (< (now) end))))

@@ -11,11 +11,13 @@
     (is-false (as:event-loop-running-p))))
 
 (test delays-fire-in-time-order
+  ;; Due times 0.2 s apart, so that a busy machine arming them late cannot
+  ;; swap them.
   (let ((order '()))
     (with-test-loop ()
-      (as:delay (lambda () (push :a order)) :time 0.06)
-      (as:delay (lambda () (push :b order)) :time 0.01)
-      (as:with-delay (0.03) (push :c order))
+      (as:delay (lambda () (push :a order)) :time 0.6)
+      (as:delay (lambda () (push :b order)) :time 0.2)
+      (as:with-delay (0.4) (push :c order))
       (as:delay (lambda () (push :d order)))
       (done))
     (is (equal '(:d :b :c :a) (reverse order)))))
@@ -46,13 +48,14 @@
 
 (test exit-event-loop-drops-queued-events
   (let ((ran '()) (start (now)))
-    (with-test-loop ()
+    (with-test-loop (:timeout 60)
       (done)
       (as:delay (lambda () (push :exit ran) (as:exit-event-loop)) :time 0.01)
       (as:delay (lambda () (push :same-turn ran)) :time 0.01)
-      (as:delay (lambda () (push :late ran)) :time 5))
+      (as:delay (lambda () (push :late ran)) :time 60))
     (is (equal '(:exit) ran))
-    (is (< (- (now) start) 2))))
+    ;; It did not wait for the 60 s delay (generous for a busy machine).
+    (is (< (- (now) start) 30))))
 
 (test exit-event-loop-from-start-fn
   (let ((ran nil))
@@ -174,3 +177,67 @@ the same thread."
                (cltcp:id-alive alive loop-id)
                (cffi:mem-ref alive :int))))
     (is (= 0 (as:registry-live-count base)))))
+
+;;; ---- wall-clock time ----------------------------------------------------
+
+(test delay-armed-after-a-long-callback-waits-its-time
+  "A callback that computes for 0.5 s, then asks for a 0.3 s delay: the delay
+waits 0.3 s of wall-clock time from the asking (libuv's cached loop time
+would have made it run at once)."
+  (let ((armed nil) (fired nil))
+    (with-test-loop ()
+      (as:delay (lambda ()
+                  (busy-wait 0.5)
+                  (setf armed (now))
+                  (as:delay (lambda () (setf fired (now)) (done)) :time 0.3))))
+    (is-true fired)
+    (is (fired-in-time-p (and fired (- fired armed)) 0.3)
+        "a 0.3 s delay fired ~,4F s after it was made" (and fired (- fired armed)))))
+
+(test delay-armed-after-sleeping-in-a-callback-waits-its-time
+  (let ((armed nil) (fired nil))
+    (with-test-loop ()
+      (as:delay (lambda ()
+                  (sleep 0.5)
+                  (setf armed (now))
+                  (as:delay (lambda () (setf fired (now)) (done)) :time 0.3))))
+    (is (fired-in-time-p (and fired (- fired armed)) 0.3)
+        "a 0.3 s delay fired ~,4F s after it was made" (and fired (- fired armed)))))
+
+(test interval-after-a-long-callback-keeps-its-period
+  (let ((times '()) (iv nil))
+    (with-test-loop ()
+      (as:delay (lambda ()
+                  (busy-wait 0.5)
+                  (push (now) times)
+                  (setf iv (as:interval (lambda ()
+                                          (push (now) times)
+                                          (when (= (length times) 3)
+                                            (as:remove-interval iv)
+                                            (done)))
+                                        :time 0.2)))))
+    (setf times (reverse times))
+    (is (= 3 (length times)))
+    (loop for (a b) on times while b
+          do (is (fired-in-time-p (- b a) 0.2) "interval of 0.2 s after ~,4F s" (- b a)))))
+
+(test read-timeout-set-after-a-long-callback-waits-its-time
+  (let ((armed nil) (timed-out nil))
+    (with-test-loop ()
+      (let ((server (as:tcp-server "127.0.0.1" 0 (lambda (s d) (declare (ignore s d)))
+                                   #'ignore-event)))
+        (as:tcp-connect "127.0.0.1" (as:tcp-server-port server)
+                        (lambda (s d) (declare (ignore s d)))
+                        (lambda (c)
+                          (when (typep c 'as:tcp-timeout)
+                            (setf timed-out (now))
+                            (as:close-tcp-server server)
+                            (done)))
+                        :connect-cb (lambda (s)
+                                      (busy-wait 0.5)
+                                      (setf armed (now))
+                                      (as:set-socket-timeouts s 0.3 nil)))))
+    (is-true timed-out)
+    (is (fired-in-time-p (and timed-out (- timed-out armed)) 0.3)
+        "a 0.3 s read timeout fired ~,4F s after it was set"
+        (and timed-out (- timed-out armed)))))
