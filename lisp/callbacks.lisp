@@ -75,12 +75,13 @@ operation; it is only consulted on events and errors, never per read.")
   (:method ((object tcp-server)) (%srv-event-cb object))
   (:method ((object timer)) (%timer-event-cb object)))
 
-(defun %route-app-error (object condition)
-  "An error escaped an application callback about OBJECT.  With :catch-app-errors
+(defun %route-app-error (base object condition)
+  "An error escaped an application callback about OBJECT (of the loop BASE).  With :catch-app-errors
 (and not from an event handler), give it to the operation's event-cb (or the
 catch-app-errors function, or the default handler) and return true: the guard
 then abandons the callback.  Otherwise return NIL: the error goes on up from
 where it was signalled."
+  (declare (ignore base))
   (let ((catch *catch-application-errors*))
     (when (and catch (not *in-event-handler*))
       ;; An error of the handler itself is not routed again (it is signalled
@@ -107,7 +108,7 @@ and EXIT-EVENT-LOOP established inside the callback.  Returns NIL."
        (block ,guard
          (restart-case
              (handler-bind ((error (lambda (e)
-                                     (when (%route-app-error ,o e)
+                                     (when (%route-app-error *event-base* ,o e)
                                        (return-from ,guard nil)))))
                (with-application-interrupts ,@body))
            (continue ()
