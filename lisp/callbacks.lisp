@@ -76,8 +76,8 @@ operation; it is only consulted on events and errors, never per read.")
   (:method ((object timer)) (%timer-event-cb object)))
 
 (defun %route-app-error (base object condition)
-  "An error escaped an application callback about OBJECT (of the loop BASE).  With :catch-app-errors
-(and not from an event handler), give it to the operation's event-cb (or the
+  "An error escaped an application callback about OBJECT (of the loop BASE).
+With :catch-app-errors (and not from an event handler), give it to the operation's event-cb (or the
 catch-app-errors function, or the default handler) and return true: the guard
 then abandons the callback.  Otherwise return NIL: the error goes on up from
 where it was signalled."
