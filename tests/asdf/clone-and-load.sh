@@ -10,7 +10,9 @@
 #   3. a second load in a new image does not build again: no progress line,
 #      and the library file is untouched (same mtime);
 #   4. without the build tools (meson not on PATH) the load fails with an
-#      error that names the Debian packages to install.
+#      error that names the Debian packages to install;
+#   5. (as root, with runuser) a user who cannot write to the sources gets
+#      the build in ~/.cache/cl-async-tcp/ instead.
 # Exits 0 when all hold.  Needs git, sbcl and the packages of tools/install-deps.
 set -eu
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -92,4 +94,25 @@ grep -q "meson is not installed" "$tmp/notools.out" || fail "no 'meson is not in
 grep -q "apt-get install build-essential meson ninja-build pkg-config libuv1-dev libc-ares-dev" \
   "$tmp/notools.out" || fail "the error does not name the Debian packages"
 echo "clone-and-load: without meson the error names the Debian packages"
+
+# 5. Sources the user cannot write: the build goes to the user's cache.
+if [ "$(id -u)" = 0 ] && command -v runuser >/dev/null; then
+  home3="$tmp/home3"
+  mkdir -p "$home3/common-lisp"
+  git clone -q "$repo" "$home3/common-lisp/cl-async-tcp"
+  chmod -R a+rX,go-w "$tmp"
+  chown nobody "$home3"
+  chmod 755 "$home3/common-lisp"
+  if ! runuser -u nobody -- env -u CL_ASYNC_TCP_LIBRARY HOME="$home3" XDG_CACHE_HOME= \
+       sbcl --noinform --non-interactive --no-userinit --load "$tmp/load.lisp" \
+       >"$tmp/cache.out" 2>&1; then
+    tail -30 "$tmp/cache.out" >&2; fail "the load as a user without write access failed"
+  fi
+  grep -q "building libcltcp with meson + ninja in $home3/.cache/cl-async-tcp/" "$tmp/cache.out" \
+    || { tail -30 "$tmp/cache.out" >&2; fail "the build did not go to the user's cache"; }
+  grep -q 'clone-and-load: echo "round trip"' "$tmp/cache.out" || fail "no echo from the cached build"
+  echo "clone-and-load: unwritable sources: built in ~/.cache/cl-async-tcp/"
+else
+  echo "clone-and-load: (not root: the unwritable-sources case is not checked)"
+fi
 echo "clone-and-load: 1 passed, 0 failed"
