@@ -86,7 +86,16 @@ itself once it went on)."
         (:delay (push (as::%timer-id (as:delay fail :time 0.01)) (scenario-ids sc)))
         (:interval (let ((iv (as:interval fail :time 0.01)))
                      (push (lambda () (as:remove-interval iv)) cleanup)))
-        (:dns (as:dns-lookup "127.0.0.1" fail #'ignore-event))))
+        (:dns (as:dns-lookup "127.0.0.1" fail #'ignore-event))
+        (:accept (let ((s2 (echo-server :connect-cb fail)))
+                   (push (as::%handle-id s2) (scenario-ids sc))
+                   (push (lambda () (as:close-tcp-server s2)) cleanup)
+                   (let ((c (as:tcp-connect "127.0.0.1" (as:tcp-server-port s2)
+                                            (lambda (s d) (declare (ignore s d)))
+                                            #'ignore-event)))
+                     (push (as:socket-c c) (scenario-ids sc))
+                     (push (lambda () (unless (as:socket-closed-p c) (as:close-socket c)))
+                           cleanup))))))
     (setf (scenario-finish sc) (lambda ()
                                  (setf (scenario-went-on sc) t)
                                  (mapc #'funcall cleanup)))))
@@ -172,7 +181,7 @@ itself once it went on)."
       (is (notany #'c-id-alive-p (scenario-ids sc)) "~S: a C handle is still alive" what)
       (is (equal "again" (scenario-new-loop sc)) "~S: no new loop in the same thread" what))))
 
-(defparameter *callback-kinds* '(:read :write :connect :event :delay :interval :dns))
+(defparameter *callback-kinds* '(:read :write :connect :event :delay :interval :dns :accept))
 
 (test errors-in-every-kind-of-callback-with-every-way-out
   "An error in each kind of callback is signalled inside it, with CONTINUE and
