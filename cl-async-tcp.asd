@@ -50,9 +50,12 @@ from lisp/library.lisp, the component before it."))
                  (:cltcp-shim "libcltcp")
                  (:file "ffi")
                  (:file "portability")
+                 (:file "octets")
                  (:file "conditions")
                  (:file "registry")
                  (:file "objects")
+                 ;; Argument and liveness checks of the exported functions.
+                 (:file "checks")
                  (:file "callbacks")
                  (:file "event-loop")
                  (:file "tcp")
@@ -79,8 +82,14 @@ from lisp/library.lisp, the component before it."))
                  (:file "dns-server")
                  (:file "dns-tests")
                  (:file "stream-tests")
+                 (:file "writes-tests")
                  ;; issue 9 item 4: descriptor exhaustion
                  (:file "resource-tests")
+                 ;; issue 9 item 5: localhost names
+                 (:file "localhost-tests")
+                 ;; Bad input and objects of closed or dead loops.
+                 (:file "input-tests")
+                 ;; issue 11: the callback guard; beside cl-async
                  (:file "guard-tests")
                  (:file "nickname-tests"))))
   ;; test-op must fail loudly: fiveam:run! only returns NIL, so signal here.

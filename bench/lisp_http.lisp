@@ -7,7 +7,11 @@
 ;;;; each request (everything up to CR LF CR LF, which may be split across
 ;;;; reads or pipelined) gets a fixed 200 with a 13-byte body.
 ;;;;
-;;;; Usage: sbcl --script bench/lisp_http.lisp PORT   (prints "READY <port>")
+;;;; Usage: sbcl --script bench/lisp_http.lisp PORT [five]  (prints "READY <port>")
+;;;; With "five", every response is written in five pieces -- the status
+;;;; line, each header, the blank line, the body: five WRITE-SOCKET-DATA
+;;;; calls, as HTTP frameworks for cl-async write -- which the library sends
+;;;; together at the end of the loop turn (as:*buffer-writes*).
 ;;;; SBCL compiles every form it loads (its evaluator mode is :compile), so
 ;;;; the callbacks below run as native code, as in a user's compiled program.
 
@@ -48,12 +52,26 @@ LF the previous read ended with; returns the count and the new state."
                      (t (cond ((= b 10) (incf n) 0) ((= b 13) 1) (t 0))))))
     (values n state)))
 
+(defparameter *pieces*
+  (mapcar (lambda (s) (map '(simple-array (unsigned-byte 8) (*)) #'char-code s))
+          (list (format nil "HTTP/1.1 200 OK~c~%" #\Return)
+                (format nil "Content-Type: text/plain~c~%" #\Return)
+                (format nil "Content-Length: 13~c~%" #\Return)
+                (format nil "~c~%" #\Return)
+                "Hello, World!"))
+  "The same response as *RESPONSE*, in the five pieces a framework writes.")
+
+(defvar *five* nil "Write each response in five pieces.")
+
 (defun on-read (socket data)
   (multiple-value-bind (n state)
       (count-requests (or (as:socket-data socket) 0) data)
     (setf (as:socket-data socket) state)
     (dotimes (i n)
-      (as:write-socket-data socket *response*))))
+      (if *five*
+          (dolist (piece *pieces*)
+            (as:write-socket-data socket piece))
+          (as:write-socket-data socket *response*)))))
 
 (defun on-event (event)
   ;; Clients come and go (EOF, reset): nothing to do, the library closes.
@@ -61,6 +79,7 @@ LF the previous read ended with; returns the count and the new state."
 
 (defun main ()
   (let ((port (parse-integer (second sb-ext:*posix-argv*))))
+    (setf *five* (equal (third sb-ext:*posix-argv*) "five"))
     (as:start-event-loop
      (lambda ()
        (as:tcp-server "127.0.0.1" port #'on-read #'on-event :backlog 4096)

@@ -139,6 +139,16 @@ and EXIT-EVENT-LOOP established inside the callback.  Returns NIL."
   (declare (type socket socket) (type fixnum event status)
            (type (and fixnum unsigned-byte) len)
            (optimize (speed 3) (safety 1)))
+  ;; A write with a write-cb whose bytes never left (the connection closed
+  ;; under it): the write-cb will not run, so the event-cb hears of it as
+  ;; cl-async's streamish-canceled.  Not after close-socket, which forgets
+  ;; the write-cb, and never to the default handler.
+  (when (and (= event cltcp:+ev-flushed+) (< status 0))
+    (let ((event-cb (%sock-event-cb socket)))
+      (when (and event-cb (%sock-write-cb socket))
+        (let ((*in-event-handler* t))
+          (funcall (%fn event-cb) (make-event-condition status socket)))))
+    (return-from %socket-event nil))
   ;; After close-socket the application hears nothing more of this socket.
   (when (%sock-closed-p socket)
     (return-from %socket-event nil))

@@ -77,7 +77,9 @@ the system's message or the library's own text."))
   '((%eof . tcp-eof) (%timeout . tcp-timeout) (%refused . tcp-refused)
     (%reset . tcp-reset) (%aborted . socket-aborted) (%accept-error . tcp-accept-error)
     (%tcp-error . tcp-error) (%bind-in-use . tcp-server-bind-error)
-    (%bind-error . tcp-server-bind-error) (%dns-connect-error . dns-error))
+    (%bind-error . tcp-server-bind-error) (%dns-connect-error . dns-error)
+    (%broken-pipe . streamish-broken-pipe) (%canceled . streamish-canceled)
+    (%closed-broken-pipe . socket-closed))
   "Reports name the documented class, not the internal combined one.")
 
 (defun report-event (c stream)
@@ -89,12 +91,52 @@ the system's message or the library's own text."))
 
 ;;; ---- the documented TCP conditions and cl-async's names ----
 
-(define-condition tcp-info (event-info)
+;;; cl-async's streamish-* names.  In cl-async a socket is a "streamish"
+;;; and its conditions descend from these; programs and frameworks written
+;;; for it dispatch on them (handler-case, typecase in an event-cb).  Here
+;;; they are ancestors of the tcp-* and socket-* classes, so what this
+;;; library delivers is an instance of cl-async's name too.
+
+(define-condition streamish-info (event-info)
+  ((socket :initarg :socket :initarg :streamish :initform nil :reader streamish))
+  (:documentation "cl-async's base condition of a streamish (a socket): an ancestor of
+TCP-INFO and SOCKET-INFO.  STREAMISH is the socket (or tcp-server) it is about."))
+
+(setf (documentation 'streamish 'function)
+      "cl-async's accessor name: the socket (or tcp-server) a streamish condition is about.")
+
+(define-condition streamish-error (event-error streamish-info) ()
+  (:documentation "cl-async's general streamish error: an ancestor of TCP-ERROR and
+SOCKET-ERROR, so every socket error this library delivers or signals is one."))
+
+(define-condition streamish-eof (streamish-info) ()
+  (:documentation "cl-async's end-of-file condition: an ancestor of TCP-EOF and SOCKET-EOF
+(the peer closed its side)."))
+
+(define-condition streamish-closed (streamish-error) ()
+  (:documentation "cl-async's condition for an operation on a closed streamish: an
+ancestor of SOCKET-CLOSED, signalled by WRITE-SOCKET-DATA, CLOSE-SOCKET ... on a
+closed socket."))
+
+(define-condition streamish-broken-pipe (streamish-error) ()
+  (:documentation "cl-async's broken pipe (EPIPE): what a write gets when the write side
+is gone -- the event-cb receives one when the kernel refuses queued bytes with
+EPIPE, and WRITE-SOCKET-DATA after SHUTDOWN-SOCKET signals one (also a
+SOCKET-CLOSED)."))
+
+(define-condition streamish-canceled (streamish-error) ()
+  (:documentation "cl-async's cancelled operation (ECANCELED): delivered to a socket's
+event-cb for a write whose bytes never left because the connection closed under
+it (a reset, a timeout, the peer's close), when the socket has a write-cb that
+will therefore never be called for it.  After CLOSE-SOCKET the application hears
+nothing more of the socket, so writes it drops itself are not reported."))
+
+(define-condition tcp-info (streamish-info)
   ((socket :initarg :socket :initform nil :reader tcp-socket :reader socket))
   (:documentation "Base TCP condition: something happened on a TCP connection.
 TCP-SOCKET (or cl-async's SOCKET) is the socket (for server conditions, the tcp-server)."))
 
-(define-condition socket-info (event-info)
+(define-condition socket-info (streamish-info)
   ((socket :initarg :socket :initform nil :reader socket :reader tcp-socket))
   (:documentation "cl-async's name for TCP-INFO; what this library delivers is both."))
 
@@ -106,16 +148,16 @@ TCP-SOCKET (or cl-async's SOCKET) is the socket (for server conditions, the tcp-
 (setf (documentation 'socket 'function)
       "cl-async's accessor name for TCP-SOCKET: the socket a TCP condition is about.")
 
-(define-condition tcp-error (event-error tcp-info) ()
+(define-condition tcp-error (streamish-error tcp-info) ()
   (:documentation "A general error on a TCP connection.  The library closes the socket itself
 after delivering it (a failed write or an operation on a closed socket excepted)."))
-(define-condition socket-error (event-error socket-info) ()
+(define-condition socket-error (streamish-error socket-info) ()
   (:documentation "cl-async's name for TCP-ERROR; what this library delivers is both."))
 
-(define-condition tcp-eof (tcp-info) ()
+(define-condition tcp-eof (tcp-info streamish-eof) ()
   (:documentation "The peer closed its side of the connection.  Bytes already queued for the
 peer are still sent, then the socket closes, unless the event-cb closes it first."))
-(define-condition socket-eof (socket-info) ()
+(define-condition socket-eof (socket-info streamish-eof) ()
   (:documentation "cl-async's name for TCP-EOF; what this library delivers is both."))
 
 (define-condition tcp-timeout (tcp-error) ()
@@ -152,7 +194,7 @@ TCP-ACCEPT-ERROR-TCP-SERVER the tcp-server object."))
 (setf (documentation 'tcp-accept-error-tcp-server 'function)
       "The tcp-server object an accept error happened on.")
 
-(define-condition socket-closed (tcp-error socket-error) ()
+(define-condition socket-closed (tcp-error socket-error streamish-closed) ()
   (:documentation "Signalled when the application uses a socket that is already closed
 (write-socket-data, set-socket-timeouts, close-socket ...)."))
 
@@ -178,6 +220,9 @@ EVENT-ERRCODE and EVENT-ERRNAME say which."))
 (define-condition %bind-in-use (tcp-server-bind-error socket-address-in-use) ())
 (define-condition %bind-error (tcp-server-bind-error socket-error) ())
 (define-condition %dns-connect-error (dns-error tcp-error socket-error) ())
+(define-condition %broken-pipe (tcp-error socket-error streamish-broken-pipe) ())
+(define-condition %canceled (tcp-error socket-error streamish-canceled) ())
+(define-condition %closed-broken-pipe (socket-closed streamish-broken-pipe) ())
 
 (defun dns-code-p (code)
   (<= cltcp:+ednsconfig+ code cltcp:+enotfound+))
@@ -195,6 +240,8 @@ EVENT-ERRCODE and EVENT-ERRNAME say which."))
            ((= code +uv-econnreset+) '%reset)
            ((= code +uv-econnaborted+) '%aborted)
            ((= code cltcp:+eclosed+) 'socket-closed)
+           ((= code +uv-epipe+) '%broken-pipe)
+           ((= code +uv-ecanceled+) '%canceled)
            ((dns-code-p code) '%dns-connect-error)
            (t '%tcp-error)))))
 

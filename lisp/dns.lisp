@@ -36,8 +36,8 @@ address.")
     ((nil #.+af-unspec+) cltcp:+af-unspec+)
     (#.+af-inet+ cltcp:+af-inet+)
     (#.+af-inet6+ cltcp:+af-inet6+)
-    (t (error 'type-error :datum family
-                          :expected-type `(member ,+af-unspec+ ,+af-inet+ ,+af-inet6+)))))
+    (t (%argument-error :family family
+                        `(member nil ,+af-unspec+ ,+af-inet+ ,+af-inet6+)))))
 
 (defun %family<-c (family)
   "The +AF-*+ constant for a CLTCP_AF_* value."
@@ -140,16 +140,10 @@ every other event (WITH-CALLBACK-GUARD)."
 (setf (documentation '*dns-callback-pointer* 'variable)
       "The C address of %DNS-CALLBACK, given to every lookup.")
 
-(defun %host-string (host)
-  "HOST as a string (what TCP-CONNECT accepts: a string, or anything PRINC shows)."
-  (cond ((stringp host) host)
-        ((null host) (error 'type-error :datum host :expected-type 'string))
-        (t (princ-to-string host))))
-
 (defun %dns-lookup (host resolve-cb event-cb all-p &key (family +af-unspec+))
+  (check-arguments (host string) (resolve-cb callback) (event-cb callback))
   (let* ((base (%current-base))
          (c-family (%family->c family))
-         (host (%host-string host))
          (request (%make-dns-request :base base :host host :resolve-cb resolve-cb
                                      :event-cb event-cb :all-p all-p)))
     (when (find (code-char 0) host)
@@ -191,7 +185,9 @@ ENOTFOUND no such name, ENODATA no address of that family, EDNSTIMEOUT,
 ESERVFAIL, EDNSREFUSED, EDNSCONN, EBADNAME ...; DNS-ERROR-HOST is HOST).
 Use DNS-LOOKUP-ALL for every address.  Returns the pending lookup, which
 CANCEL-DNS-LOOKUP cancels.  Signals a DNS-ERROR at once only when the lookup
-cannot even start (no memory, unusable resolver configuration)."
+cannot even start (no memory, unusable resolver configuration), and a
+TYPE-ERROR naming the argument for a HOST that is not a string, a callback that
+is neither NIL, a function nor a symbol, or an unknown :FAMILY."
   (multiple-value-bind (event-cb keys) (%split-event-cb args)
     (apply #'%dns-lookup host resolve-cb event-cb nil keys)))
 
@@ -208,11 +204,16 @@ address only."
 (defun cancel-dns-lookup (request)
   "Cancel a lookup made by DNS-LOOKUP or DNS-LOOKUP-ALL: neither its resolve-cb
 nor its event-cb will be called.  Does nothing when the lookup is finished or
-cancelled already.  Returns NIL."
+cancelled already (or its event loop has exited).  Returns NIL."
+  (check-argument request dns-request)
   (unless (%dns-done-p request)
     (setf (%dns-done-p request) t)
     ;; C still calls back once (UV_ECANCELED), which frees the registry entry.
-    (unless (zerop (%dns-id request))
+    ;; No call once that callback came or the loop is gone: the id may name
+    ;; a later loop's request then.
+    (unless (or (zerop (%dns-id request)) (< (%dns-index request) 0)
+                (let ((base (%dns-base request)))
+                  (or (null base) (event-base-closing base))))
       (cltcp:dns-cancel (%dns-id request))))
   nil)
 
@@ -220,19 +221,24 @@ cancelled already.  Returns NIL."
 
 (defun %server-spec (spec)
   "One DNS server as \"host[:port]\": a string as it is, or a list (host port)."
-  (etypecase spec
+  (typecase spec
     (string spec)
     (cons (destructuring-bind (host &optional port)
               (if (listp (cdr spec)) spec (list (car spec) (cdr spec)))
-            (let ((host (princ-to-string host)))
-              (cond ((null port) host)
-                    ((find #\: host) (format nil "[~A]:~D" host port))
-                    (t (format nil "~A:~D" host port))))))))
+            (unless (and (stringp host) (typep port '(or null port-number)))
+              (%argument-error 'servers spec
+                               '(or string (cons string (or null (integer 0 65535))))))
+            (cond ((null port) host)
+                  ((find #\: host) (format nil "[~A]:~D" host port))
+                  (t (format nil "~A:~D" host port)))))
+    (t (%argument-error 'servers spec
+                        '(or string (cons string (or null (integer 0 65535))))))))
 
 (defun %servers-string (servers)
   (cond ((null servers) "")
         ((stringp servers) servers)
-        (t (format nil "~{~A~^,~}" (mapcar #'%server-spec servers)))))
+        ((listp servers) (format nil "~{~A~^,~}" (mapcar #'%server-spec servers)))
+        (t (%argument-error 'servers servers '(or null string list)))))
 
 (defun set-dns-servers (servers)
   "Use SERVERS for the host name lookups of the running event loop (DNS-LOOKUP,
@@ -242,7 +248,8 @@ SERVERS is a string of comma-separated host[:port] entries (IPv6 as
 strings or lists (host port); NIL restores the system's servers
 (/etc/resolv.conf).  Each loop starts with the system's servers.  Signals a
 DNS-ERROR (EDNSCONFIG for a bad list; EBUSY while lookups are in flight, so
-call it before starting any).  Returns NIL."
+call it before starting any), and a TYPE-ERROR for SERVERS or an element of
+them of another type.  Returns NIL."
   (%check-dns-setting
    (cltcp:loop-set-dns-servers (event-base-id (%current-base)) (%servers-string servers))))
 
@@ -252,8 +259,7 @@ call it before starting any).  Returns NIL."
 Defaults: 5 s, 2 tries.  A lookup that gets no answer fails with a DNS-ERROR
 named EDNSTIMEOUT.  Signals a DNS-ERROR (EINVAL for a bad value, EBUSY while
 lookups are in flight).  Returns NIL."
-  (check-type seconds (real (0)))
-  (check-type tries (or null (integer 1)))
+  (check-arguments (seconds (real (0))) (tries (or null (integer 1 #x7fffffff))))
   (%check-dns-setting
-   (cltcp:loop-set-dns-timeout (event-base-id (%current-base)) (float seconds 1d0)
+   (cltcp:loop-set-dns-timeout (event-base-id (%current-base)) (%finite-seconds seconds)
                                (or tries -1))))

@@ -62,6 +62,8 @@ event (status ECANCELED), which frees its registry entry."
   (unwind-protect
        (loop for fn = (pop (event-base-exit-functions base))
              while fn do (funcall fn))
+    ;; CLOSING is never cleared again: from here on the objects of this
+    ;; loop are dead and their ids never reach C (lisp/checks.lisp).
     (setf (event-base-closing base) t)
     (unless (zerop (event-base-id base))
       (with-loop-turn
@@ -98,6 +100,7 @@ keep the loop running) and EXIT-EVENT-LOOP (close everything and return).  A
 handler around START-EVENT-LOOP sees it too.  Any non-local exit out of here
 (a HANDLER-CASE outside, the REPL's ABORT, a THROW from a C-c) closes the loop
 and frees every handle, so a new loop can start at once in the same thread."
+  (check-arguments (start-fn callback) (default-event-cb callback))
   (when *event-base*
     (error "cl-async-tcp: an event loop is already running in this thread."))
   (let* ((base (make-event-base))
@@ -138,13 +141,15 @@ every socket, server and timer is closed.  Outside a loop it does nothing."
 
 (defun add-event-loop-exit-callback (fn)
   "Call FN (no arguments) when the running event loop exits."
+  (check-argument fn required-callback)
   (push fn (event-base-exit-functions (%current-base)))
   nil)
 
 ;;; ---- delays and intervals ----
 
 (defun %seconds (x)
-  (if (and x (realp x) (plusp x)) (float x 1d0) 0d0))
+  "A checked DELAY-SECONDS as C's double (0 = the next turn)."
+  (if (and x (plusp x)) (%finite-seconds x) 0d0))
 
 (defun %start-timer (callback event-cb seconds repeat)
   (let* ((base (%current-base))
@@ -163,7 +168,10 @@ every socket, server and timer is closed.  Outside a loop it does nothing."
 (defun delay (callback &key time event-cb)
   "Call CALLBACK (no arguments) once, TIME seconds from now (fractional; NIL or
 0 = on the next loop turn).  EVENT-CB receives errors of CALLBACK when
-:catch-app-errors is on.  Returns the pending event (see FREE-EVENT)."
+:catch-app-errors is on.  Returns the pending event (see FREE-EVENT).
+Signals a TYPE-ERROR naming the argument for a CALLBACK that is not a function
+designator, a TIME that is not NIL or a non-negative real, or a bad EVENT-CB."
+  (check-arguments (callback required-callback) (time delay-seconds) (event-cb callback))
   (%start-timer callback event-cb time 0))
 
 (defmacro with-delay ((&optional (seconds 0)) &body body)
@@ -171,10 +179,14 @@ every socket, server and timer is closed.  Outside a loop it does nothing."
   `(delay (lambda () ,@body) :time ,seconds))
 
 (defun free-event (event)
-  "Cancel a pending delay or interval (what DELAY returns).  Idempotent."
+  "Cancel a pending delay or interval (what DELAY returns).  Idempotent; does
+nothing for one of an event loop that has exited."
+  (check-argument event timer)
   (unless (%timer-freed-p event)
     (setf (%timer-freed-p event) t)
-    (cltcp:timer-close (%timer-id event)))
+    ;; A dead loop's timer id may name a later loop's timer.
+    (unless (%c-handle-gone-p event)
+      (cltcp:timer-close (%timer-id event))))
   nil)
 
 (defun remove-event (event)
@@ -182,12 +194,15 @@ every socket, server and timer is closed.  Outside a loop it does nothing."
   (free-event event))
 
 (defun event-freed-p (event)
-  "True once a delay has fired or been cancelled."
-  (%timer-freed-p event))
+  "True once a delay has fired or been cancelled (or its event loop exited)."
+  (check-argument event timer)
+  (or (%timer-freed-p event) (%loop-gone-p event)))
 
 (defun interval (callback &key time event-cb)
   "Call CALLBACK (no arguments) every TIME seconds until REMOVE-INTERVAL.
-Returns a function; REMOVE-INTERVAL (or calling the function) stops it."
+Returns a function; REMOVE-INTERVAL (or calling the function) stops it.
+Arguments are checked as DELAY checks them."
+  (check-arguments (callback required-callback) (time delay-seconds) (event-cb callback))
   (let* ((seconds (if (and time (plusp time)) time 0.001d0))
          (timer (%start-timer callback event-cb seconds seconds)))
     (lambda () (free-event timer))))
@@ -198,6 +213,7 @@ Returns a function; REMOVE-INTERVAL (or calling the function) stops it."
 
 (defun remove-interval (interval)
   "Stop an interval made by INTERVAL (its returned function, or a timer)."
+  (check-argument interval (or function timer))
   (if (functionp interval)
       (funcall interval)
       (free-event interval))

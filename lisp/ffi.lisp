@@ -59,6 +59,9 @@
 (defconst +kind-server+ 3)
 (defconst +kind-timer+ 4)
 (defconst +kind-dns+ 5)
+(defconst +kind-signal+ 6)
+(defconst +kind-async+ 7)
+(defconst +kind-last+ 7)
 
 (defconst +ev-connect+ 1)
 (defconst +ev-data+ 2)
@@ -70,6 +73,8 @@
 (defconst +ev-accept+ 8)
 (defconst +ev-timer+ 9)
 (defconst +ev-close+ 10)
+(defconst +ev-signal+ 11)
+(defconst +ev-async+ 12)
 
 ;; typedef void (*cltcp_cb)(uintptr_t ctx, cltcp_id id, int event, int status,
 ;;                          cltcp_id other, const uint8_t *data, size_t len);
@@ -101,6 +106,48 @@
   (cb :pointer) (ctx :uintptr))
 (defun-c ("cltcp_timer_close" timer-close) :int (timer id))
 
+;;; ---- Signals ----
+
+(defun-c ("cltcp_signal_start" signal-start) :int
+  (sig :pointer) (loop id) (signum :int) (cb :pointer) (ctx :uintptr))
+(defun-c ("cltcp_signal_close" signal-close) :int (sig id))
+(defun-c ("cltcp_signal_signum" signal-signum) :int (signum :pointer) (sig id))
+
+;;; ---- Async wake-ups ----
+
+(defun-c ("cltcp_async_new" async-new) :int
+  (async :pointer) (loop id) (cb :pointer) (ctx :uintptr))
+(defun-c ("cltcp_async_send" async-send) :int (async id))
+(defun-c ("cltcp_async_close" async-close) :int (async id))
+
+;;; ---- Any handle: references, enumeration ----
+
+(defun-c ("cltcp_handle_ref" handle-ref) :int (handle id) (ref :int))
+(defun-c ("cltcp_handle_refd" handle-refd) :int (ref :pointer) (handle id))
+
+(defconst +state-new+ 1)
+(defconst +state-resolving+ 2)
+(defconst +state-connecting+ 3)
+(defconst +state-connected+ 4)
+(defconst +state-active+ 5)
+(defconst +state-closing+ 6)
+
+(defconst +info-ref+ 1)
+(defconst +info-accepted+ 2)
+
+(export '(handle-info kind state flags detail)) ; the struct and its slots (and ID)
+(cffi:defcstruct (handle-info :class handle-info)
+  (id id)
+  (kind :int)
+  (state :int)
+  (flags :int)
+  (detail :int))
+
+(defun-c ("cltcp_loop_handles" loop-handles) :int
+  (out :pointer) (max :size) (n :pointer) (loop id))
+(defun-c ("cltcp_loop_kind_counts" loop-kind-counts) :int
+  (counts :pointer) (ncounts :size) (loop id))
+
 ;;; ---- Sockets ----
 
 (defun-c ("cltcp_socket_new" socket-new) :int
@@ -119,10 +166,12 @@
   (n :pointer) (sock id) (dst :pointer) (max :size))
 
 (defconst +write-notify+ 1)
+(defconst +write-now+ 2)
 
 (defun-c ("cltcp_socket_write" socket-write) :int
   (sock id) (data :pointer) (len :size) (flags :int))
 (defun-c ("cltcp_socket_queued" socket-queued) :int (n :pointer) (sock id))
+(defun-c ("cltcp_socket_send_count" socket-send-count) :int (n :pointer) (sock id))
 (defun-c ("cltcp_socket_set_drain_mark" socket-set-drain-mark) :int (sock id) (mark :size))
 (defun-c ("cltcp_socket_set_timeouts" socket-set-timeouts) :int
   (sock id) (read-seconds :double) (write-seconds :double))
@@ -148,6 +197,11 @@
 (defun-c ("cltcp_server_listen" server-listen) :int
   (server :pointer) (loop id) (host :string) (port :int) (backlog :int)
   (server-cb :pointer) (server-ctx :uintptr) (sock-cb :pointer) (sock-ctx :uintptr))
+(defconst +listen-reuseport+ 1)
+
+(defun-c ("cltcp_server_listen_ex" server-listen-ex) :int
+  (server :pointer) (loop id) (host :string) (port :int) (backlog :int) (flags :int)
+  (server-cb :pointer) (server-ctx :uintptr) (sock-cb :pointer) (sock-ctx :uintptr))
 (defun-c ("cltcp_server_address" server-address) :int
   (buf :pointer) (buflen :size) (port :pointer) (family :pointer) (server id))
 (defun-c ("cltcp_server_port" server-port) :int (port :pointer) (server id))
@@ -170,6 +224,12 @@
 
 (defun-c ("cltcp_dns_lookup" dns-lookup) :int
   (req :pointer) (loop id) (host :string) (family :int) (cb :pointer) (ctx :uintptr))
+;; typedef void (*cltcp_dns_name_cb)(uintptr_t ctx, cltcp_id req, int status,
+;;                                   const char *name, size_t len);
+;; Its Lisp side belongs to lisp/dns.lisp.
+
+(defun-c ("cltcp_dns_reverse" dns-reverse) :int
+  (req :pointer) (loop id) (addr :string) (cb :pointer) (ctx :uintptr))
 (defun-c ("cltcp_dns_cancel" dns-cancel) :int (req id))
 (defun-c ("cltcp_loop_set_dns_servers" loop-set-dns-servers) :int (loop id) (servers :string))
 (defun-c ("cltcp_loop_set_dns_timeout" loop-set-dns-timeout) :int

@@ -124,7 +124,21 @@ nickname.")
    #:cancel-dns-lookup
    #:dns-error-host
    #:set-dns-servers
-   #:set-dns-timeout))
+   #:set-dns-timeout
+   ;; ---- cl-async's octet names, write buffering, streamish-* conditions
+   ;; (lisp/octets.lisp, lisp/conditions.lisp) ----
+   #:octet
+   #:octet-vector
+   #:bytes
+   #:*buffer-writes*
+   #:*buffer-size*
+   #:streamish
+   #:streamish-info
+   #:streamish-error
+   #:streamish-eof
+   #:streamish-closed
+   #:streamish-broken-pipe
+   #:streamish-canceled))
 
 ;;; Take AS (see above), or say in one warning why not.
 (define-condition cl-async-tcp::nickname-taken (warning)

@@ -89,6 +89,7 @@
 objects (sockets, servers, timers) of BASE, the current loop by default.  It
 returns to 0 once every handle of the loop has closed; tests use it to prove
 that nothing leaks across the C border."
+  (check-type base (or null event-base))
   (if base (event-base-live base) 0))
 
 (defun registry-objects (base)

@@ -17,8 +17,9 @@
 ;;;;   call hands its bytes to C at once (C copies them before returning), so
 ;;;;   the stream and WRITE-SOCKET-DATA on the same socket keep call order
 ;;;;   without either knowing about the other.  The price: READ-BYTE and
-;;;;   WRITE-BYTE cost one foreign call each (WRITE-BYTE one send(2)); bulk
-;;;;   data belongs in READ-SEQUENCE and WRITE-SEQUENCE.
+;;;;   WRITE-BYTE cost one foreign call each (the bytes of one loop turn
+;;;;   then leave in one send, see *BUFFER-WRITES*); bulk data belongs in
+;;;;   READ-SEQUENCE and WRITE-SEQUENCE.
 ;;;;
 ;;;; - Reading never blocks (it runs inside the event loop, which is what
 ;;;;   would deliver the next bytes), so a reader must be able to tell
@@ -102,33 +103,45 @@ bytes were written (then the column is unknown)."))
   (:documentation "An output stream over a socket: WRITE-BYTE and WRITE-SEQUENCE
 of octets, and characters (WRITE-CHAR, WRITE-STRING, FORMAT ...) encoded as
 UTF-8.  Each call hands its bytes to libcltcp before it returns (they are
-copied; what the kernel does not take at once is queued and sent by the loop),
-so data written here and with WRITE-SOCKET-DATA on the same socket leaves in
-call order.  FORCE-OUTPUT therefore has nothing left to push; FINISH-OUTPUT
+copied; with *BUFFER-WRITES* they leave with the turn's other writes at the
+end of the loop turn, otherwise at once; what the kernel does not take is
+queued and sent by the loop), so data written here and with WRITE-SOCKET-DATA
+on the same socket leaves in call order.  FORCE-OUTPUT therefore has nothing
+left to push (the end of the turn sends it); FINISH-OUTPUT
 returns at once too, because waiting inside the event loop would stop the
 loop that sends: to know when the bytes left, use the socket's write-cb or
 SOCKET-QUEUED-BYTES.  Writing to a closed stream (or after the peer closed)
-signals SOCKET-CLOSED.  WRITE-BYTE costs one send each; write bulk data with
-WRITE-SEQUENCE."))
+signals SOCKET-CLOSED.  WRITE-BYTE costs one foreign call each; write bulk
+data with WRITE-SEQUENCE."))
 
 (defclass async-io-stream (async-input-stream async-output-stream)
   ()
   (:documentation "A bidirectional stream over a socket (cl-async's async-io-stream):
 what TCP-CONNECT returns with :stream t, and what a read-cb receives as its
 second argument with :stream t (always this same object).  Input behaves as
-ASYNC-INPUT-STREAM describes, output as ASYNC-OUTPUT-STREAM."))
+ASYNC-INPUT-STREAM describes, output as ASYNC-OUTPUT-STREAM.
+
+It can also be made on any socket, as in cl-async:
+(make-instance 'async-io-stream :socket socket) on a plain socket (drain mode,
+the default: the read-cb receives each chunk as an octet vector).  Writing
+through it works exactly as on a :stream t socket (FORMAT, WRITE-SEQUENCE ...,
+in call order with WRITE-SOCKET-DATA).  Reading from it sees no bytes: in drain
+mode every received chunk goes to the read-cb and is not kept, so READ-SEQUENCE
+returns START and LISTEN is false; READ-BYTE answers as when nothing is
+buffered yet (ASYNC-STREAM-EMPTY, then its eof-value) until the peer closes or
+the socket closes, and then as at end of file.  The read-cb keeps receiving
+octet vectors; SOCKET-STREAM of the socket stays NIL."))
 
 (defmethod initialize-instance :after ((stream async-stream) &key)
   (let ((socket (stream-socket stream)))
     (check-type socket socket)
-    (when (typep stream 'async-input-stream)
-      (unless (%sock-keep-p socket)
-        (error "~S reads a socket in keep mode: make ~S with :stream t or ~
-                :dont-drain-read-buffer t." (class-name (class-of stream)) socket))
-      ;; So that a keep-mode read-cb receives this stream (tcp.lisp sets the
-      ;; same object again for :stream t).
-      (unless (%sock-stream socket)
-        (setf (%sock-stream socket) stream)))))
+    ;; So that a keep-mode read-cb receives this stream (tcp.lisp sets the
+    ;; same object again for :stream t).  On a drain-mode socket the read-cb
+    ;; keeps receiving octet vectors and the stream only writes (see
+    ;; ASYNC-IO-STREAM).
+    (when (and (typep stream 'async-input-stream) (%sock-keep-p socket)
+               (not (%sock-stream socket)))
+      (setf (%sock-stream socket) stream))))
 
 (defmethod print-object ((stream async-stream) out)
   (print-unreadable-object (stream out :type t :identity t)
@@ -172,7 +185,8 @@ socket is closed (by the application, an error or a timeout)."
 
 (defconstant +scratch-size+ 16384
   "Bytes per step when READ-SEQUENCE fills a sequence that is not a simple octet
-vector (through a temporary octet vector).")
+vector (through a temporary octet vector) and *BUFFER-SIZE* is not a positive
+integer of at most 16 MiB; otherwise *BUFFER-SIZE* is the step.")
 
 (defmethod trivial-gray-streams:stream-read-sequence ((stream async-input-stream)
                                                      sequence start end &key)
@@ -188,7 +202,10 @@ vector (through a temporary octet vector).")
           (t
            ;; Adjustable vectors, lists, (vector t): go through a temporary
            ;; vector.  Each step takes what is buffered, so stop at a short one.
-           (let ((scratch (make-array (min +scratch-size+ (- end start))
+           (let ((scratch (make-array (min (if (typep *buffer-size* '(integer 1 #.(* 16 1024 1024)))
+                                               *buffer-size*
+                                               +scratch-size+)
+                                           (- end start))
                                       :element-type '(unsigned-byte 8)))
                  (pos start))
              (declare (type fixnum pos))

@@ -34,8 +34,9 @@
   (error 'socket-closed :socket socket :code code))
 
 (defun %timeout-seconds (x)
-  "Reference timeouts: NIL or a non-positive number (the default -1) = none."
-  (if (and x (realp x) (plusp x)) (float x 1d0) 0d0))
+  "A checked TIMEOUT-SECONDS as C's double: NIL or a non-positive number (the
+reference's default -1) = none (0)."
+  (if (and x (plusp x)) (%finite-seconds x) 0d0))
 
 (defun %make-socket-stream (socket)
   "Make the async-io-stream of SOCKET (class defined in lisp/stream.lisp; it
@@ -52,31 +53,49 @@ must accept :socket)."
                                            (read-timeout -1) (write-timeout -1)
                                            (dont-drain-read-buffer nil dont-drain-supplied-p)
                                            connect-timeout)
+  ;; Every check comes before the socket exists: a bad argument leaves nothing.
+  (check-arguments (read-cb callback) (event-cb callback)
+                   (connect-cb callback :connect-cb) (write-cb callback :write-cb)
+                   (read-timeout timeout-seconds :read-timeout)
+                   (write-timeout timeout-seconds :write-timeout)
+                   (connect-timeout timeout-seconds :connect-timeout))
   (let* ((base (%current-base))
          ;; With :stream t, keep mode is assumed unless given explicitly.
          (keep (if dont-drain-supplied-p dont-drain-read-buffer stream))
          (socket (%make-tcp-socket :base base :read-cb read-cb :event-cb event-cb
                                    :connect-cb connect-cb :write-cb write-cb
                                    :data data :keep-p (and keep t)))
-         (index (registry-add base socket)))
+         (index (registry-add base socket))
+         (made nil))
     (setf (%sock-index socket) index)
     (cffi:with-foreign-object (id 'cltcp:id)
       (let ((rc (cltcp:socket-new id (event-base-id base) *event-callback-pointer* index)))
         (when (< rc 0)
           (registry-remove base index)
+          (setf (%sock-index socket) -1 (%sock-closed-p socket) t)
           (signal-status rc socket)))
       (setf (%sock-id socket) (cffi:mem-ref id 'cltcp:id)))
-    (let ((id (%sock-id socket)))
-      (when keep
-        (check-status (cltcp:socket-set-read-mode id cltcp:+read-keep+) socket))
-      (check-status (cltcp:socket-set-timeouts id (%timeout-seconds read-timeout)
-                                               (%timeout-seconds write-timeout))
-                    socket)
-      (when connect-timeout
-        (check-status (cltcp:socket-set-connect-timeout id (%timeout-seconds connect-timeout))
-                      socket)))
+    ;; From here the C socket exists: if setting it up fails, close it (its
+    ;; CLOSE event frees the registry entry) rather than leave it half made.
+    (unwind-protect
+         (let ((id (%sock-id socket)))
+           (when keep
+             (check-status (cltcp:socket-set-read-mode id cltcp:+read-keep+) socket))
+           (check-status (cltcp:socket-set-timeouts id (%timeout-seconds read-timeout)
+                                                    (%timeout-seconds write-timeout))
+                         socket)
+           (when connect-timeout
+             (check-status (cltcp:socket-set-connect-timeout
+                            id (%timeout-seconds connect-timeout))
+                           socket))
+           (when stream
+             (%make-socket-stream socket))
+           (setf made t))
+      (unless made
+        (setf (%sock-closed-p socket) t)
+        (cltcp:socket-close (%sock-id socket) cltcp:+close-now+)))
     (if stream
-        (%make-socket-stream socket)
+        (%sock-stream socket)
         socket)))
 
 (defun init-tcp-socket (read-cb &rest args)
@@ -94,17 +113,24 @@ beyond cl-async) bounds the time from connecting (DNS included) to connected."
   "Connect a socket made by INIT-TCP-SOCKET to HOST (IPv4 or IPv6 address, or a
 host name looked up asynchronously) and PORT.  Success calls the connect-cb;
 failure delivers a tcp-error (tcp-refused, tcp-timeout, dns-error ...) to the
-event-cb.  Returns SOCKET/STREAM."
+event-cb.  Returns SOCKET/STREAM.  Signals a TYPE-ERROR for a HOST that is
+not a string (or holds a NUL character) or a PORT that is not an integer from 0 to 65535, and SOCKET-CLOSED
+for a closed socket."
   (let ((socket (%socket-of socket/stream)))
+    (check-arguments (host host-name) (port port-number))
+    (when event-cb-p
+      (check-argument event-cb callback :event-cb))
+    (%open-socket socket)
     (when event-cb-p
       (setf (%sock-event-cb socket) event-cb))
-    (when (%sock-closed-p socket)
-      (%signal-closed socket))
-    (check-status (cltcp:socket-connect (%sock-id socket) (princ-to-string host) port)
+    (check-status (cltcp:socket-connect (%sock-id socket) host port)
                   socket)
     socket/stream))
 
 (defun %tcp-connect (host port read-cb event-cb &rest keys &key data &allow-other-keys)
+  ;; Checked before the socket is made (%INIT-SOCKET checks the rest).
+  (check-arguments (host host-name) (port port-number)
+                   (data (or null socket-data-designator) :data))
   (let ((socket/stream (apply #'%init-socket read-cb event-cb
                               (alexandria:remove-from-plist keys :data))))
     ;; A connect refused at once (bad port ...) must not leave the socket
@@ -132,7 +158,12 @@ is sent once connected.  connect-cb: (lambda (socket)) when connected.
 write-cb: (lambda (socket)) once written data has left the queue.  Timeouts
 in seconds: read = idle time since data last arrived, write = time without
 progress on queued data; both start at the connection.  Returns the socket,
-or an async-io-stream with :stream t."
+or an async-io-stream with :stream t.
+
+Every argument is checked before anything is made: a TYPE-ERROR naming the
+argument for a HOST that is not a string (or holds a NUL character), a PORT
+that is not an integer from 0 to 65535, a callback that is neither NIL, a function nor a symbol, a timeout
+that is neither NIL nor a real, or :data that is neither a string nor octets."
   (multiple-value-bind (event-cb keys) (%split-event-cb args)
     (apply #'%tcp-connect host port read-cb event-cb keys)))
 
@@ -154,72 +185,116 @@ sends DATA once connected.  Behaves like TCP-CONNECT and signals a style-warning
 
 (declaim (inline %check-writable))
 (defun %check-writable (socket)
-  "Signal SOCKET-CLOSED unless SOCKET can still be written to."
-  (when (or (%sock-closed-p socket) (%sock-draining-p socket))
+  "Signal SOCKET-CLOSED unless SOCKET can still be written to (its loop gone
+included: lisp/checks.lisp)."
+  (when (or (%sock-closed-p socket) (%sock-draining-p socket) (%loop-gone-p socket))
     (%signal-closed socket)))
 
 (defun %send-octets (socket octets start end)
   "Hand bytes START..END of OCTETS to libcltcp for SOCKET: one foreign call, the
-bytes copied there before it returns (the kernel takes what it can at once, the
-rest is queued).  A write-cb on the socket asks for a flush notice.  Maps a
-failure to SOCKET-CLOSED (closed, or write side shut down) or the condition of
-its code.  Shared by WRITE-SOCKET-DATA and the output streams."
+bytes copied there before it returns.  With *BUFFER-WRITES* (the default) they
+leave with the turn's other writes at the end of the turn; without, the kernel
+takes what it can at once.  What the kernel does not take is queued.  A write-cb
+on the socket asks for a flush notice -- also for zero bytes, whose notice then
+comes once everything written before has left.  Maps a failure to
+SOCKET-CLOSED (closed; after SHUTDOWN-SOCKET one that is also a
+STREAMISH-BROKEN-PIPE) or the condition of its code.  Shared by
+WRITE-SOCKET-DATA and the output streams."
   (declare (type socket socket) (type octets octets) (type fixnum start end)
            (optimize (speed 3) (safety 1)))
-  (when (< start end)
-    (let ((rc (cffi:with-pointer-to-vector-data (p octets)
-                (cltcp:socket-write (%sock-id socket) (cffi:inc-pointer p start)
-                                    (- end start)
-                                    (if (%sock-write-cb socket) cltcp:+write-notify+ 0)))))
-      (declare (type fixnum rc))
-      (when (< rc 0)
-        (cond ((= rc cltcp:+eclosed+)
-               (setf (%sock-closed-p socket) t)
-               (%signal-closed socket rc))
-              ((= rc (the fixnum +uv-epipe+))
-               (%signal-closed socket rc))
-              (t (signal-status rc socket))))))
+  (let ((notify (%sock-write-cb socket)))
+    (when (or (< start end) notify)
+      (let ((rc (cffi:with-pointer-to-vector-data (p octets)
+                  (cltcp:socket-write (%sock-id socket) (cffi:inc-pointer p start)
+                                      (max 0 (- end start))
+                                      (logior (if notify cltcp:+write-notify+ 0)
+                                              (if *buffer-writes* 0 cltcp:+write-now+))))))
+        (declare (type fixnum rc))
+        (when (< rc 0)
+          (cond ((= rc cltcp:+eclosed+)
+                 (setf (%sock-closed-p socket) t)
+                 (%signal-closed socket rc))
+                ((= rc (the fixnum +uv-epipe+))
+                 (error '%closed-broken-pipe :socket socket :code rc))
+                (t (signal-status rc socket)))))))
   nil)
 
-(defun write-socket-data (socket data &key (read-cb nil read-cb-p) (write-cb nil write-cb-p)
+(defun %check-bounds (start end length)
+  "WRITE-SOCKET-DATA's :START and :END against a sequence of LENGTH: signals a
+TYPE-ERROR naming the argument; returns the end to use."
+  (unless (typep start `(integer 0 ,length))
+    (error 'simple-type-error :datum start :expected-type `(integer 0 ,length)
+                              :format-control "WRITE-SOCKET-DATA: :START ~S is not an index ~
+                                               into the data (0 to ~D)."
+                              :format-arguments (list start length)))
+  (unless (or (null end) (typep end `(integer ,start ,length)))
+    (error 'simple-type-error :datum end :expected-type `(or null (integer ,start ,length))
+                              :format-control "WRITE-SOCKET-DATA: :END ~S is not NIL or an ~
+                                               index from :START (~D) to ~D."
+                              :format-arguments (list end start length)))
+  (or end length))
+
+(defun write-socket-data (socket data &key (start 0) end
+                                           (read-cb nil read-cb-p) (write-cb nil write-cb-p)
                                            (event-cb nil event-cb-p))
-  "Send DATA (a string, encoded as UTF-8 with babel, or an octet vector) on SOCKET
-(or its stream).  The bytes are copied at once; what the kernel does not take
-is queued.  Given callbacks replace the socket's (the write-cb then fires once
-this and all earlier data left the queue).  Signals SOCKET-CLOSED on a closed
-socket.  Returns NIL."
+  "Send DATA (a string, encoded as UTF-8 with babel, or an octet vector), or the
+part of it from :START to :END (indices into DATA: characters of a string,
+octets of a vector; a bad index is a TYPE-ERROR naming it), on SOCKET (or its
+stream).  The bytes are copied at once.  With *BUFFER-WRITES* true (the
+default) the writes of one loop turn leave together at the end of the turn,
+in one send; with NIL the kernel takes what it can at once.  What the kernel
+does not take is queued.  Given callbacks replace the socket's; while the
+socket has a write-cb, it runs once this write's bytes and all earlier ones
+have left -- also for an empty write ((bytes nil) or :start = :end), the way to
+act once everything before it has gone (close a Connection: close response).
+Signals SOCKET-CLOSED on a closed socket, and a TYPE-ERROR naming the argument
+for DATA that is neither a string nor a vector of octets, a bad index, or a
+callback that is not NIL, a function or a symbol (then nothing was sent or
+changed).  Returns NIL."
   (declare (optimize (speed 3) (safety 1)))
   (let ((socket (%socket-of socket)))
     (declare (type socket socket))
     (%check-writable socket)
-    (when read-cb-p (setf (%sock-read-cb socket) read-cb))
-    (when write-cb-p (setf (%sock-write-cb socket) write-cb))
-    (when event-cb-p (setf (%sock-event-cb socket) event-cb))
-    (let ((octets (typecase data
-                    (octets data)
-                    (string (babel:string-to-octets data :encoding :utf-8))
-                    (t ;; Any other sequence: the generic COERCE is what it needs.
-                     (locally (declare (optimize (speed 1))) (coerce data 'octets))))))
-      (declare (type octets octets))
-      (%send-octets socket octets 0 (length octets))))
+    (when read-cb-p (check-argument read-cb callback :read-cb))
+    (when write-cb-p (check-argument write-cb callback :write-cb))
+    (when event-cb-p (check-argument event-cb callback :event-cb))
+    (multiple-value-bind (octets start end)
+        (typecase data
+          (octets
+           (values data start (%check-bounds start end (length data))))
+          (string
+           (let* ((end (%check-bounds start end (length data)))
+                  (octets (babel:string-to-octets data :encoding :utf-8 :start start :end end)))
+             (values octets 0 (length octets))))
+          ((vector (unsigned-byte 8))
+           (let ((all (coerce data 'octets)))
+             (values all start (%check-bounds start end (length all)))))
+          (t (%argument-error 'data data '(or string (vector (unsigned-byte 8))))))
+      (declare (type octets octets) (type fixnum start end))
+      (when read-cb-p (setf (%sock-read-cb socket) read-cb))
+      (when write-cb-p (setf (%sock-write-cb socket) write-cb))
+      (when event-cb-p (setf (%sock-event-cb socket) event-cb))
+      (%send-octets socket octets start end)))
   nil)
 
 (defun set-socket-timeouts (socket read-sec write-sec)
   "Set SOCKET's read and write timeouts in seconds (NIL clears one).  Read: idle
 time since data last arrived; write: time that queued data makes no progress.
-Expiry delivers tcp-timeout and closes the socket.  Signals SOCKET-CLOSED on a
-closed socket."
+Expiry delivers tcp-timeout and closes the socket.  A non-positive number
+counts as NIL.  Signals a TYPE-ERROR for a timeout that is neither NIL nor a
+real, and SOCKET-CLOSED on a closed socket."
   (let ((socket (%socket-of socket)))
-    (when (%sock-closed-p socket)
-      (%signal-closed socket))
+    (check-arguments (read-sec timeout-seconds) (write-sec timeout-seconds))
+    (%open-socket socket)
     (check-status (cltcp:socket-set-timeouts (%sock-id socket) (%timeout-seconds read-sec)
                                              (%timeout-seconds write-sec))
                   socket)
     nil))
 
 (defun enable-socket (socket &key read write)
-  "Turn read (and/or write) monitoring of SOCKET back on."
-  (let ((socket (%socket-of socket)))
+  "Turn read (and/or write) monitoring of SOCKET back on.  Signals SOCKET-CLOSED
+on a closed socket."
+  (let ((socket (%open-socket socket)))
     (check-status (cltcp:socket-enable (%sock-id socket) (if read 1 -1) (if write 1 -1))
                   socket)
     nil))
@@ -227,33 +302,38 @@ closed socket."
 (defun disable-socket (socket &key read write)
   "Turn read (and/or write) monitoring of SOCKET off: a disabled read side neither
 reads nor times out; a disabled write side still sends its queue but does not
-time out."
-  (let ((socket (%socket-of socket)))
+time out.  Signals SOCKET-CLOSED on a closed socket."
+  (let ((socket (%open-socket socket)))
     (check-status (cltcp:socket-enable (%sock-id socket) (if read 0 -1) (if write 0 -1))
                   socket)
     nil))
 
 (defun socket-closed-p (socket)
   "True once SOCKET was closed (by CLOSE-SOCKET, after an error, or after the
-peer's EOF, when it only sends what is still queued)."
+peer's EOF, when it only sends what is still queued), and for every socket of
+an event loop that has exited."
   (let ((socket (%socket-of socket)))
-    (or (%sock-closed-p socket) (%sock-draining-p socket))))
+    (or (%sock-closed-p socket) (%sock-draining-p socket) (%loop-gone-p socket))))
 
 (defun close-socket (socket &key force)
   "Close SOCKET and forget its callbacks.  Data already written is still sent
 first (so nothing written is lost); with :FORCE true the queue is dropped and
 the connection closes at once.  Signals SOCKET-CLOSED when SOCKET was closed
-already."
-  (let ((socket (%socket-of socket)))
-    (when (%sock-closed-p socket)
-      (%signal-closed socket))
-    (setf (%sock-closed-p socket) t)
+already (or its event loop has exited)."
+  (let ((socket (%open-socket socket)))
+    (setf (%sock-closed-p socket) t
+          ;; The application hears nothing more of it: no write-cb, and no
+          ;; streamish-canceled for the writes its own close drops.
+          (%sock-write-cb socket) nil)
     (cltcp:socket-close (%sock-id socket) (if force cltcp:+close-now+ cltcp:+close-flush+))
     nil))
 
 ;;; ---- servers ----
 
 (defun %tcp-server (bind-address port read-cb event-cb &key connect-cb (backlog -1) stream)
+  (check-arguments (bind-address (or null host-name)) (port port-number)
+                   (read-cb callback) (event-cb callback) (connect-cb callback :connect-cb)
+                   (backlog (or null (signed-byte 32)) :backlog))
   (let* ((base (%current-base))
          (server (%make-tcp-server :base base :read-cb read-cb :event-cb event-cb
                                    :connect-cb connect-cb :stream-p (and stream t)))
@@ -261,7 +341,7 @@ already."
     (setf (%srv-index server) index)
     (cffi:with-foreign-object (id 'cltcp:id)
       (let ((rc (cltcp:server-listen id (event-base-id base)
-                                     (if bind-address (princ-to-string bind-address) "")
+                                     (or bind-address "")
                                      port (or backlog -1)
                                      *event-callback-pointer* index
                                      *event-callback-pointer* index)))
@@ -280,21 +360,30 @@ stream); event-cb (NIL = *DEFAULT-EVENT-HANDLER*) may also be :event-cb.
 Every connection becomes a socket with these callbacks; connect-cb
 (lambda (socket)) runs before its first read-cb.  With :stream t, read-cb
 gets (socket stream).  Signals TCP-SERVER-BIND-ERROR (and, for a used port,
-SOCKET-ADDRESS-IN-USE) when it cannot listen.  Returns the tcp-server."
+SOCKET-ADDRESS-IN-USE) when it cannot listen, and a TYPE-ERROR naming the
+argument, before anything is made, for a BIND-ADDRESS that is neither NIL nor a
+string, a PORT that is not an integer from 0 to 65535, a callback that is not
+NIL, a function or a symbol, or a :backlog that is not NIL or a 32-bit integer
+(negative = the system's default).  Returns the tcp-server."
   (multiple-value-bind (event-cb keys) (%split-event-cb args)
     (apply #'%tcp-server bind-address port read-cb event-cb keys)))
 
 (defun close-tcp-server (tcp-server)
   "Stop listening; connections already accepted stay open.  Does nothing when the
-server is closed already.  Returns NIL."
+server is closed already (or its event loop has exited).  Returns NIL."
+  (check-argument tcp-server tcp-server)
   (unless (%srv-closed-p tcp-server)
     (setf (%srv-closed-p tcp-server) t)
-    (cltcp:server-close (%srv-id tcp-server)))
+    ;; A dead loop's server id may name a later loop's handle.
+    (unless (%c-handle-gone-p tcp-server)
+      (cltcp:server-close (%srv-id tcp-server))))
   nil)
 
 (defun tcp-server-closed-p (tcp-server)
-  "True once TCP-SERVER was closed."
-  (%srv-closed-p tcp-server))
+  "True once TCP-SERVER was closed, and for every server of an event loop that
+has exited."
+  (check-argument tcp-server tcp-server)
+  (or (%srv-closed-p tcp-server) (%loop-gone-p tcp-server)))
 
 (defun %address (fn)
   (cffi:with-foreign-objects ((buf :char 64) (port :int) (family :int))
@@ -306,13 +395,17 @@ server is closed already.  Returns NIL."
                   (cffi:mem-ref family :int))))))
 
 (defun tcp-server-port (tcp-server)
-  "The port TCP-SERVER listens on (useful after binding port 0)."
+  "The port TCP-SERVER listens on (useful after binding port 0).  Signals
+SOCKET-CLOSED on a closed server."
+  (%open-server tcp-server)
   (cffi:with-foreign-object (port :int)
-    (check-status (cltcp:server-port port (%srv-id tcp-server)) tcp-server :bind)
+    (check-status (cltcp:server-port port (%srv-id tcp-server)) tcp-server)
     (cffi:mem-ref port :int)))
 
 (defun tcp-server-address (tcp-server)
-  "Where TCP-SERVER listens: (values address port family), family 4 or 6."
+  "Where TCP-SERVER listens: (values address port family), family 4 or 6.
+Signals SOCKET-CLOSED on a closed server."
+  (%open-server tcp-server)
   (multiple-value-bind (address port family)
       (%address (lambda (buf port family)
                   (cltcp:server-address buf 64 port family (%srv-id tcp-server))))
@@ -323,7 +416,7 @@ server is closed already.  Returns NIL."
 ;;; ---- beyond the reference ----
 
 (defun %socket-address (socket which)
-  (let ((socket (%socket-of socket)))
+  (let ((socket (%open-socket socket)))
     (multiple-value-bind (address port family)
         (%address (lambda (buf port family)
                     (cltcp:socket-address buf 64 port family (%sock-id socket) which)))
@@ -332,32 +425,44 @@ server is closed already.  Returns NIL."
           (signal-status address socket)))))
 
 (defun socket-local-address (socket)
-  "The local address of a connected SOCKET: (values address port family)."
+  "The local address of a connected SOCKET: (values address port family).
+Signals SOCKET-CLOSED on a closed socket, a TCP-ERROR (ENOTCONN) on one not
+connected yet."
   (%socket-address socket 0))
 
 (defun socket-peer-address (socket)
-  "The peer's address of a connected SOCKET: (values address port family)."
+  "The peer's address of a connected SOCKET: (values address port family).
+Signals SOCKET-CLOSED on a closed socket, a TCP-ERROR (ENOTCONN) on one not
+connected yet."
   (%socket-address socket 1))
 
 (defun set-socket-nodelay (socket &optional (enable t))
-  "Turn Nagle's algorithm off (ENABLE true: TCP_NODELAY) or back on."
-  (let ((socket (%socket-of socket)))
+  "Turn Nagle's algorithm off (ENABLE true: TCP_NODELAY) or back on.  Signals
+SOCKET-CLOSED on a closed socket."
+  (let ((socket (%open-socket socket)))
     (check-status (cltcp:socket-nodelay (%sock-id socket) (if enable 1 0)) socket)
     nil))
 
 (defun set-socket-keepalive (socket enable &optional (delay 60))
-  "Turn TCP keep-alive on or off; DELAY is the idle seconds before the first probe."
+  "Turn TCP keep-alive on or off; DELAY (a non-negative real, rounded, at least 1)
+is the idle seconds before the first probe.  Signals SOCKET-CLOSED on a closed
+socket, a TYPE-ERROR for a bad DELAY."
   (let ((socket (%socket-of socket)))
+    (check-argument delay (real 0))
+    (%open-socket socket)
     (check-status (cltcp:socket-keepalive (%sock-id socket) (if enable 1 0)
-                                          (max 1 (round delay)))
+                                          (max 1 (min #xffffffff (round delay))))
                   socket)
     nil))
 
 (defun set-socket-connect-timeout (socket seconds)
   "Bound the time from connecting (DNS included) to connected; NIL = none.  Set it
 before CONNECT-TCP-SOCKET.  Expiry delivers tcp-timeout.  Separate from the
-read timeout."
+read timeout.  Signals SOCKET-CLOSED on a closed socket, a TYPE-ERROR for
+SECONDS that are neither NIL nor a real."
   (let ((socket (%socket-of socket)))
+    (check-argument seconds timeout-seconds)
+    (%open-socket socket)
     (check-status (cltcp:socket-set-connect-timeout (%sock-id socket) (%timeout-seconds seconds))
                   socket)
     nil))
@@ -366,10 +471,10 @@ read timeout."
   "Half-close: once everything written so far is sent, shut the write side down
 (the peer reads EOF); reading goes on.  On a socket still connecting, this
 happens once it connects.  SHUTDOWN-CB (lambda (socket)) runs when it is done.
-Later writes signal SOCKET-CLOSED."
+Later writes signal SOCKET-CLOSED, and so does this on a closed socket."
   (let ((socket (%socket-of socket)))
-    (when (%sock-closed-p socket)
-      (%signal-closed socket))
+    (check-argument shutdown-cb callback :shutdown-cb)
+    (%open-socket socket)
     (when shutdown-cb
       (setf (%sock-shutdown-cb socket) shutdown-cb))
     (if (%sock-connected-p socket)
@@ -380,17 +485,30 @@ Later writes signal SOCKET-CLOSED."
     nil))
 
 (defun socket-queued-bytes (socket)
-  "Bytes written to SOCKET that the kernel has not taken yet (backpressure)."
-  (let ((socket (%socket-of socket)))
+  "Bytes written to SOCKET that the kernel has not taken yet (backpressure).
+Signals SOCKET-CLOSED on a closed socket."
+  (let ((socket (%open-socket socket)))
     (cffi:with-foreign-object (n :size)
-      (let ((rc (cltcp:socket-queued n (%sock-id socket))))
-        (if (< rc 0) 0 (cffi:mem-ref n :size))))))
+      (check-status (cltcp:socket-queued n (%sock-id socket)) socket)
+      (cffi:mem-ref n :size))))
+
+(defun %socket-send-count (socket)
+  "How many sends libcltcp has made on SOCKET (cltcp_socket_send_count): the
+writes of one loop turn cost one when the kernel takes them at once.  For tests
+and statistics; NIL once the socket is gone."
+  (let ((socket (%socket-of socket)))
+    (cffi:with-foreign-object (n :uint64)
+      (when (zerop (cltcp:socket-send-count n (%sock-id socket)))
+        (cffi:mem-ref n :uint64)))))
 
 (defun set-socket-drain-mark (socket mark &optional drain-cb)
   "Backpressure: once more than MARK bytes were queued on SOCKET and the queue
 falls to MARK or below, call DRAIN-CB as (lambda (socket queued-bytes)).
-MARK NIL turns it off."
+MARK NIL turns it off.  Signals SOCKET-CLOSED on a closed socket, a TYPE-ERROR
+for a MARK that is neither NIL nor a non-negative integer or a bad DRAIN-CB."
   (let ((socket (%socket-of socket)))
+    (check-arguments (mark (or null (unsigned-byte 64))) (drain-cb callback))
+    (%open-socket socket)
     (setf (%sock-drain-cb socket) drain-cb)
     (check-status (cltcp:socket-set-drain-mark (%sock-id socket)
                                                (if mark mark (ldb (byte 64 0) -1)))
@@ -403,39 +521,55 @@ MARK NIL turns it off."
 
 (defun socket-buffered-bytes (socket)
   "Keep mode (:stream t or :dont-drain-read-buffer t): the number of received
-bytes waiting to be read with READ-SOCKET-DATA.  Always 0 in drain mode."
+bytes waiting to be read with READ-SOCKET-DATA.  Always 0 in drain mode.  On a
+closed socket it counts what is still readable (see READ-SOCKET-DATA), so it
+does not signal SOCKET-CLOSED."
   (let* ((socket (%socket-of socket))
          (leftover (%sock-leftover socket)))
-    (if leftover
-        (- (length leftover) (%sock-leftover-start socket))
-        (cffi:with-foreign-object (n :size)
-          (if (zerop (cltcp:socket-buffered n (%sock-id socket)))
-              (cffi:mem-ref n :size)
-              0)))))
+    (cond (leftover
+           (- (length leftover) (%sock-leftover-start socket)))
+          ((%c-handle-gone-p socket) 0)
+          (t
+           (cffi:with-foreign-object (n :size)
+             (if (zerop (cltcp:socket-buffered n (%sock-id socket)))
+                 (cffi:mem-ref n :size)
+                 0))))))
 
 (defun read-socket-data (socket buffer &key (start 0) end)
   "Keep mode: move up to (- END START) buffered bytes of SOCKET into BUFFER (a
 (simple-array (unsigned-byte 8) (*))) from START, and return how many were
 moved; 0 when nothing is buffered.  Never blocks.  Bytes still buffered when
-the socket closes stay readable.  Whether the peer closed is
-SOCKET-PEER-CLOSED-P."
-  (declare (type octets buffer) (type fixnum start))
+the socket closes stay readable: on a closed socket this reads them, then
+answers 0 (the end of input a stream reports), rather than signal
+SOCKET-CLOSED.  Whether the peer closed is SOCKET-PEER-CLOSED-P.  Signals a
+TYPE-ERROR naming the argument for a BUFFER that is not such a vector or for
+START / END that are not bounding indices of it."
+  (check-argument buffer octets)
   (let* ((socket (%socket-of socket))
-         (end (or end (length buffer)))
+         (length (length buffer))
+         (end (or end length))
          (leftover (%sock-leftover socket)))
-    (declare (type fixnum end))
-    (cond ((>= start end) 0)
-          (leftover
-           (let* ((from (%sock-leftover-start socket))
-                  (count (min (- end start) (- (length leftover) from))))
-             (replace buffer leftover :start1 start :end1 (+ start count) :start2 from)
-             (setf (%sock-leftover-start socket) (+ from count))
-             (when (= (+ from count) (length leftover))
-               (setf (%sock-leftover socket) nil (%sock-leftover-start socket) 0))
-             count))
-          (t
-           (cffi:with-foreign-object (n :size)
-             (let ((rc (cffi:with-pointer-to-vector-data (p buffer)
-                         (cltcp:socket-read n (%sock-id socket) (cffi:inc-pointer p start)
-                                            (- end start)))))
-               (if (zerop rc) (cffi:mem-ref n :size) 0)))))))
+    (declare (type octets buffer))
+    ;; C writes into BUFFER from START to END: both must lie inside it.
+    (unless (and (typep end 'fixnum) (<= 0 end length))
+      (%argument-error :end end `(or null (integer 0 ,length))))
+    (unless (and (typep start 'fixnum) (<= 0 start end))
+      (%argument-error :start start `(integer 0 ,end)))
+    (locally (declare (type fixnum start end))
+      (cond ((= start end) 0)
+            (leftover
+             (let* ((from (%sock-leftover-start socket))
+                    (count (min (- end start) (- (length leftover) from))))
+               (replace buffer leftover :start1 start :end1 (+ start count) :start2 from)
+               (setf (%sock-leftover-start socket) (+ from count))
+               (when (= (+ from count) (length leftover))
+                 (setf (%sock-leftover socket) nil (%sock-leftover-start socket) 0))
+               count))
+            ;; A dead loop's id may name a later loop's socket.
+            ((%c-handle-gone-p socket) 0)
+            (t
+             (cffi:with-foreign-object (n :size)
+               (let ((rc (cffi:with-pointer-to-vector-data (p buffer)
+                           (cltcp:socket-read n (%sock-id socket) (cffi:inc-pointer p start)
+                                              (- end start)))))
+                 (if (zerop rc) (cffi:mem-ref n :size) 0))))))))

@@ -9,7 +9,8 @@
  *
  * Conventions (they hold for every function below):
  *
- *  - Loops, sockets, servers, timers and DNS requests are 64-bit integer ids
+ *  - Loops, sockets, servers, timers, signal handlers, async wake-ups and
+ *    DNS requests are 64-bit integer ids
  *    (cltcp_id): a kind, a loop index, a slot index and a generation counter.
  *    0 is never a valid id, and every id is below 2^62 (bits 62 and 63 are
  *    0: a fixnum in 64-bit Lisps).  No id is issued twice in the life of the
@@ -31,7 +32,8 @@
  *    by the caller; the library never looks inside the context word.
  *
  *  - Delivery rules (libuv's): a call that returns an error never calls its
- *    callback.  A handle (socket, server, timer) whose creating call returned
+ *    callback.  A handle (socket, server, timer, signal, async) whose
+ *    creating call returned
  *    0 gets exactly one CLTCP_EV_CLOSE event, always last, also when the loop
  *    is torn down (status UV_ECANCELED then).  A DNS request that was started
  *    gets exactly one callback.  A failure known while a call runs is
@@ -44,16 +46,18 @@
  *  - One thread per loop.  All calls on a loop and on its handles must come
  *    from the thread that runs it.  Callbacks run on that thread, from inside
  *    cltcp_loop_run() only -- and from cltcp_loop_close(), which delivers
- *    the teardown events (CLOSE with UV_ECANCELED, DNS UV_ECANCELED).  Any
- *    callback may call any function of this header on the same loop (close
- *    the handle it is called for, write, stop the loop, ...), except
- *    cltcp_loop_run() and cltcp_loop_close().
+ *    the teardown events (CLOSE with UV_ECANCELED, DNS UV_ECANCELED,
+ *    cancelled FLUSHED).  Any callback may call any function of this header
+ *    on the same loop (close the handle it is called for, write, stop the
+ *    loop, ...), except cltcp_loop_run() and cltcp_loop_close().
  *    Loops may be created and closed on several threads at once.  The ids
  *    of a loop whose cltcp_loop_close() has returned (the loop's and its
  *    handles') may be passed from any thread: the call returns
  *    CLTCP_ECLOSED and reads no memory of any loop.  Any other id (live,
  *    stale within a live loop, made up) passed from a thread that does not
- *    run its loop races with that thread: not allowed.
+ *    run its loop races with that thread: not allowed.  The one exception
+ *    to the thread rule is cltcp_async_send(), safe from any thread at any
+ *    time, with any id.
  */
 #ifndef CLTCP_H
 #define CLTCP_H
@@ -143,7 +147,11 @@ enum {
   CLTCP_KIND_SOCKET = 2,
   CLTCP_KIND_SERVER = 3,
   CLTCP_KIND_TIMER = 4,
-  CLTCP_KIND_DNS = 5
+  CLTCP_KIND_DNS = 5,
+  CLTCP_KIND_SIGNAL = 6,
+  CLTCP_KIND_ASYNC = 7,
+  /* The largest kind: kinds are 1 .. CLTCP_KIND_LAST (3 bits of the id). */
+  CLTCP_KIND_LAST = 7
 };
 
 /* Event types delivered to callbacks. */
@@ -165,8 +173,11 @@ enum {
    * unless the callback closed it already.  server: an accept failure
    * (UV_EMFILE, ...); the server keeps listening. */
   CLTCP_EV_ERROR = 4,
-  /* socket: everything written so far has left the write queue.  One event
-   * per write made with CLTCP_WRITE_NOTIFY, in order.  status 0. */
+  /* socket: the bytes of a write made with CLTCP_WRITE_NOTIFY, and
+   * everything written before them, have been handed to the kernel.  One
+   * event per such write, in the order of the writes.  status 0; or
+   * UV_ECANCELED when the socket closed before those bytes left (then just
+   * before its CLOSE event). */
   CLTCP_EV_FLUSHED = 5,
   /* socket: the write queue fell to or below the drain mark set with
    * cltcp_socket_set_drain_mark() after being above it.  len = bytes still
@@ -182,15 +193,23 @@ enum {
   /* any handle: the handle is gone, its id is dead, this is the last event.
    * status 0 after a close asked by the owner or done by the library after
    * an error or EOF, UV_ECANCELED when the loop was torn down. */
-  CLTCP_EV_CLOSE = 10
+  CLTCP_EV_CLOSE = 10,
+  /* signal: the signal arrived (once or more since the last event: the
+   * kernel and libuv merge repeats of a pending signal); `other' is the
+   * signal number.  status 0. */
+  CLTCP_EV_SIGNAL = 11,
+  /* async: cltcp_async_send() was called (once or more since the last
+   * event, see there).  status 0. */
+  CLTCP_EV_ASYNC = 12
 };
 
-/* The one callback type for sockets, servers and timers.
+/* The one callback type for sockets, servers, timers, signals, asyncs.
  *  ctx    the context word given when the handle was created (or set later)
  *  id     the handle the event is for
  *  event  one of CLTCP_EV_*
  *  status 0 or a negative code
- *  other  server ACCEPT: the new socket's id; otherwise 0
+ *  other  server ACCEPT: the new socket's id; SIGNAL: the signal number;
+ *         otherwise 0
  *  data, len  socket DATA: the bytes; DRAIN: len = bytes queued; else 0 */
 typedef void (*cltcp_cb)(uintptr_t ctx, cltcp_id id, int event, int status,
                          cltcp_id other, const uint8_t *data, size_t len);
@@ -228,7 +247,9 @@ CLTCP_EXTERN int cltcp_loop_run(int *alive, cltcp_id loop, int mode);
 CLTCP_EXTERN int cltcp_loop_stop(cltcp_id loop);
 
 /* Tears a loop down: every live handle of it is closed, each gets its
- * CLTCP_EV_CLOSE (status UV_ECANCELED) and each pending DNS request its
+ * CLTCP_EV_CLOSE (status UV_ECANCELED; a socket's NOTIFY writes whose bytes
+ * never left get their FLUSHED with UV_ECANCELED first) and each pending
+ * DNS request its
  * callback (UV_ECANCELED), then everything is freed and the id dies.
  * Returns 0, CLTCP_ECLOSED, or CLTCP_EBUSY from inside cltcp_loop_run(). */
 CLTCP_EXTERN int cltcp_loop_close(cltcp_id loop);
@@ -261,8 +282,10 @@ CLTCP_EXTERN int cltcp_loop_set_wakeup(cltcp_id loop, double seconds);
  * (ms NULL), CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_loop_now(uint64_t *ms, cltcp_id loop);
 
-/* Number of live handles of the loop (sockets, servers, timers, DNS
- * requests), closing ones included.  For leak checks in tests. */
+/* Number of live handles of the loop (sockets, servers, timers, signals,
+ * asyncs, DNS requests), closing ones included.  For leak checks in tests;
+ * cltcp_loop_kind_counts() splits it by kind, cltcp_loop_handles() lists
+ * the handles. */
 CLTCP_EXTERN int cltcp_loop_handle_count(size_t *count, cltcp_id loop);
 
 /* ---------------------------------------------------------------------- */
@@ -273,8 +296,8 @@ CLTCP_EXTERN int cltcp_loop_handle_count(size_t *count, cltcp_id loop);
  * if repeat_seconds > 0, every repeat_seconds after that (counted from each
  * firing).  Times are wall-clock times counted from this call: a timer never
  * fires before its time has passed, however long callbacks ran and whether
- * or not the loop is running when it is started.  It fires on the first
- * loop turn after its time.  Each firing is a CLTCP_EV_TIMER event.  A one-shot timer closes itself after firing (then
+ * or not the loop is running when it is started.  Each firing is a
+ * CLTCP_EV_TIMER event.  A one-shot timer closes itself after firing (then
  * CLTCP_EV_CLOSE, status 0).  Returns 0, UV_EINVAL (NaN), UV_ENOMEM,
  * CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_timer_start(cltcp_id *timer, cltcp_id loop,
@@ -284,6 +307,155 @@ CLTCP_EXTERN int cltcp_timer_start(cltcp_id *timer, cltcp_id loop,
 /* Stops and closes a timer (the id dies at once): CLTCP_EV_CLOSE (status 0)
  * follows on a later turn.  Returns 0 or CLTCP_ECLOSED/CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_timer_close(cltcp_id timer);
+
+/* ---------------------------------------------------------------------- */
+/* Signals                                                                  */
+/* ---------------------------------------------------------------------- */
+
+/* Starts watching signal `signum' (SIGINT, SIGTERM, SIGHUP, SIGUSR1, ...)
+ * on a loop, through libuv's uv_signal_t.  Each arrival is a
+ * CLTCP_EV_SIGNAL event (other = signum) delivered in the loop's thread,
+ * from inside cltcp_loop_run(), never from the signal handler itself.
+ * Several handles may watch one signal, on one loop or on several loops
+ * (each gets the event).  A live signal handle keeps the loop alive (see
+ * cltcp_handle_ref() to change that).
+ * While any handle watches `signum', libuv's handler is installed for it
+ * process-wide.  The disposition the signal had just before the first
+ * handle started (handler, flags and mask, as sigaction(2) reports them:
+ * a Lisp's own SIGINT handler, SIG_DFL, SIG_IGN, ...) is saved, and put back
+ * exactly when the last handle for it closes.  The signal is blocked in the
+ * closing thread while libuv's handler is swapped for the saved one, so a
+ * signal sent to this thread meanwhile reaches the restored handler; in a
+ * process with other threads that do not block it, one arriving in that
+ * instant may meet SIG_DFL.  Do not change the signal's disposition
+ * yourself while a handle watches it (it would be overwritten at close).
+ * Returns 0, UV_EINVAL (cb NULL, signum not a signal number, or one that
+ * cannot be caught: SIGKILL, SIGSTOP), UV_ENOMEM, CLTCP_ECLOSED or
+ * CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_signal_start(cltcp_id *sig, cltcp_id loop, int signum,
+                                    cltcp_cb cb, uintptr_t ctx);
+
+/* Stops watching and closes a signal handle (the id dies at once); if it
+ * was the last handle for its signal in the process, the saved disposition
+ * is back in place when this returns.  CLTCP_EV_CLOSE (status 0) follows
+ * on a later turn; no SIGNAL event comes after this call.  Loop teardown
+ * does the same, with status UV_ECANCELED.  Returns 0 or
+ * CLTCP_ECLOSED/CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_signal_close(cltcp_id sig);
+
+/* Stores in *signum the signal a signal handle watches.  Returns 0,
+ * UV_EINVAL (signum NULL), CLTCP_ECLOSED or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_signal_signum(int *signum, cltcp_id sig);
+
+/* ---------------------------------------------------------------------- */
+/* Async wake-ups                                                           */
+/* ---------------------------------------------------------------------- */
+
+/* Creates an async wake-up handle (libuv's uv_async_t) on a loop: any
+ * thread may call cltcp_async_send() on it, and the loop then delivers a
+ * CLTCP_EV_ASYNC event to (cb, ctx) in its own thread.  The handle stays
+ * until closed (it repeats); it keeps the loop alive while it lives, even
+ * when nobody sends (see cltcp_handle_ref()).  Returns 0, UV_EINVAL (async
+ * or cb NULL), UV_ENOMEM, CLTCP_ECLOSED or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_async_new(cltcp_id *async, cltcp_id loop, cltcp_cb cb,
+                                 uintptr_t ctx);
+
+/* Wakes the loop of an async handle: a CLTCP_EV_ASYNC event follows in the
+ * loop's thread.  THE ONE CALL OF THIS HEADER THAT IS SAFE FROM ANY THREAD
+ * (and from the loop's own thread, in or out of a callback).  Sends
+ * coalesce, as libuv's do: several sends before the loop gets to the handle
+ * give one event; a send made after an event's callback has started gives
+ * at least one more event.  So every send is followed by at least one event
+ * that starts after it, unless the handle is closed first: a send that
+ * returned 0 before cltcp_async_close() may have no event.  A send on a
+ * closed or closing handle, or on any id that is not a live async handle,
+ * returns an error and touches nothing (the lookup is guarded by a lock
+ * that cltcp_async_close() also takes).  Never blocks for long, never
+ * calls a callback.  It takes a mutex, so it is not for signal handlers
+ * (watch the signal with cltcp_signal_start() instead).  Returns 0,
+ * CLTCP_ECLOSED or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_async_send(cltcp_id async);
+
+/* Closes an async handle (loop thread only; the id dies at once for every
+ * thread: later sends return CLTCP_ECLOSED).  No ASYNC event comes after
+ * this call; CLTCP_EV_CLOSE (status 0) follows on a later turn.  Returns 0
+ * or CLTCP_ECLOSED/CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_async_close(cltcp_id async);
+
+/* ---------------------------------------------------------------------- */
+/* Any handle: references, enumeration                                      */
+/* ---------------------------------------------------------------------- */
+
+/* Makes a handle (socket, server, timer, signal, async) keep the loop alive
+ * (ref != 0, the default for every new handle) or not (ref == 0), like
+ * libuv's uv_ref()/uv_unref(): cltcp_loop_run(CLTCP_RUN_DEFAULT) returns
+ * once only unreferenced handles are left, and *alive is then 0.  The
+ * setting covers every uv handle the library keeps for it (a socket's
+ * connection and its timeout timer) and lasts until changed.  libuv's rule
+ * for requests still holds: a socket with a connect, a write or a shutdown
+ * in flight, or a name lookup for its connect, keeps the loop alive until
+ * that completes, referenced or not.  Idempotent.  Returns 0, CLTCP_ECLOSED
+ * (closed or closing) or CLTCP_EKIND (a loop, a DNS request, id 0's
+ * kinds). */
+CLTCP_EXTERN int cltcp_handle_ref(cltcp_id handle, int ref);
+
+/* Stores in *ref 1 if the handle keeps the loop alive (see
+ * cltcp_handle_ref()), else 0.  Returns 0, UV_EINVAL (ref NULL),
+ * CLTCP_ECLOSED or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_handle_refd(int *ref, cltcp_id handle);
+
+/* States in cltcp_handle_info.state. */
+enum {
+  CLTCP_STATE_NEW = 1,        /* socket: created, not connecting */
+  CLTCP_STATE_RESOLVING = 2,  /* socket: looking its peer's name up */
+  CLTCP_STATE_CONNECTING = 3, /* socket: connect in flight */
+  CLTCP_STATE_CONNECTED = 4,  /* socket: connected or accepted */
+  CLTCP_STATE_ACTIVE = 5,     /* server listening, timer armed, signal
+                                 watched, async ready, DNS lookup pending */
+  CLTCP_STATE_CLOSING = 6     /* closed, its CLOSE event not yet delivered */
+};
+
+/* Flags in cltcp_handle_info.flags. */
+enum {
+  CLTCP_INFO_REF = 1,     /* keeps the loop alive (cltcp_handle_ref()) */
+  CLTCP_INFO_ACCEPTED = 2 /* socket: made by a server (incoming); a socket
+                             without it was made by cltcp_socket_new() */
+};
+
+/* One live handle of a loop, as cltcp_loop_handles() reports it. */
+typedef struct cltcp_handle_info {
+  cltcp_id id;
+  int kind;   /* CLTCP_KIND_* */
+  int state;  /* CLTCP_STATE_* */
+  int flags;  /* CLTCP_INFO_* */
+  int detail; /* signal: the signal number; server: its port; else 0 */
+} cltcp_handle_info;
+
+/* Lists the loop's live handles -- sockets, servers, timers, signals,
+ * asyncs and pending DNS requests, closing ones included -- most recently
+ * created first, DNS requests last.  That is what
+ * cltcp_loop_handle_count() counts, except DNS requests cancelled with
+ * cltcp_dns_cancel() whose UV_ECANCELED callback is still to come: their
+ * id is dead, so they are counted but not listed.  Up to `max' entries are
+ * written to out (which may be NULL when max is 0); *n gets the number of
+ * entries there are, which may exceed max (call again with a larger
+ * array).  The ids are a snapshot:
+ * valid until the next call that can close something.  Returns 0,
+ * UV_EINVAL (n NULL, or out NULL with max > 0), CLTCP_ECLOSED or
+ * CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_loop_handles(cltcp_handle_info *out, size_t max,
+                                    size_t *n, cltcp_id loop);
+
+/* Counts the loop's live handles by kind: counts[k] gets the number of
+ * live handles of kind k (closing ones included, and cancelled DNS
+ * requests whose callback is still to come), for k = 0 .. ncounts - 1
+ * (counts[0] and counts[CLTCP_KIND_LOOP] are always 0; pass
+ * CLTCP_KIND_LAST + 1 entries to get every kind; entries past
+ * CLTCP_KIND_LAST are set to 0).  The sum is cltcp_loop_handle_count().
+ * Returns 0, UV_EINVAL (counts NULL with ncounts > 0), CLTCP_ECLOSED or
+ * CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_loop_kind_counts(size_t *counts, size_t ncounts,
+                                        cltcp_id loop);
 
 /* ---------------------------------------------------------------------- */
 /* Sockets                                                                  */
@@ -337,17 +509,30 @@ CLTCP_EXTERN int cltcp_socket_read(size_t *n, cltcp_id sock, uint8_t *dst,
 
 /* Write flags. */
 enum {
-  CLTCP_WRITE_NOTIFY = 1 /* deliver CLTCP_EV_FLUSHED when the queue empties */
+  CLTCP_WRITE_NOTIFY = 1, /* deliver CLTCP_EV_FLUSHED once these bytes left */
+  CLTCP_WRITE_NOW = 2     /* send at once instead of at the end of the turn */
 };
 
-/* Writes len bytes.  They are copied before the call returns: the library
- * tries to hand them to the kernel at once and queues only what the kernel
- * did not take; the queue drains as the socket becomes writable.  Writing
- * to a socket that is still connecting queues the bytes until it connects.
- * With CLTCP_WRITE_NOTIFY, a CLTCP_EV_FLUSHED event follows (on a later
- * turn, one per such write) once everything written so far has left the
- * queue.  Writing from the CLTCP_EV_EOF callback works (the reply is sent
- * before the graceful close); after it the socket is closing (ECLOSED).
+/* Writes len bytes.  They are copied before the call returns.  The writes
+ * made on a socket during one turn of the loop are coalesced: they leave
+ * together, in one send (one uv_try_write of all of them; what the kernel
+ * does not take is queued and drains as the socket becomes writable), at
+ * the end of that turn -- after the poll phase's callbacks, before the loop
+ * waits again, so coalescing adds no latency beyond the turn.  A write of
+ * 32 KiB or more made while nothing is collected goes to the kernel at once
+ * (coalescing saves the system calls of small writes; for a large one it
+ * would only copy it); later writes of the turn are collected again.  A write made
+ * outside a turn (before cltcp_loop_run) leaves during the next turn, which
+ * then does not block before sending it.  With CLTCP_WRITE_NOW the bytes,
+ * and any collected earlier in the turn, are handed to the kernel during
+ * the call, as far as it takes them (the behaviour before coalescing).
+ * Writing to a socket that is still connecting queues the bytes until it
+ * connects.  With CLTCP_WRITE_NOTIFY a CLTCP_EV_FLUSHED event follows (on
+ * a later turn or at the end of this one, never from inside the call) once
+ * these bytes and all written before them have left; len 0 with NOTIFY
+ * asks only for that event.  Writing from the CLTCP_EV_EOF callback works
+ * (the reply is sent before the graceful close); after it the socket is
+ * closing (ECLOSED).
  * A write to a peer that reset the connection ends in an ERROR event;
  * SIGPIPE is kept blocked while the library writes, whatever the process's
  * disposition for it.
@@ -356,9 +541,18 @@ enum {
 CLTCP_EXTERN int cltcp_socket_write(cltcp_id sock, const uint8_t *data,
                                     size_t len, int flags);
 
-/* Stores in *n the number of bytes written but not yet handed to the kernel.
+/* Stores in *n the number of bytes written but not yet handed to the kernel
+ * (those collected for the end of the turn included).
  * Returns 0 or CLTCP_ECLOSED/CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_socket_queued(size_t *n, cltcp_id sock);
+
+/* Stores in *n how many sends the library has made on the socket so far:
+ * each uv_try_write and each uv_write it started (a large queue goes in
+ * chunks, one send each).  For tests and statistics: N writes made during
+ * one turn cost one send when the kernel takes them at once.  Works until
+ * the CLOSE event returns.  Returns 0, UV_EINVAL (n NULL), CLTCP_ECLOSED or
+ * CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_socket_send_count(uint64_t *n, cltcp_id sock);
 
 /* Sets the drain mark for backpressure: once the write queue has held more
  * than `mark' bytes and falls to `mark' or below, CLTCP_EV_DRAIN is
@@ -406,11 +600,14 @@ enum {
 };
 
 /* Closes a socket.  The id dies at once for every call (CLTCP_ECLOSED)
- * except cltcp_socket_buffered() and cltcp_socket_read(), which keep working
- * until the CLOSE event returns; CLTCP_EV_CLOSE (status 0) follows on a
- * later turn.  With
+ * except cltcp_socket_buffered(), cltcp_socket_read() and
+ * cltcp_socket_send_count(), which keep working until the CLOSE event
+ * returns; CLTCP_EV_CLOSE (status 0) follows on a later turn.  With
  * CLTCP_CLOSE_FLUSH the queued bytes are still sent first (the write timeout
- * still applies).  Returns 0, UV_EINVAL (bad mode), CLTCP_ECLOSED or
+ * still applies).  With CLTCP_CLOSE_NOW the bytes written during this turn
+ * get the one try to leave at once that they would have had without
+ * coalescing; whatever the kernel does not take then is dropped.  NOTIFY
+ * writes whose bytes did not leave get their FLUSHED with UV_ECANCELED.  Returns 0, UV_EINVAL (bad mode), CLTCP_ECLOSED or
  * CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_socket_close(cltcp_id sock, int mode);
 
@@ -457,6 +654,26 @@ CLTCP_EXTERN int cltcp_server_listen(cltcp_id *server, cltcp_id loop,
                                      const char *host, int port, int backlog,
                                      cltcp_cb server_cb, uintptr_t server_ctx,
                                      cltcp_cb sock_cb, uintptr_t sock_ctx);
+
+/* Listen flags for cltcp_server_listen_ex(). */
+enum {
+  /* SO_REUSEPORT: several servers -- in several loops and threads, or
+   * several processes of one user -- may listen on one address and port,
+   * each with this flag, and the kernel spreads incoming connections over
+   * them.  Set on the socket before it is bound. */
+  CLTCP_LISTEN_REUSEPORT = 1
+};
+
+/* cltcp_server_listen() with flags (CLTCP_LISTEN_*, or-ed; 0 is exactly
+ * cltcp_server_listen()).  Returns what cltcp_server_listen() returns, and
+ * UV_EINVAL for an unknown flag, UV_ENOTSUP where the system has no
+ * SO_REUSEPORT, or the setsockopt(2) error. */
+CLTCP_EXTERN int cltcp_server_listen_ex(cltcp_id *server, cltcp_id loop,
+                                        const char *host, int port,
+                                        int backlog, int flags,
+                                        cltcp_cb server_cb,
+                                        uintptr_t server_ctx,
+                                        cltcp_cb sock_cb, uintptr_t sock_ctx);
 
 /* The server's bound address, as cltcp_socket_address() (which is ignored:
  * always the local address). */
@@ -510,8 +727,33 @@ CLTCP_EXTERN int cltcp_dns_lookup(cltcp_id *req, cltcp_id loop,
                                   const char *host, int family,
                                   cltcp_dns_cb cb, uintptr_t ctx);
 
-/* Cancels a pending lookup: its callback fires with UV_ECANCELED on a later
- * turn.  Returns 0 or CLTCP_ECLOSED/CLTCP_EKIND. */
+/* The reverse lookup callback.  status 0 with the host name in (name, len)
+ * (NUL-terminated, valid during the callback), or a negative code with
+ * name NULL and len 0 (UV_ECANCELED when the request or its loop was
+ * closed). */
+typedef void (*cltcp_dns_name_cb)(uintptr_t ctx, cltcp_id req, int status,
+                                  const char *name, size_t len);
+
+/* Looks the name of a numeric IPv4 or IPv6 address up asynchronously,
+ * through c-ares: /etc/hosts first (ares_gethostbyaddr; the first name of
+ * the first line with the address), then a PTR query (in-addr.arpa /
+ * ip6.arpa) to the loop's DNS servers, with the loop's DNS timeout and
+ * tries.  The answer is one name, the official one.  The callback fires
+ * exactly once, on a later turn, like cltcp_dns_lookup()'s, also for an
+ * /etc/hosts hit; the request is a CLTCP_KIND_DNS id, cancelled with
+ * cltcp_dns_cancel().  Failures are the lookup codes: CLTCP_ENOTFOUND (no
+ * name for the address: NXDOMAIN, or no PTR record), CLTCP_EDNSTIMEOUT,
+ * CLTCP_EDNSCONN (no server reachable, or every server refused: c-ares
+ * 1.18 reports a REFUSED answer so), CLTCP_ESERVFAIL, CLTCP_EDNSFORMAT,
+ * CLTCP_EDNS, UV_ENOMEM, UV_ECANCELED.  *req (may be NULL) gets the id.
+ * Returns 0, UV_EINVAL (addr NULL or not a numeric address, cb NULL),
+ * UV_ENOMEM, CLTCP_EDNSCONFIG, CLTCP_ECLOSED or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_dns_reverse(cltcp_id *req, cltcp_id loop,
+                                   const char *addr, cltcp_dns_name_cb cb,
+                                   uintptr_t ctx);
+
+/* Cancels a pending lookup (forward or reverse): its callback fires with
+ * UV_ECANCELED on a later turn.  Returns 0 or CLTCP_ECLOSED/CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_dns_cancel(cltcp_id req);
 
 /* Sets the loop's DNS servers, a comma-separated list of host[:port] (IPv6

@@ -83,6 +83,12 @@ struct cltcp__dns_req {
   int status;          /* result, valid once c-ares is done (or cancel) */
   cltcp_addr *addrs;
   size_t naddrs;
+  /* reverse lookups (cltcp_dns_reverse(), at the end of this file) */
+  bool reverse;
+  cltcp_dns_name_cb name_cb;
+  char *name;          /* the result */
+  unsigned char rev_addr[16];
+  int rev_af;          /* AF_INET or AF_INET6 */
 };
 
 struct cltcp__dns {
@@ -94,6 +100,8 @@ struct cltcp__dns {
   dns_link waitq;      /* requests waiting for room in c-ares, FIFO */
   int active;          /* queries c-ares holds (see DNS_MAX_QUERIES) */
   char *servers;       /* NULL: the system's servers (/etc/resolv.conf) */
+  ares_channel hosts;  /* reverse lookups in /etc/hosts only; NULL until
+                          the first one */
   int timeout_ms;
   int tries;
   bool closing;        /* loop teardown has started */
@@ -419,6 +427,7 @@ static void req_maybe_free(cltcp__dns_req *r) {
     return;
   req_unlink(r);
   free(r->addrs);
+  free(r->name);
   free(r);
 }
 
@@ -438,7 +447,12 @@ static void req_clear_result(cltcp__dns_req *r) {
   free(r->addrs);
   r->addrs = NULL;
   r->naddrs = 0;
+  free(r->name);
+  r->name = NULL;
 }
+
+static void reverse_call(cltcp__dns_req *r, int status);
+static void reverse_start(cltcp__dns_req *r, const char *addr);
 
 /* Calls the owner once.  Public requests lose their id here (a cancelled
  * one lost it at cltcp_dns_cancel() and only kept its place in `live'). */
@@ -463,7 +477,10 @@ static void req_call(cltcp__dns_req *r) {
       loop->live--;
     else
       cltcp__id_free(loop, r->id);
-    r->cb(r->ctx, r->id, status, addrs, n);
+    if (r->reverse)
+      reverse_call(r, r->status);
+    else
+      r->cb(r->ctx, r->id, status, addrs, n);
   } else {
     r->fn(r->arg, status, addrs, n);
   }
@@ -556,6 +573,10 @@ static void dns_update_ref(cltcp__dns *dns);
 static void ares_start(cltcp__dns_req *r, const char *host) {
   cltcp__dns *dns = r->dns;
   struct ares_addrinfo_hints hints;
+  if (r->reverse) {
+    reverse_start(r, host);
+    return;
+  }
   memset(&hints, 0, sizeof(hints));
   hints.ai_family = r->family == CLTCP_AF_INET    ? AF_INET
                     : r->family == CLTCP_AF_INET6 ? AF_INET6
@@ -831,7 +852,7 @@ static int req_new(cltcp__dns_req **out, cltcp__loop *loop, const char *host,
 static void req_launch(cltcp__dns_req *r, const char *host) {
   cltcp__dns *dns = r->dns;
   cltcp_addr one;
-  if (numeric_lookup(&one, &r->status, host, r->family)) {
+  if (!r->reverse && numeric_lookup(&one, &r->status, host, r->family)) {
     if (r->status == 0) {
       r->addrs = malloc(sizeof(one));
       if (r->addrs == NULL) {
@@ -844,7 +865,7 @@ static void req_launch(cltcp__dns_req *r, const char *host) {
     req_queue(r);
     return;
   }
-  if (!name_valid(host)) {
+  if (!r->reverse && !name_valid(host)) {
     r->status = CLTCP_EBADNAME;
     req_queue(r);
     return;
@@ -1000,11 +1021,14 @@ void cltcp__dns_loop_free(cltcp__loop *loop) {
   /* Completes whatever c-ares still holds (nothing, after ares_cancel())
    * and closes its sockets; their polls are closed already. */
   ares_destroy(dns->channel);
+  if (dns->hosts != NULL)
+    ares_destroy(dns->hosts);
   while (dns->reqs.next != &dns->reqs) {
     cltcp__dns_req *r = dns->reqs.next;
     req_unlink(r);
     free(r->host);
     free(r->addrs);
+    free(r->name);
     free(r);
   }
   while (dns->polls != NULL) { /* only if teardown was skipped */
@@ -1111,4 +1135,211 @@ int cltcp_loop_set_dns_timeout(cltcp_id loop_id, double seconds, int tries) {
     return rc;
   return dns_reconfigure(dns, ms, tries >= 1 ? tries : dns->tries,
                          dns->servers);
+}
+
+/* ---- reverse lookups ------------------------------------------------------
+ * A reverse request is an ordinary request (same queue, same delivery,
+ * same cancel and teardown) with `reverse' set: ares_start() hands it to
+ * ares_gethostbyaddr() instead of ares_getaddrinfo(), and req_call() gives
+ * the owner the name instead of addresses. */
+
+/* Parses a numeric IPv4 or IPv6 address.  Returns the AF_* or 0. */
+static int reverse_parse(unsigned char bin[16], const char *addr) {
+  if (uv_inet_pton(AF_INET, addr, bin) == 0)
+    return AF_INET;
+  if (strchr(addr, ':') != NULL && uv_inet_pton(AF_INET6, addr, bin) == 0)
+    return AF_INET6;
+  return 0;
+}
+
+static void reverse_call(cltcp__dns_req *r, int status) {
+  const char *name = status == 0 ? r->name : NULL;
+  if (status == 0 && name == NULL)
+    status = CLTCP_ENOTFOUND;
+  r->name_cb(r->ctx, r->id, status, name, name != NULL ? strlen(name) : 0);
+}
+
+/* /etc/hosts, synchronously.  c-ares' ares_gethostbyaddr() would do the
+ * hosts file and then DNS, but it reports every DNS failure (timeout,
+ * refused, server failure) as ARES_ENOTFOUND; so the hosts file is read
+ * with it on a second channel whose only lookup method is the file ("f",
+ * which completes inside the call), and DNS is asked with a PTR query of
+ * our own, whose status c-ares reports as it is. */
+typedef struct hosts_res {
+  bool done, abandoned;
+  int status;
+  char *name;
+} hosts_res;
+
+static void hosts_cb(void *arg, int status, int timeouts, struct hostent *he) {
+  hosts_res *h = arg;
+  (void)timeouts;
+  h->done = true;
+  h->status = status;
+  if (status == ARES_SUCCESS && he != NULL && he->h_name != NULL &&
+      he->h_name[0] != '\0')
+    h->name = strdup(he->h_name);
+  if (h->abandoned) {
+    free(h->name);
+    free(h);
+  }
+}
+
+/* Returns 0 with a malloc'ed *name, CLTCP_ENOTFOUND, or UV_ENOMEM. */
+static int hosts_reverse(char **name, cltcp__dns *dns, const unsigned char *bin,
+                         int af) {
+  hosts_res *h;
+  int rc;
+  *name = NULL;
+  if (dns->hosts == NULL) {
+    struct ares_options o;
+    memset(&o, 0, sizeof(o));
+    o.lookups = (char *)"f";
+    if (ares_init_options(&dns->hosts, &o, ARES_OPT_LOOKUPS) != ARES_SUCCESS) {
+      dns->hosts = NULL;
+      return CLTCP_ENOTFOUND; /* DNS may still know */
+    }
+  }
+  h = calloc(1, sizeof(*h));
+  if (h == NULL)
+    return UV_ENOMEM;
+  ares_gethostbyaddr(dns->hosts, bin, af == AF_INET ? 4 : 16, af, hosts_cb, h);
+  if (!h->done) { /* not the case with "f" alone; never wait for it */
+    h->abandoned = true;
+    return CLTCP_ENOTFOUND;
+  }
+  if (h->name != NULL)
+    rc = 0;
+  else if (h->status == ARES_ENOMEM)
+    rc = UV_ENOMEM;
+  else
+    rc = CLTCP_ENOTFOUND;
+  *name = h->name;
+  free(h);
+  return rc;
+}
+
+/* The PTR query name: "d.c.b.a.in-addr.arpa" or 32 nibbles + "ip6.arpa". */
+static void arpa_name(char *out, size_t max, const unsigned char *bin,
+                      int af) {
+  static const char hex[] = "0123456789abcdef";
+  size_t n = 0;
+  int i;
+  if (af == AF_INET) {
+    snprintf(out, max, "%u.%u.%u.%u.in-addr.arpa", bin[3], bin[2], bin[1],
+             bin[0]);
+    return;
+  }
+  for (i = 15; i >= 0 && n + 4 < max; i--) {
+    out[n++] = hex[bin[i] & 0xF];
+    out[n++] = '.';
+    out[n++] = hex[bin[i] >> 4];
+    out[n++] = '.';
+  }
+  snprintf(out + n, max - n, "ip6.arpa");
+}
+
+/* c-ares' completion callback for the PTR query; like gai_cb(), it only
+ * records. */
+static void reverse_cb(void *arg, int status, int timeouts,
+                       unsigned char *abuf, int alen) {
+  cltcp__dns_req *r = arg;
+  struct hostent *he = NULL;
+  (void)timeouts;
+  r->in_ares = false;
+  r->dns->active -= r->weight;
+  if (r->owed && !r->cancelled) {
+    req_clear_result(r);
+    if (status == ARES_SUCCESS)
+      status = ares_parse_ptr_reply(abuf, alen, r->rev_addr,
+                                    r->rev_af == AF_INET ? 4 : 16, r->rev_af,
+                                    &he);
+    if (status == ARES_SUCCESS && he != NULL && he->h_name != NULL &&
+        he->h_name[0] != '\0') {
+      r->name = strdup(he->h_name);
+      r->status = r->name != NULL ? 0 : UV_ENOMEM;
+    } else if (status == ARES_SUCCESS || status == ARES_ENODATA) {
+      r->status = CLTCP_ENOTFOUND; /* no PTR record for the address */
+    } else {
+      r->status = map_status(status);
+    }
+    req_queue(r);
+  }
+  if (he != NULL)
+    ares_free_hostent(he);
+  req_maybe_free(r);
+}
+
+static void reverse_start(cltcp__dns_req *r, const char *addr) {
+  cltcp__dns *dns = r->dns;
+  char qname[80];
+  char *name;
+  int rc;
+  r->rev_af = reverse_parse(r->rev_addr, addr); /* checked by the caller */
+  rc = hosts_reverse(&name, dns, r->rev_addr, r->rev_af);
+  if (rc != CLTCP_ENOTFOUND) {
+    r->name = name;
+    r->status = rc;
+    req_queue(r);
+    return;
+  }
+  arpa_name(qname, sizeof(qname), r->rev_addr, r->rev_af);
+  r->in_ares = true;
+  dns->active += r->weight;
+  ares_query(dns->channel, qname, 1 /* C_IN */, 12 /* T_PTR */, reverse_cb,
+             r);
+}
+
+int cltcp_dns_reverse(cltcp_id *req, cltcp_id loop_id, const char *addr,
+                      cltcp_dns_name_cb cb, uintptr_t ctx) {
+  cltcp__loop *loop;
+  cltcp__dns_req *r;
+  unsigned char bin[16];
+  int rc, af;
+  if (addr == NULL || cb == NULL || (af = reverse_parse(bin, addr)) == 0)
+    return UV_EINVAL;
+  rc = cltcp__loop_lookup(&loop, loop_id);
+  if (rc != 0)
+    return rc;
+  rc = req_new(&r, loop, addr, af == AF_INET ? CLTCP_AF_INET : CLTCP_AF_INET6);
+  if (rc != 0)
+    return rc;
+  r->reverse = true;
+  r->weight = 1;
+  rc = cltcp__id_alloc(&r->id, loop, CLTCP_KIND_DNS, r);
+  if (rc != 0) {
+    r->id = 0;
+    r->owed = false;
+    req_maybe_free(r);
+    return rc;
+  }
+  r->name_cb = cb;
+  r->ctx = ctx;
+  if (req != NULL)
+    *req = r->id;
+  req_launch(r, addr);
+  return 0;
+}
+
+/* ---- listing (cltcp_loop_handles()) ------------------------------------- */
+
+size_t cltcp__dns_list(cltcp_handle_info *out, size_t max, size_t n,
+                       cltcp__loop *loop) {
+  cltcp__dns *dns = loop->dns;
+  cltcp__dns_req *r;
+  if (dns == NULL)
+    return n;
+  for (r = dns->reqs.next; r != &dns->reqs; r = r->next) {
+    if (r->id == 0 || !r->owed || r->cancelled || r->delivering)
+      continue;
+    if (n < max) {
+      out[n].id = r->id;
+      out[n].kind = CLTCP_KIND_DNS;
+      out[n].state = CLTCP_STATE_ACTIVE;
+      out[n].flags = CLTCP_INFO_REF;
+      out[n].detail = 0;
+    }
+    n++;
+  }
+  return n;
 }

@@ -64,7 +64,7 @@
 
 /* The largest CLTCP_KIND_* value: every range check uses it.  Raise it with
  * each new kind (the kind field holds at most 7). */
-#define CLTCP__KIND_MAX CLTCP_KIND_DNS
+#define CLTCP__KIND_MAX CLTCP_KIND_LAST
 _Static_assert(CLTCP__KIND_MAX <= 7, "the kind field of an id has 3 bits");
 
 /* Any bit above the kind field makes the "kind" out of range
@@ -146,6 +146,15 @@ typedef struct cltcp__loop {
   cltcp__dns *dns; /* NULL until the first lookup */
   /* every socket, server and timer of the loop, for teardown */
   struct cltcp__handle *handles_head;
+  /* ---- end of turn (write coalescing, tcp.c) ----
+   * Work run once per turn after the poll phase, by `turn_check': the
+   * sockets written during the turn send everything they collected in one
+   * go.  While this list is not empty `idle' stays active, so that a poll
+   * phase after the write (writes from timers, deferred events or outside
+   * a turn) never blocks and adds no latency. */
+  uv_check_t turn_check;
+  cltcp__deferred turn_end; /* list head (circular) */
+  cltcp__deferred turn_batch; /* the batch turn_check runs (like `batch') */
 } cltcp__loop;
 
 /* Common head of sockets, servers and timers. */
@@ -163,6 +172,12 @@ typedef struct cltcp__handle {
    * keep-mode socket's last bytes stay readable), but every call other than
    * reading returns CLTCP_ECLOSED from then on. */
   bool closing;
+  /* The uv handles cltcp_handle_ref() acts on (NULL when unused), and
+   * whether the owner unreferenced the handle.  A kind that re-initializes
+   * one of them (a socket between connect attempts) applies `unref' again
+   * with cltcp__handle_apply_ref(). */
+  uv_handle_t *uvh[3];
+  bool unref;
 } cltcp__handle;
 
 /* ids.c */
@@ -182,6 +197,11 @@ CLTCP__HIDDEN void cltcp__loop_unregister(cltcp__loop *loop);
 CLTCP__HIDDEN void cltcp__defer(cltcp__loop *loop, cltcp__deferred *d,
                                 cltcp__deferred_fn fn);
 CLTCP__HIDDEN void cltcp__undefer(cltcp__loop *loop, cltcp__deferred *d);
+/* Queues d to run at the end of the current turn (after the poll phase),
+ * or of the next one when called outside a turn or from the end-of-turn
+ * work itself.  Cancel with cltcp__undefer(). */
+CLTCP__HIDDEN void cltcp__at_turn_end(cltcp__loop *loop, cltcp__deferred *d,
+                                      cltcp__deferred_fn fn);
 CLTCP__HIDDEN void cltcp__handle_link(cltcp__loop *loop, cltcp__handle *h);
 CLTCP__HIDDEN void cltcp__handle_unlink(cltcp__loop *loop, cltcp__handle *h);
 CLTCP__HIDDEN double cltcp__sanitize_seconds(double s);
@@ -200,6 +220,15 @@ CLTCP__HIDDEN void cltcp__socket_teardown(cltcp__handle *h);
 CLTCP__HIDDEN void cltcp__socket_recover(cltcp__handle *h);
 CLTCP__HIDDEN void cltcp__server_teardown(cltcp__handle *h);
 CLTCP__HIDDEN void cltcp__timer_teardown(cltcp__handle *h);
+/* signal.c / async.c: close for teardown (status UV_ECANCELED) */
+CLTCP__HIDDEN void cltcp__signal_teardown(cltcp__handle *h);
+CLTCP__HIDDEN void cltcp__async_teardown(cltcp__handle *h);
+/* cltcp_loop_recover(): unlink the uv_async_t from the list of an abandoned
+ * uv__async_io() (its head was on the dead frame). */
+CLTCP__HIDDEN void cltcp__async_recover(cltcp__handle *h);
+CLTCP__HIDDEN int cltcp__signal_signum(cltcp__handle *h);
+/* handles.c: uv_ref/uv_unref every uv handle of h as h->unref says */
+CLTCP__HIDDEN void cltcp__handle_apply_ref(cltcp__handle *h);
 /* tcp.c: make a socket for an accepted connection (server.c) */
 typedef struct cltcp__socket cltcp__socket;
 CLTCP__HIDDEN int cltcp__socket_create(cltcp__socket **out, cltcp__loop *loop,
@@ -211,6 +240,16 @@ CLTCP__HIDDEN void cltcp__socket_accepted(cltcp__socket *s);
 CLTCP__HIDDEN void cltcp__socket_start(cltcp__socket *s);
 CLTCP__HIDDEN void cltcp__socket_destroy_unused(cltcp__socket *s);
 CLTCP__HIDDEN cltcp_id cltcp__socket_id(cltcp__socket *s);
+/* The socket's CLTCP_STATE_* (ignoring `closing'), and whether a server
+ * made it. */
+CLTCP__HIDDEN int cltcp__socket_state(cltcp__handle *h, bool *accepted);
+/* server.c: the port a server listens on (0 if unknown). */
+CLTCP__HIDDEN int cltcp__server_port(cltcp__handle *h);
+/* dns.c: writes the public requests still pending (live ids) to
+ * out[n ..], up to max entries in all; returns n plus their number (which
+ * may exceed max). */
+CLTCP__HIDDEN size_t cltcp__dns_list(cltcp_handle_info *out, size_t max,
+                                     size_t n, cltcp__loop *loop);
 
 /* ---- dns.c ----------------------------------------------------------------
  * Internal lookups, used by tcp.c for connecting by name.  The callback is

@@ -48,7 +48,7 @@ static void idle_cb(uv_idle_t *idle) {
     d->queued = false;
     d->fn(d);
   }
-  if (deferred_empty(&loop->deferred))
+  if (deferred_empty(&loop->deferred) && deferred_empty(&loop->turn_end))
     uv_idle_stop(&loop->idle);
 }
 
@@ -62,6 +62,57 @@ void cltcp__defer(cltcp__loop *loop, cltcp__deferred *d,
   d->next = &loop->deferred;
   loop->deferred.prev->next = d;
   loop->deferred.prev = d;
+  if (!uv_is_active((uv_handle_t *)&loop->idle))
+    uv_idle_start(&loop->idle, idle_cb);
+}
+
+/* Moves every item of `from' to the (empty) list `to'. */
+static void deferred_take(cltcp__deferred *to, cltcp__deferred *from) {
+  deferred_init(to);
+  if (deferred_empty(from))
+    return;
+  to->next = from->next;
+  to->prev = from->prev;
+  to->next->prev = to;
+  to->prev->next = to;
+  deferred_init(from);
+}
+
+/* The end of a turn: runs what was queued for it until now.  Work queued
+ * meanwhile (a FLUSHED callback that writes again) waits for the next turn,
+ * whose poll phase `idle' keeps from blocking. */
+static void turn_check_cb(uv_check_t *check) {
+  cltcp__loop *loop = check->data;
+  /* In the loop, not on the stack: see `batch' in internal.h. */
+  cltcp__deferred *batch = &loop->turn_batch;
+  deferred_take(batch, &loop->turn_end);
+  while (!deferred_empty(batch)) {
+    cltcp__deferred *d = batch->next;
+    d->prev->next = d->next;
+    d->next->prev = d->prev;
+    d->prev = d->next = d;
+    d->queued = false;
+    d->fn(d);
+  }
+  if (deferred_empty(&loop->turn_end)) {
+    uv_check_stop(&loop->turn_check);
+    if (deferred_empty(&loop->deferred))
+      uv_idle_stop(&loop->idle);
+  }
+}
+
+void cltcp__at_turn_end(cltcp__loop *loop, cltcp__deferred *d,
+                        cltcp__deferred_fn fn) {
+  if (d->queued)
+    return;
+  d->fn = fn;
+  d->queued = true;
+  d->prev = loop->turn_end.prev;
+  d->next = &loop->turn_end;
+  loop->turn_end.prev->next = d;
+  loop->turn_end.prev = d;
+  if (!uv_is_active((uv_handle_t *)&loop->turn_check))
+    uv_check_start(&loop->turn_check, turn_check_cb);
   if (!uv_is_active((uv_handle_t *)&loop->idle))
     uv_idle_start(&loop->idle, idle_cb);
 }
@@ -169,10 +220,18 @@ int cltcp_loop_new(cltcp_id *out) {
   uv_unref((uv_handle_t *)&loop->wake);
   deferred_init(&loop->deferred);
   deferred_init(&loop->batch);
+  /* Unreferenced: the end-of-turn work never keeps a loop alive by itself
+   * (`idle' does while work is queued). */
+  uv_check_init(&loop->uv, &loop->turn_check);
+  uv_unref((uv_handle_t *)&loop->turn_check);
+  loop->turn_check.data = loop;
+  deferred_init(&loop->turn_end);
+  deferred_init(&loop->turn_batch);
   rc = cltcp__loop_register(loop);
   if (rc != 0) {
     uv_close((uv_handle_t *)&loop->idle, NULL);
     uv_close((uv_handle_t *)&loop->wake, NULL);
+    uv_close((uv_handle_t *)&loop->turn_check, NULL);
     uv_run(&loop->uv, UV_RUN_DEFAULT);
     uv_loop_close(&loop->uv);
     free(loop->readbuf);
@@ -260,6 +319,12 @@ int cltcp_loop_close(cltcp_id id) {
     case CLTCP_KIND_TIMER:
       cltcp__timer_teardown(h);
       break;
+    case CLTCP_KIND_SIGNAL:
+      cltcp__signal_teardown(h);
+      break;
+    case CLTCP_KIND_ASYNC:
+      cltcp__async_teardown(h);
+      break;
     default:
       break;
     }
@@ -267,6 +332,7 @@ int cltcp_loop_close(cltcp_id id) {
   uv_run(&loop->uv, UV_RUN_DEFAULT);
   uv_close((uv_handle_t *)&loop->idle, NULL);
   uv_close((uv_handle_t *)&loop->wake, NULL);
+  uv_close((uv_handle_t *)&loop->turn_check, NULL);
   uv_run(&loop->uv, UV_RUN_DEFAULT);
   cltcp__dns_loop_free(loop);
   if (uv_loop_close(&loop->uv) == UV_EBUSY) {
@@ -281,6 +347,18 @@ int cltcp_loop_close(cltcp_id id) {
   free(loop->readbuf);
   free(loop);
   return 0;
+}
+
+/* Puts every item of `batch' back at the front of `queue', in order. */
+static void deferred_requeue(cltcp__deferred *queue, cltcp__deferred *batch) {
+  cltcp__deferred *first = batch->next, *last = batch->prev;
+  if (deferred_empty(batch))
+    return;
+  last->next = queue->next;
+  queue->next->prev = last;
+  first->prev = queue;
+  queue->next = first;
+  deferred_init(batch);
 }
 
 int cltcp_loop_recover(cltcp_id id) {
@@ -303,18 +381,15 @@ int cltcp_loop_recover(cltcp_id id) {
     loop->uv.watchers[loop->uv.nwatchers + 1] = NULL;
   }
 #endif
-  /* Items of the abandoned batch go back to the queue, in order. */
-  if (!deferred_empty(&loop->batch)) {
-    cltcp__deferred *first = loop->batch.next, *last = loop->batch.prev;
-    last->next = loop->deferred.next;
-    loop->deferred.next->prev = last;
-    first->prev = &loop->deferred;
-    loop->deferred.next = first;
-    deferred_init(&loop->batch);
-  }
-  for (h = loop->handles_head; h != NULL; h = h->hnext)
+  /* Items of an abandoned batch go back to their queue, in order. */
+  deferred_requeue(&loop->deferred, &loop->batch);
+  deferred_requeue(&loop->turn_end, &loop->turn_batch);
+  for (h = loop->handles_head; h != NULL; h = h->hnext) {
     if (h->kind == CLTCP_KIND_SOCKET)
       cltcp__socket_recover(h);
+    else if (h->kind == CLTCP_KIND_ASYNC)
+      cltcp__async_recover(h);
+  }
   if (loop->sig_blocked) {
     loop->sig_blocked = false;
     cltcp__sigpipe_restore(&loop->sig_old, true);

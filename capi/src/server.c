@@ -15,7 +15,8 @@
  *
  * A shortage of descriptors or memory starts an episode: the server's
  * callback gets one CLTCP_EV_ERROR (UV_EMFILE, UV_ENFILE, UV_ENOBUFS or
- * UV_ENOMEM), the poll stops and a timer tries one accept() every
+ * UV_ENOMEM; any other failure that would repeat at once is treated the
+ * same), the poll stops and a timer tries one accept() every
  * ACCEPT_RETRY_MS.  Pending connections wait in the kernel's backlog
  * meanwhile; nothing is dropped on purpose, nothing spins, and existing
  * connections are not affected.  The episode ends when an accept() succeeds
@@ -47,7 +48,7 @@ typedef struct cltcp__server {
   uv_tcp_t tcp;     /* owns the listening descriptor; never started */
   uv_poll_t poll;   /* readiness of that descriptor */
   uv_timer_t retry; /* paced retries during a shortage */
-  bool short_of;    /* inside a shortage episode (already reported) */
+  bool failing;     /* inside a failure episode (already reported) */
   cltcp_cb sock_cb;
   uintptr_t sock_ctx;
 } cltcp__server;
@@ -84,9 +85,13 @@ static void unused_closed(uv_handle_t *uvh) {
     free(sv);
 }
 
-static bool is_shortage(int err) {
-  return err == UV_EMFILE || err == UV_ENFILE || err == UV_ENOBUFS ||
-         err == UV_ENOMEM;
+/* Failures of one pending connection, which accept() consumes (see Linux's
+ * accept(2)): reported, and the next connection is taken. */
+static bool is_connection_error(int err) {
+  return err == UV_EPERM || err == UV_EPROTO || err == UV_ENETDOWN ||
+         err == UV_ENETUNREACH || err == UV_EHOSTDOWN ||
+         err == UV_EHOSTUNREACH || err == UV_ENONET || err == UV_ENOPROTOOPT ||
+         err == UV_ENOTSUP;
 }
 
 /* One accept(): a non-blocking, close-on-exec descriptor or a negative
@@ -119,14 +124,16 @@ static void retry_cb(uv_timer_t *t) {
     accept_some(sv);
 }
 
-/* Stops watching for a while; the first shortage of an episode is
- * reported.  The callback may close the server. */
-static void shortage(cltcp__server *sv, int err) {
+/* Stops watching and retries later: for a shortage (EMFILE, ENFILE,
+ * ENOBUFS, ENOMEM) and any failure that would repeat at once if retried
+ * now.  The first failure of an episode is reported; the callback may close
+ * the server. */
+static void pause_accepting(cltcp__server *sv, int err) {
   uv_poll_stop(&sv->poll);
   uv_timer_start(&sv->retry, retry_cb, ACCEPT_RETRY_MS, 0);
-  if (sv->short_of)
+  if (sv->failing)
     return;
-  sv->short_of = true;
+  sv->failing = true;
   sv->h.cb(sv->h.ctx, sv->h.id, CLTCP_EV_ERROR, err, 0, NULL, 0);
 }
 
@@ -136,46 +143,41 @@ static void poll_cb(uv_poll_t *p, int status, int events) {
   if (sv->h.closing)
     return;
   if (status < 0) {
-    /* libuv stopped the poll: paced retries and one report, as for a
-     * shortage. */
-    shortage(sv, status);
+    /* libuv stopped the poll. */
+    pause_accepting(sv, status);
     return;
   }
   accept_some(sv);
 }
 
 /* Accepts up to ACCEPT_BATCH connections, each announced by an ACCEPT
- * event.  Leaves the poll running unless a shortage paused it. */
+ * event, then watches for more unless accepting had to pause. */
 static void accept_some(cltcp__server *sv) {
   int lfd, i;
   if (uv_fileno((uv_handle_t *)&sv->tcp, &lfd) != 0)
     return;
-  if (!uv_is_active((uv_handle_t *)&sv->poll))
-    uv_poll_start(&sv->poll, UV_READABLE, poll_cb);
   for (i = 0; i < ACCEPT_BATCH && !sv->h.closing; i++) {
     cltcp__socket *s;
     int fd = accept_one(lfd), rc;
     if (fd == UV_EAGAIN) { /* (EWOULDBLOCK is EAGAIN on Linux) */
-      sv->short_of = false;
-      return;
+      sv->failing = false;
+      break;
     }
     if (fd == UV_ECONNABORTED)
       continue; /* the client gave up; nothing to tell */
-    if (is_shortage(fd)) {
-      shortage(sv, fd);
-      return;
-    }
-    if (fd < 0) {
-      /* A failure of that one connection (EPERM from a firewall, EPROTO,
-       * a network error): report it and go on with the next. */
+    if (fd < 0 && is_connection_error(fd)) {
       sv->h.cb(sv->h.ctx, sv->h.id, CLTCP_EV_ERROR, fd, 0, NULL, 0);
       continue;
     }
-    sv->short_of = false;
+    if (fd < 0) {
+      pause_accepting(sv, fd);
+      return;
+    }
+    sv->failing = false;
     rc = cltcp__socket_create(&s, sv->h.loop, sv->sock_cb, sv->sock_ctx);
     if (rc != 0) {
       close(fd);
-      shortage(sv, rc);
+      pause_accepting(sv, rc);
       return;
     }
     rc = uv_tcp_open((uv_tcp_t *)cltcp__socket_stream(s), fd);
@@ -192,6 +194,8 @@ static void accept_some(cltcp__server *sv) {
      * free waits for uv's close callback); start() checks that. */
     cltcp__socket_start(s);
   }
+  if (!sv->h.closing && !uv_is_active((uv_handle_t *)&sv->poll))
+    uv_poll_start(&sv->poll, UV_READABLE, poll_cb);
 }
 
 /* Puts the bound descriptor in listening state and prepares the poll.
@@ -221,16 +225,42 @@ static int server_start(cltcp__server *sv, int backlog) {
   return 0;
 }
 
+/* SO_REUSEPORT must be set before bind(2), so a server with it gets its
+ * socket at once (uv_tcp_init_ex with the address family) rather than from
+ * uv_tcp_bind. */
+static int set_reuseport(uv_tcp_t *tcp) {
+#ifdef SO_REUSEPORT
+  uv_os_fd_t fd;
+  int one = 1;
+  int rc = uv_fileno((uv_handle_t *)tcp, &fd);
+  if (rc == 0 &&
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+    rc = uv_translate_sys_error(errno);
+  return rc;
+#else
+  (void)tcp;
+  return UV_ENOTSUP;
+#endif
+}
+
 int cltcp_server_listen(cltcp_id *out, cltcp_id loop_id, const char *host,
                         int port, int backlog, cltcp_cb server_cb,
                         uintptr_t server_ctx, cltcp_cb sock_cb,
                         uintptr_t sock_ctx) {
+  return cltcp_server_listen_ex(out, loop_id, host, port, backlog, 0,
+                                server_cb, server_ctx, sock_cb, sock_ctx);
+}
+
+int cltcp_server_listen_ex(cltcp_id *out, cltcp_id loop_id, const char *host,
+                           int port, int backlog, int flags,
+                           cltcp_cb server_cb, uintptr_t server_ctx,
+                           cltcp_cb sock_cb, uintptr_t sock_ctx) {
   cltcp__loop *loop;
   cltcp__server *sv;
   struct sockaddr_storage ss;
   int rc;
   if (out == NULL || server_cb == NULL || sock_cb == NULL || port < 0 ||
-      port > 65535)
+      port > 65535 || (flags & ~CLTCP_LISTEN_REUSEPORT) != 0)
     return UV_EINVAL;
   rc = cltcp__loop_lookup(&loop, loop_id);
   if (rc != 0)
@@ -254,7 +284,10 @@ int cltcp_server_listen(cltcp_id *out, cltcp_id loop_id, const char *host,
   sv = calloc(1, sizeof(*sv));
   if (sv == NULL)
     return UV_ENOMEM;
-  rc = uv_tcp_init(&loop->uv, &sv->tcp);
+  if (flags & CLTCP_LISTEN_REUSEPORT)
+    rc = uv_tcp_init_ex(&loop->uv, &sv->tcp, ss.ss_family);
+  else
+    rc = uv_tcp_init(&loop->uv, &sv->tcp);
   if (rc != 0) {
     free(sv);
     return rc;
@@ -263,7 +296,10 @@ int cltcp_server_listen(cltcp_id *out, cltcp_id loop_id, const char *host,
   uv_timer_init(&loop->uv, &sv->retry);
   sv->retry.data = sv;
   sv->h.pending_closes = 2;
-  rc = uv_tcp_bind(&sv->tcp, (struct sockaddr *)&ss, 0);
+  if (flags & CLTCP_LISTEN_REUSEPORT)
+    rc = set_reuseport(&sv->tcp);
+  if (rc == 0)
+    rc = uv_tcp_bind(&sv->tcp, (struct sockaddr *)&ss, 0);
   if (rc == 0)
     rc = server_start(sv, backlog);
   if (rc == 0) {
@@ -289,6 +325,9 @@ int cltcp_server_listen(cltcp_id *out, cltcp_id loop_id, const char *host,
   sv->h.ctx = server_ctx;
   sv->sock_cb = sock_cb;
   sv->sock_ctx = sock_ctx;
+  sv->h.uvh[0] = (uv_handle_t *)&sv->tcp;
+  sv->h.uvh[1] = (uv_handle_t *)&sv->poll;
+  sv->h.uvh[2] = (uv_handle_t *)&sv->retry;
   cltcp__handle_link(loop, &sv->h);
   *out = sv->h.id;
   return 0;
@@ -323,6 +362,16 @@ int cltcp_server_close(cltcp_id id) {
     return rc;
   server_close((cltcp__server *)h, 0);
   return 0;
+}
+
+int cltcp__server_port(cltcp__handle *h) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss), port = 0;
+  if (uv_tcp_getsockname(&((cltcp__server *)h)->tcp, (struct sockaddr *)&ss,
+                         &len) != 0 ||
+      cltcp__format_addr(NULL, 0, &port, NULL, (struct sockaddr *)&ss) != 0)
+    return 0;
+  return port;
 }
 
 void cltcp__server_teardown(cltcp__handle *h) {

@@ -7,6 +7,23 @@
 
 #define KEEP_MIN_FREE (64 * 1024)
 
+/* The most bytes handed to the kernel in one uv_write or uv_try_write.
+ * libuv takes a buffer length as `unsigned' and reports uv_try_write's count
+ * as an int, so a larger queue (over 4 GiB) goes out in chunks of this size.
+ * A test build sets CLTCP_TEST_MAX_CHUNK to a small value so that the
+ * splitting is exercised with megabytes, not gigabytes. */
+#ifdef CLTCP_TEST_MAX_CHUNK
+#define MAX_CHUNK ((size_t)(CLTCP_TEST_MAX_CHUNK))
+#else
+#define MAX_CHUNK ((size_t)1 << 30)
+#endif
+
+/* A write at least this large, made while nothing is collected for the end
+ * of the turn, is handed to the kernel at once: coalescing exists to save
+ * the system calls of small writes, and for a large one it would only add a
+ * copy of every byte (bulk transfers: an echo writes each read chunk). */
+#define COALESCE_MAX ((size_t)32 * 1024)
+
 enum {
   ST_NEW = 0,     /* created, not connecting */
   ST_RESOLVING,   /* waiting for DNS */
@@ -22,6 +39,7 @@ struct cltcp__socket {
   uv_write_t wreq;
   uv_shutdown_t sreq;
   cltcp__deferred dfr;
+  cltcp__deferred fq;   /* queued for the end of the turn (coalescing) */
   int state;
   int mode;
   /* flags */
@@ -35,11 +53,11 @@ struct cltcp__socket {
   bool flush_close;     /* close once the queue is empty */
   bool shut_wanted;     /* cltcp_socket_shutdown called */
   bool shut_started;
-  unsigned notify;      /* FLUSHED events owed (one per NOTIFY write) */
   bool above_mark;
   bool nodelay;
   bool keepalive;
   unsigned keepalive_delay;
+  bool accepted;        /* made by a server (cltcp_loop_handles()) */
   /* deferred events */
   int dfr_error;        /* an ERROR to deliver on the next turn */
   bool dfr_flushed;     /* a FLUSHED to deliver on the next turn */
@@ -50,10 +68,21 @@ struct cltcp__socket {
   size_t kcap, kstart, kend;
   const uint8_t *bptr;
   size_t blen;
-  /* write queue: `wf' is handed to uv_write, `wq' collects what comes
-   * meanwhile; they swap, so the steady state allocates nothing. */
+  /* write queue: `wf' is being handed to uv_write, chunk by chunk: bytes
+   * [0, wf_off) are sent, [wf_off, wf_off + wf_chunk) are in the uv_write
+   * in flight.  `wq' collects what is written meanwhile, and the writes of
+   * the current turn until its end; they swap, so the steady state
+   * allocates nothing. */
   uint8_t *wf, *wq;
   size_t wf_len, wf_cap, wq_len, wq_cap;
+  size_t wf_off, wf_chunk;
+  /* byte counts since the socket was made: accepted by cltcp_socket_write,
+   * and handed to the kernel for good.  A NOTIFY write's FLUSHED is due
+   * once `sent' reaches the `written' count its write ended at. */
+  uint64_t written, sent;
+  uint64_t *marks;      /* ring of due counts, one per NOTIFY write */
+  size_t marks_head, marks_len, marks_cap;
+  uint64_t sends;       /* uv_try_write and uv_write calls (for tests) */
   size_t drain_mark;
   size_t last_queued;   /* queue size at the last write-progress check */
   /* timeouts (ms, 0 = none) and clocks (loop time, ms) */
@@ -77,7 +106,13 @@ static int append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *d,
                   size_t n);
 
 static inline size_t queued(const cltcp__socket *s) {
-  return s->tcp.write_queue_size + s->wq_len;
+  return s->tcp.write_queue_size + (s->wf_len - s->wf_off - s->wf_chunk) +
+         s->wq_len;
+}
+
+/* Nothing handed to libuv is still in flight and nothing waits in `wf'. */
+static inline bool idle_writer(const cltcp__socket *s) {
+  return !s->writing && s->wf_len == 0;
 }
 
 /* The socket clocks (last_read, last_write, connect_start, deadlines) are
@@ -119,21 +154,39 @@ static void deferred_run(cltcp__deferred *d) {
   }
   if (s->dfr_flushed) {
     s->dfr_flushed = false;
-    /* Only if nothing was written meanwhile; otherwise the write
-     * completion will deliver it. */
-    if (s->notify > 0 && queued(s) == 0 && !s->writing)
-      emit_flushed(s);
+    emit_flushed(s);
   }
 }
 
-/* Delivers one FLUSHED per NOTIFY write, stopping if the owner closes the
+/* Delivers, in order, one FLUSHED for each NOTIFY write whose bytes (and
+ * everything before them) have left, stopping if the owner closes the
  * socket from one of them. */
 static void emit_flushed(cltcp__socket *s) {
-  while (s->notify > 0 && !s->uv_closed) {
-    s->notify--;
+  while (s->marks_len > 0 && !s->uv_closed &&
+         s->marks[s->marks_head] <= s->sent) {
+    s->marks_head = (s->marks_head + 1) % s->marks_cap;
+    s->marks_len--;
     emit(s, CLTCP_EV_FLUSHED, 0, NULL, 0);
   }
-  s->notify = 0;
+}
+
+/* Remembers that a FLUSHED is owed once `sent' reaches `due'. */
+static int push_mark(cltcp__socket *s, uint64_t due) {
+  if (s->marks_len == s->marks_cap) {
+    size_t cap = s->marks_cap ? s->marks_cap * 2 : 8, i;
+    uint64_t *nm = malloc(cap * sizeof(*nm));
+    if (nm == NULL)
+      return UV_ENOMEM;
+    for (i = 0; i < s->marks_len; i++)
+      nm[i] = s->marks[(s->marks_head + i) % s->marks_cap];
+    free(s->marks);
+    s->marks = nm;
+    s->marks_cap = cap;
+    s->marks_head = 0;
+  }
+  s->marks[(s->marks_head + s->marks_len) % s->marks_cap] = due;
+  s->marks_len++;
+  return 0;
 }
 
 static void fail_later(cltcp__socket *s, int err) {
@@ -161,6 +214,7 @@ static void socket_free(cltcp__socket *s) {
   free(s->kbuf);
   free(s->wf);
   free(s->wq);
+  free(s->marks);
   free(s->addrs);
   free(s);
 }
@@ -169,6 +223,13 @@ static void uv_closed_cb(uv_handle_t *uvh) {
   cltcp__socket *s = uvh->data;
   if (--s->h.pending_closes > 0)
     return;
+  /* NOTIFY writes whose bytes never left were cancelled by the close:
+   * like libuv's pending writes, each completes with UV_ECANCELED before
+   * the handle's last event. */
+  while (s->marks_len > 0) {
+    s->marks_len--;
+    emit(s, CLTCP_EV_FLUSHED, UV_ECANCELED, NULL, 0);
+  }
   /* The id is still valid here, so keep-mode bytes can be read during the
    * CLOSE event; it dies right after. */
   emit(s, CLTCP_EV_CLOSE, s->h.close_status, NULL, 0);
@@ -186,6 +247,7 @@ static void close_now(cltcp__socket *s, int status) {
     s->h.close_status = status;
   }
   cltcp__undefer(s->h.loop, &s->dfr);
+  cltcp__undefer(s->h.loop, &s->fq);
   if (s->dns != NULL) {
     cltcp__dns_abort(s->dns);
     s->dns = NULL;
@@ -208,7 +270,7 @@ static void close_flush(cltcp__socket *s) {
   /* Bytes written before the connection completes are sent once it does
    * (connected() flushes them and the write completion closes). */
   if (s->state == ST_NEW ||
-      (s->state == ST_CONNECTED && queued(s) == 0 && !s->writing) ||
+      (s->state == ST_CONNECTED && queued(s) == 0 && idle_writer(s)) ||
       (s->state != ST_CONNECTED && s->wq_len == 0)) {
     close_now(s, s->h.close_status);
     return;
@@ -282,10 +344,10 @@ static void arm_timer(cltcp__socket *s) {
   }
   if (s->timer_due != 0 && s->timer_due <= due)
     return; /* fires early enough; it re-arms itself */
-  /* The uv timer only wakes timer_cb, which checks the deadline itself and
-   * re-arms if woken early; the loop time it counts from is made fresh.
-   * (The loop's time never runs ahead of the precise clock, so the wait
-   * is never shorter than due - n.) */
+  /* The uv timer only wakes timer_cb, which checks the deadline on the
+   * precise clock itself (and re-arms if it is not reached); the loop time
+   * the wait counts from is made fresh first.  That time never runs ahead
+   * of the precise clock, so the wait is never shorter than what is left. */
   uv_update_time(&s->h.loop->uv);
   n = uv_now(&s->h.loop->uv);
   uv_timer_start(&s->timer, timer_cb, due > n ? due - n : 1, 0);
@@ -426,11 +488,6 @@ static int append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *d,
 }
 
 static void queue_emptied(cltcp__socket *s) {
-  if (s->notify > 0) {
-    emit_flushed(s);
-    if (s->uv_closed)
-      return;
-  }
   if (s->flush_close) {
     close_now(s, s->h.close_status);
     return;
@@ -446,23 +503,10 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
   emit(s, CLTCP_EV_SHUTDOWN, status, NULL, 0);
 }
 
-static void write_cb(uv_write_t *req, int status) {
-  cltcp__socket *s = req->data;
-  s->writing = false;
-  s->wf_len = 0;
-  if (status == UV_ECANCELED || s->uv_closed)
-    return;
-  if (status < 0) {
-    fail(s, status);
-    return;
-  }
-  s->last_write = now(s);
-  s->last_queued = queued(s);
-  if (s->wq_len > 0) {
-    start_write(s);
-    if (s->uv_closed)
-      return;
-  }
+/* After bytes left (from a libuv callback or the end of the turn, never
+ * from inside a call): the drain mark, the FLUSHED events now due, and the
+ * close or shutdown that waited for an empty queue. */
+static void after_progress(cltcp__socket *s) {
   if (s->above_mark && queued(s) <= s->drain_mark) {
     s->above_mark = false;
     if (!s->h.closing) {
@@ -471,13 +515,44 @@ static void write_cb(uv_write_t *req, int status) {
         return;
     }
   }
-  if (!s->writing && s->wq_len == 0)
+  emit_flushed(s);
+  if (s->uv_closed)
+    return;
+  if (idle_writer(s) && s->wq_len == 0)
     queue_emptied(s);
   else
     arm_timer(s);
 }
 
-/* Hands the collected queue to libuv, or starts a pending shutdown. */
+static void write_cb(uv_write_t *req, int status) {
+  cltcp__socket *s = req->data;
+  s->writing = false;
+  if (status == UV_ECANCELED || s->uv_closed) {
+    s->wf_len = s->wf_off = s->wf_chunk = 0;
+    return;
+  }
+  if (status < 0) {
+    s->wf_len = s->wf_off = s->wf_chunk = 0;
+    fail(s, status);
+    return;
+  }
+  s->sent += s->wf_chunk;
+  s->wf_off += s->wf_chunk;
+  s->wf_chunk = 0;
+  if (s->wf_off >= s->wf_len)
+    s->wf_len = s->wf_off = 0;
+  s->last_write = now(s);
+  s->last_queued = queued(s);
+  if (s->wf_len > 0 || s->wq_len > 0) {
+    start_write(s);
+    if (s->uv_closed)
+      return;
+  }
+  after_progress(s);
+}
+
+/* Hands the next chunk of `wf' to libuv -- or, when `wf' is done, the bytes
+ * collected in `wq' -- or starts a pending shutdown. */
 static void start_write(cltcp__socket *s) {
   uv_buf_t b;
   uint8_t *tb;
@@ -485,33 +560,99 @@ static void start_write(cltcp__socket *s) {
   int rc;
   if (s->writing || s->state != ST_CONNECTED || s->uv_closed)
     return;
-  if (s->wq_len == 0) {
-    if (s->shut_wanted && !s->shut_started) {
-      s->shut_started = true;
-      s->sreq.data = s;
-      rc = uv_shutdown(&s->sreq, (uv_stream_t *)&s->tcp, shutdown_cb);
-      if (rc != 0)
-        fail_later(s, rc);
+  if (s->wf_len == 0) {
+    if (s->wq_len == 0) {
+      if (s->shut_wanted && !s->shut_started) {
+        s->shut_started = true;
+        s->sreq.data = s;
+        rc = uv_shutdown(&s->sreq, (uv_stream_t *)&s->tcp, shutdown_cb);
+        if (rc != 0)
+          fail_later(s, rc);
+      }
+      return;
     }
-    return;
+    tb = s->wf;
+    tc = s->wf_cap;
+    s->wf = s->wq;
+    s->wf_cap = s->wq_cap;
+    s->wf_len = s->wq_len;
+    s->wf_off = 0;
+    s->wq = tb;
+    s->wq_cap = tc;
+    s->wq_len = 0;
   }
-  tb = s->wf;
-  tc = s->wf_cap;
-  s->wf = s->wq;
-  s->wf_cap = s->wq_cap;
-  s->wf_len = s->wq_len;
-  s->wq = tb;
-  s->wq_cap = tc;
-  s->wq_len = 0;
-  b = uv_buf_init((char *)s->wf, (unsigned)s->wf_len);
+  s->wf_chunk = s->wf_len - s->wf_off;
+  if (s->wf_chunk > MAX_CHUNK)
+    s->wf_chunk = MAX_CHUNK;
+  /* Not uv_buf_init(): its length parameter is `unsigned'. */
+  b.base = (char *)s->wf + s->wf_off;
+  b.len = s->wf_chunk;
   s->wreq.data = s;
+  s->sends++;
   rc = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, write_cb);
   if (rc != 0) {
-    s->wf_len = 0;
+    s->wf_len = s->wf_off = s->wf_chunk = 0;
     fail_later(s, rc);
     return;
   }
   s->writing = true;
+}
+
+/* Sends what `wq' collected: one uv_try_write of all of it (up to
+ * MAX_CHUNK), the rest through uv_write.  Nothing is emitted here. */
+static void send_collected(cltcp__socket *s) {
+  uv_buf_t b;
+  int n;
+  if (s->state != ST_CONNECTED || s->uv_closed || s->wq_len == 0 ||
+      !idle_writer(s) || s->tcp.write_queue_size != 0)
+    return; /* connected() or write_cb() sends it */
+  b.base = (char *)s->wq;
+  b.len = s->wq_len < MAX_CHUNK ? s->wq_len : MAX_CHUNK;
+  s->sends++;
+  n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+  /* Any error other than EAGAIN is left for uv_write to report through its
+   * callback, so failures arrive as events, never from here. */
+  if (n > 0) {
+    s->sent += (uint64_t)n;
+    s->last_write = now(s);
+    if ((size_t)n == s->wq_len) {
+      s->wq_len = 0;
+      return;
+    }
+  } else {
+    n = 0;
+  }
+  /* Hand the rest to uv_write from where the kernel stopped: `wq' becomes
+   * `wf' (empty, as nothing is in flight) without moving a byte. */
+  {
+    uint8_t *tb = s->wf;
+    size_t tc = s->wf_cap;
+    s->wf = s->wq;
+    s->wf_cap = s->wq_cap;
+    s->wf_len = s->wq_len;
+    s->wf_off = (size_t)n;
+    s->wq = tb;
+    s->wq_cap = tc;
+    s->wq_len = 0;
+  }
+  start_write(s);
+}
+
+/* The end of the turn a socket was written in: the turn's writes leave
+ * together. */
+static void turn_end_run(cltcp__deferred *d) {
+  cltcp__socket *s = (cltcp__socket *)((char *)d -
+                                       offsetof(cltcp__socket, fq));
+  uint64_t before = s->sent;
+  if (s->uv_closed)
+    return;
+  send_collected(s);
+  if (s->uv_closed)
+    return;
+  if (s->sent != before || (s->marks_len > 0 && idle_writer(s)))
+    after_progress(s);
+  else
+    arm_timer(s);
 }
 
 /* ---- connecting ---------------------------------------------------------- */
@@ -578,6 +719,7 @@ static void reopen_cb(uv_handle_t *h) {
   }
   uv_tcp_init(&s->h.loop->uv, &s->tcp);
   s->tcp.data = s;
+  cltcp__handle_apply_ref(&s->h); /* a fresh handle is referenced */
   try_connect_next(s);
 }
 
@@ -654,10 +796,13 @@ int cltcp__socket_create(cltcp__socket **out, cltcp__loop *loop, cltcp_cb cb,
   s->read_enabled = s->write_enabled = true;
   s->drain_mark = (size_t)-1;
   s->dfr.prev = s->dfr.next = &s->dfr;
+  s->fq.prev = s->fq.next = &s->fq;
   uv_tcp_init(&loop->uv, &s->tcp);
   uv_timer_init(&loop->uv, &s->timer);
   s->tcp.data = s;
   s->timer.data = s;
+  s->h.uvh[0] = (uv_handle_t *)&s->tcp;
+  s->h.uvh[1] = (uv_handle_t *)&s->timer;
   cltcp__handle_link(loop, &s->h);
   *out = s;
   return 0;
@@ -686,7 +831,16 @@ void cltcp__socket_destroy_unused(cltcp__socket *s) {
 void cltcp__socket_accepted(cltcp__socket *s) {
   uint64_t n = now(s);
   s->state = ST_CONNECTED;
+  s->accepted = true;
   s->last_read = s->last_write = n;
+}
+
+int cltcp__socket_state(cltcp__handle *h, bool *accepted) {
+  static const int map[] = {CLTCP_STATE_NEW, CLTCP_STATE_RESOLVING,
+                            CLTCP_STATE_CONNECTING, CLTCP_STATE_CONNECTED};
+  cltcp__socket *s = (cltcp__socket *)h;
+  *accepted = s->accepted;
+  return map[s->state];
 }
 
 void cltcp__socket_start(cltcp__socket *s) {
@@ -867,38 +1021,67 @@ int cltcp_socket_write(cltcp_id id, const uint8_t *data, size_t len,
 static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
                         int flags) {
   size_t done = 0, q;
+  bool tried = false;
   int rc;
   if (s->shut_wanted)
     return UV_EPIPE;
+  /* Reserve the FLUSHED first, so a failure leaves nothing half done. */
+  if (flags & CLTCP_WRITE_NOTIFY) {
+    rc = push_mark(s, s->written + len);
+    if (rc != 0)
+      return rc;
+  }
   q = queued(s);
+  if (len >= COALESCE_MAX && s->wq_len == 0)
+    flags |= CLTCP_WRITE_NOW;
   if (len > 0) {
-    if (s->state == ST_CONNECTED && q == 0 && !s->writing) {
-      uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-      int n = len <= 0x7fffffff ? uv_try_write((uv_stream_t *)&s->tcp, &b, 1)
-                                : UV_EAGAIN;
+    if ((flags & CLTCP_WRITE_NOW) && s->state == ST_CONNECTED && q == 0 &&
+        idle_writer(s)) {
+      /* Nothing collected or queued: the kernel takes what it can straight
+       * from the caller's buffer. */
+      uv_buf_t b;
+      int n;
+      b.base = (char *)data;
+      b.len = len < MAX_CHUNK ? len : MAX_CHUNK;
+      s->sends++;
+      tried = true;
+      n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
       /* Any error other than EAGAIN is left for uv_write to report through
        * its callback, so failures arrive as events, never from here. */
-      if (n > 0)
+      if (n > 0) {
         done = (size_t)n;
+        s->sent += done;
+      }
     }
+    s->written += done; /* those bytes left, whatever happens next */
     if (done < len) {
       rc = append(&s->wq, &s->wq_len, &s->wq_cap, data + done, len - done);
-      if (rc != 0)
+      if (rc != 0) {
+        if (flags & CLTCP_WRITE_NOTIFY)
+          s->marks_len--; /* the mark just pushed */
         return rc;
+      }
+    }
+    s->written += len - done;
+    if (done < len) {
       if (q == 0)
         s->last_write = now(s); /* the write clock starts now */
-      start_write(s);
+      if (tried)
+        start_write(s); /* the kernel is full: no second try */
+      else if (flags & CLTCP_WRITE_NOW)
+        send_collected(s); /* this write and what the turn collected */
+      else
+        cltcp__at_turn_end(s->h.loop, &s->fq, turn_end_run);
       if (s->drain_mark != (size_t)-1 && queued(s) > s->drain_mark)
         s->above_mark = true;
       arm_timer(s);
     }
   }
-  if (flags & CLTCP_WRITE_NOTIFY) {
-    s->notify++;
-    if (queued(s) == 0 && !s->writing) {
-      s->dfr_flushed = true;
-      cltcp__defer(s->h.loop, &s->dfr, deferred_run);
-    }
+  if ((flags & CLTCP_WRITE_NOTIFY) && s->sent >= s->written) {
+    /* Everything before it has left already: the FLUSHED comes on the next
+     * turn, never from inside this call. */
+    s->dfr_flushed = true;
+    cltcp__defer(s->h.loop, &s->dfr, deferred_run);
   }
   return 0;
 }
@@ -1011,7 +1194,7 @@ int cltcp_socket_shutdown(cltcp_id id) {
     return CLTCP_ESTATE;
   s->shut_wanted = true;
   /* start_write() starts the shutdown once connected and flushed. */
-  if (queued(s) == 0 && !s->writing)
+  if (queued(s) == 0 && idle_writer(s))
     start_write(s);
   return 0;
 }
@@ -1026,10 +1209,28 @@ int cltcp_socket_close(cltcp_id id, int mode) {
     return rc;
   s->h.closing = true;
   s->h.close_status = 0;
-  if (mode == CLTCP_CLOSE_NOW)
+  if (mode == CLTCP_CLOSE_NOW) {
+    /* What the kernel would have taken at once without coalescing still
+     * goes: the writes of this turn get the one try they would have had. */
+    if (s->fq.queued)
+      send_collected(s);
     close_now(s, 0);
-  else
+  } else {
     close_flush(s);
+  }
+  return 0;
+}
+
+int cltcp_socket_send_count(uint64_t *n, cltcp_id id) {
+  cltcp__socket *s;
+  int rc;
+  if (n == NULL)
+    return UV_EINVAL;
+  rc = cltcp__handle_lookup((cltcp__handle **)&s, id, CLTCP_KIND_SOCKET,
+                            true);
+  if (rc != 0)
+    return rc;
+  *n = s->sends;
   return 0;
 }
 

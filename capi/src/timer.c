@@ -101,6 +101,7 @@ int cltcp_timer_start(cltcp_id *out, cltcp_id loop_id, double seconds,
   t->h.ctx = ctx;
   uv_timer_init(&loop->uv, &t->timer);
   t->timer.data = t;
+  t->h.uvh[0] = (uv_handle_t *)&t->timer;
   /* A positive repeat of less than a nanosecond still repeats. */
   t->repeat_ns = seconds_to_ns(repeat_seconds);
   if (t->repeat_ns == 0 && cltcp__sanitize_seconds(repeat_seconds) > 0)

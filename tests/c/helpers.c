@@ -139,8 +139,8 @@ uint8_t *rec_data(cltcp_id id, size_t *len) {
 }
 
 static char ev_letter(int event) {
-  static const char letters[] = "?CDERFWSATX";
-  return event >= 1 && event <= 10 ? letters[event] : '?';
+  static const char letters[] = "?CDERFWSATXGN";
+  return event >= 1 && event <= 12 ? letters[event] : '?';
 }
 
 const char *rec_seq(cltcp_id id) {
@@ -161,8 +161,9 @@ const char *rec_seq(cltcp_id id) {
 const char *ev_name(int event) {
   static const char *names[] = {"?",     "CONNECT",  "DATA",  "EOF",
                                 "ERROR", "FLUSHED",  "DRAIN", "SHUTDOWN",
-                                "ACCEPT", "TIMER",   "CLOSE"};
-  return event >= 1 && event <= 10 ? names[event] : "?";
+                                "ACCEPT", "TIMER",   "CLOSE",
+                                "SIGNAL", "ASYNC"};
+  return event >= 1 && event <= 12 ? names[event] : "?";
 }
 
 void rec_dump(void) {
@@ -316,6 +317,12 @@ void finish_loop_(cltcp_id loop, const char *file, int line) {
         break;
       case CLTCP_KIND_TIMER:
         r = cltcp_timer_close(id);
+        break;
+      case CLTCP_KIND_SIGNAL:
+        r = cltcp_signal_close(id);
+        break;
+      case CLTCP_KIND_ASYNC:
+        r = cltcp_async_close(id);
         break;
       default:
         r = 0;

@@ -62,7 +62,8 @@ size_t rec_data_len(cltcp_id id);
 uint8_t *rec_data(cltcp_id id, size_t *len);
 /* The events of id as a string of letters, in order, e.g. "CDDEX":
  * C connect, D data, E eof, R error, F flushed, W drain, S shutdown,
- * A accept, T timer, X close.  Static buffer. */
+ * A accept, T timer, X close, G signal, N async (notify).  Static
+ * buffer. */
 const char *rec_seq(cltcp_id id);
 /* Dump every event to stderr (for failing tests). */
 void rec_dump(void);

@@ -141,7 +141,7 @@ START_TEST(busy_inside_run) {
   rec_hook = busy_hook;
   ck_assert_int_eq(cltcp_timer_start(&t, loop, 0, 0, rec_cb, 1), 0);
   track(t);
-  wait_ev(loop, t, CLTCP_EV_CLOSE, 1, 3);
+  wait_ev(loop, t, CLTCP_EV_CLOSE, 1, 10);
   ck_assert_int_eq(busy_checked, 1);
   ck_assert_int_eq(busy_run, CLTCP_EBUSY);
   ck_assert_int_eq(busy_close, CLTCP_EBUSY);
@@ -221,8 +221,8 @@ START_TEST(handle_count) {
   ck_assert_int_eq(cltcp_socket_close(ids[5], CLTCP_CLOSE_NOW), 0);
   ck_assert_int_eq(cltcp_loop_handle_count(&n, loop), 0);
   ck_assert_uint_eq(n, 10);
-  wait_ev(loop, ids[0], CLTCP_EV_CLOSE, 1, 3);
-  wait_ev(loop, ids[5], CLTCP_EV_CLOSE, 1, 3);
+  wait_ev(loop, ids[0], CLTCP_EV_CLOSE, 1, 10);
+  wait_ev(loop, ids[5], CLTCP_EV_CLOSE, 1, 10);
   ck_assert_int_eq(cltcp_loop_handle_count(&n, loop), 0);
   ck_assert_uint_eq(n, 8);
   finish_loop(loop);
@@ -285,10 +285,10 @@ START_TEST(two_loops_independent) {
   ck_assert_int_eq(cltcp_timer_start(&tb, b, 0.01, 0, rec_cb, 2), 0);
   track(ta);
   track(tb);
-  wait_ev(a, ta, CLTCP_EV_CLOSE, 1, 3);
+  wait_ev(a, ta, CLTCP_EV_CLOSE, 1, 10);
   /* Running a never runs b's handles. */
   ck_assert_uint_eq(rec_count_ev(tb, 0), 0);
-  wait_ev(b, tb, CLTCP_EV_CLOSE, 1, 3);
+  wait_ev(b, tb, CLTCP_EV_CLOSE, 1, 10);
   ck_assert_str_eq(rec_seq(ta), "TX");
   ck_assert_str_eq(rec_seq(tb), "TX");
   ck_assert_int_eq(cltcp_loop_close(b), 0);

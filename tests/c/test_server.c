@@ -2,7 +2,8 @@
  * test_server.c -- servers: port 0 and cltcp_server_port(), synchronous
  * bind errors (address in use, bad address, bad port), closing (twice, from
  * inside ACCEPT, with accepted sockets left open), callbacks of accepted
- * sockets, accept failures (EMFILE) reported as events.
+ * sockets, accept failures (EMFILE) reported as events, once per episode
+ * of descriptor exhaustion, with accepting resumed afterwards.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -356,10 +357,10 @@ START_TEST(accept_emfile) {
   track(server);
   ck_assert_int_eq(cltcp_server_port(&port, server), 0);
   fd1 = raw_connect("127.0.0.1", port);
-  /* No descriptor above 2 may be opened, so accept() fails with EMFILE
-   * even after libuv's "emfile trick" frees its reserved descriptor (that
-   * trick silently drops connections while it works).  The ERROR hook
-   * restores the limit, so the pending connection is accepted next. */
+  /* No descriptor above 2 may be opened, so accept() fails with EMFILE.
+   * The ERROR hook restores the limit, so the pending connection is
+   * accepted by the next retry.  (accept_emfile_episode below is the
+   * realistic case: a limit above the descriptors in use, all taken.) */
   ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &emfile_old), 0);
   lim = emfile_old;
   lim.rlim_cur = 3;

@@ -51,8 +51,8 @@ START_TEST(zero_and_negative_delay) {
   track(b);
   /* Never from inside the call. */
   ck_assert_uint_eq(rec_count(), 0);
-  wait_ev(loop, a, CLTCP_EV_CLOSE, 1, 3);
-  wait_ev(loop, b, CLTCP_EV_CLOSE, 1, 3);
+  wait_ev(loop, a, CLTCP_EV_CLOSE, 1, 10);
+  wait_ev(loop, b, CLTCP_EV_CLOSE, 1, 10);
   ck_assert_str_eq(rec_seq(a), "TX");
   /* Negative repeat means no repeat. */
   ck_assert_str_eq(rec_seq(b), "TX");
@@ -87,17 +87,16 @@ START_TEST(repeat) {
     const ev *e = rec_find(t, CLTCP_EV_TIMER, i);
     ck_assert_int_eq(e->status, 0);
     ck_assert_int_eq(e->ctx, 5);
-    /* 20 ms, then every 30 ms from each firing: never earlier; the i-th
-     * firing at least 30 ms after the one before. */
+    /* 20 ms, then every 30 ms counted from each firing: the i-th never
+     * before 20 + 30 i ms from the arming.  (Two callbacks may be closer
+     * than 30 ms: a period counts from the firing, which comes a little
+     * before its callback, by a time no test can see.) */
     ck_assert_double_ge(e->when - armed,
                         0.02 + 0.03 * (double)i - CLTCP_EARLY_SLACK);
-    if (i > 0)
-      ck_assert_double_ge(e->when - rec_find(t, CLTCP_EV_TIMER, i - 1)->when,
-                          0.03 - CLTCP_EARLY_SLACK);
   }
   ck_assert_int_eq(cltcp_timer_close(t), 0);
   ck_assert_int_eq(cltcp_timer_close(t), CLTCP_ECLOSED);
-  wait_ev(loop, t, CLTCP_EV_CLOSE, 1, 3);
+  wait_ev(loop, t, CLTCP_EV_CLOSE, 1, 10);
   run_for(loop, 0.1);
   ck_assert_str_eq(rec_seq(t), "TTTTX");
   assert_timer_owner_close_status(rec_find(t, CLTCP_EV_CLOSE, 0)->status);
@@ -111,7 +110,7 @@ START_TEST(close_before_firing) {
   track(t);
   ck_assert_int_eq(cltcp_timer_close(t), 0);
   ck_assert_uint_eq(rec_count(), 0);
-  wait_ev(loop, t, CLTCP_EV_CLOSE, 1, 3);
+  wait_ev(loop, t, CLTCP_EV_CLOSE, 1, 10);
   run_for(loop, 0.05);
   ck_assert_str_eq(rec_seq(t), "X");
   assert_timer_owner_close_status(rec_find(t, CLTCP_EV_CLOSE, 0)->status);
@@ -137,7 +136,7 @@ START_TEST(close_repeat_from_own_callback) {
   close_in_cb_after = 3;
   ck_assert_int_eq(cltcp_timer_start(&t, loop, 0.01, 0.01, rec_cb, 1), 0);
   track(t);
-  wait_ev(loop, t, CLTCP_EV_CLOSE, 1, 3);
+  wait_ev(loop, t, CLTCP_EV_CLOSE, 1, 10);
   run_for(loop, 0.1);
   ck_assert_int_eq(close_in_cb_ret, 0);
   ck_assert_str_eq(rec_seq(t), "TTTX");
@@ -152,7 +151,7 @@ START_TEST(close_one_shot_from_own_callback) {
   close_in_cb_after = 1;
   ck_assert_int_eq(cltcp_timer_start(&t, loop, 0.01, 0, rec_cb, 1), 0);
   track(t);
-  wait_ev(loop, t, CLTCP_EV_CLOSE, 1, 3);
+  wait_ev(loop, t, CLTCP_EV_CLOSE, 1, 10);
   run_for(loop, 0.05);
   /* The header does not say whether a one-shot timer's id is still alive
    * during its TIMER callback; either way exactly one CLOSE follows. */
@@ -184,8 +183,8 @@ START_TEST(close_other_timer_due_same_turn) {
   track(b);
   victim = b;
   rec_hook = close_other_hook;
-  wait_ev(loop, a, CLTCP_EV_CLOSE, 1, 3);
-  wait_ev(loop, b, CLTCP_EV_CLOSE, 1, 3);
+  wait_ev(loop, a, CLTCP_EV_CLOSE, 1, 10);
+  wait_ev(loop, b, CLTCP_EV_CLOSE, 1, 10);
   run_for(loop, 0.05);
   ck_assert_int_eq(victim_close_ret, 0);
   ck_assert_str_eq(rec_seq(a), "TX");
@@ -207,7 +206,7 @@ START_TEST(ordering) {
                      0);
     track(t[i]);
   }
-  for (i = 0; i < 5; i++) wait_ev(loop, t[i], CLTCP_EV_CLOSE, 1, 3);
+  for (i = 0; i < 5; i++) wait_ev(loop, t[i], CLTCP_EV_CLOSE, 1, 10);
   for (i = 0; i < rec_count(); i++) {
     const ev *e = rec_get(i);
     if (e->event != CLTCP_EV_TIMER) continue;
@@ -264,7 +263,7 @@ START_TEST(timer_close_status) {
   ck_assert_int_eq(cltcp_timer_start(&t, loop, 10, 0, rec_cb, 1), 0);
   track(t);
   ck_assert_int_eq(cltcp_timer_close(t), 0);
-  wait_ev(loop, t, CLTCP_EV_CLOSE, 1, 3);
+  wait_ev(loop, t, CLTCP_EV_CLOSE, 1, 10);
   ck_assert_int_eq(rec_find(t, CLTCP_EV_CLOSE, 0)->status, 0);
   finish_loop(loop);
 }
@@ -337,9 +336,7 @@ START_TEST(timer_armed_outside_run) {
   track(r);
   wait_ev(loop, r, CLTCP_EV_TIMER, 2, 10);
   assert_fired_in_time(rec_find(r, CLTCP_EV_TIMER, 0)->when - armed, 0.2);
-  assert_fired_in_time(rec_find(r, CLTCP_EV_TIMER, 1)->when -
-                           rec_find(r, CLTCP_EV_TIMER, 0)->when,
-                       0.2);
+  assert_fired_in_time(rec_find(r, CLTCP_EV_TIMER, 1)->when - armed, 0.4);
   finish_loop(loop);
 }
 END_TEST

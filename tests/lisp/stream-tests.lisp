@@ -537,9 +537,11 @@ MAKE-INSTANCE on a :dont-drain-read-buffer socket (read-cb then gets it)."
               (drain (as:init-tcp-socket (lambda (s d) (declare (ignore s d))) nil)))
           (setf made (make-instance 'as:async-io-stream :socket socket))
           (is (equal '(unsigned-byte 8) (stream-element-type made)))
+          ;; Any socket takes a stream, a draining one too (cl-async does);
+          ;; what it means there is tested in writes-tests.lisp.
           (handler-case (make-instance 'as:async-input-stream :socket drain)
             (error () (setf drain-error t)))
           (as:close-socket drain))))
     (is (eq arg made))
-    (is-true drain-error)
+    (is-false drain-error)
     (is (equal "made by hand" (text got)))))

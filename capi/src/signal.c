@@ -1,0 +1,169 @@
+/* signal.c -- signal handles over libuv's uv_signal_t, which put the
+ * signal's previous disposition back when the last of them closes.
+ *
+ * libuv installs its own handler when the first uv_signal_t of the process
+ * starts watching a signal and, when the last one stops, sets the signal
+ * to SIG_DFL -- not to what it was before.  In a Lisp image that would
+ * leave SIGINT killing the process instead of reaching the Lisp's own
+ * handler (C-c at the REPL).  So the library keeps, per signal and for the
+ * whole process (loops may live in several threads), a count of its
+ * watching handles and the sigaction the signal had before the first one
+ * started; the last one to stop restores it, right after libuv's reset.
+ */
+#include "internal.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+
+typedef struct cltcp__signal {
+  cltcp__handle h;
+  uv_signal_t sig;
+  int signum;
+  bool watching; /* counted in `watchers' below */
+} cltcp__signal;
+
+#ifndef NSIG
+#define NSIG 65
+#endif
+
+/* Guards `watchers' and `saved', and orders the save and restore with
+ * libuv's own install and reset (uv_signal_start/uv_signal_stop are
+ * called with it held). */
+static pthread_mutex_t sig_mutex = PTHREAD_MUTEX_INITIALIZER;
+static unsigned watchers[NSIG];
+static struct sigaction saved[NSIG];
+
+/* Starts libuv's watch, saving the disposition first if this is the first
+ * handle of the process for the signal. */
+static int watch_start(cltcp__signal *s, uv_signal_cb cb) {
+  int rc;
+  pthread_mutex_lock(&sig_mutex);
+  if (watchers[s->signum] == 0 &&
+      sigaction(s->signum, NULL, &saved[s->signum]) != 0) {
+    pthread_mutex_unlock(&sig_mutex);
+    return UV_EINVAL;
+  }
+  rc = uv_signal_start(&s->sig, cb, s->signum);
+  if (rc == 0) {
+    watchers[s->signum]++;
+    s->watching = true;
+  }
+  pthread_mutex_unlock(&sig_mutex);
+  return rc;
+}
+
+/* Stops libuv's watch; the last handle puts the saved disposition back.
+ * The signal is blocked in this thread meanwhile, so one sent to it
+ * between libuv's SIG_DFL and the restore stays pending and then reaches
+ * the restored handler instead of the default action. */
+static void watch_stop(cltcp__signal *s) {
+  sigset_t block, old;
+  if (!s->watching)
+    return;
+  sigemptyset(&block);
+  sigaddset(&block, s->signum);
+  pthread_mutex_lock(&sig_mutex);
+  pthread_sigmask(SIG_BLOCK, &block, &old);
+  uv_signal_stop(&s->sig);
+  s->watching = false;
+  if (--watchers[s->signum] == 0)
+    sigaction(s->signum, &saved[s->signum], NULL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_mutex_unlock(&sig_mutex);
+}
+
+static void signal_closed(uv_handle_t *uvh) {
+  cltcp__signal *s = uvh->data;
+  cltcp__loop *loop = s->h.loop;
+  s->h.cb(s->h.ctx, s->h.id, CLTCP_EV_CLOSE, s->h.close_status, 0, NULL, 0);
+  cltcp__id_free(loop, s->h.id);
+  cltcp__handle_unlink(loop, &s->h);
+  free(s);
+}
+
+static void signal_close(cltcp__signal *s, int status) {
+  if (s->h.closing)
+    return;
+  s->h.closing = true;
+  s->h.close_status = status;
+  watch_stop(s);
+  uv_close((uv_handle_t *)&s->sig, signal_closed);
+}
+
+static void signal_cb(uv_signal_t *uvs, int signum) {
+  cltcp__signal *s = uvs->data;
+  if (s->h.closing)
+    return;
+  s->h.cb(s->h.ctx, s->h.id, CLTCP_EV_SIGNAL, 0, (cltcp_id)signum, NULL, 0);
+}
+
+static void unused_closed(uv_handle_t *uvh) { free(uvh->data); }
+
+int cltcp_signal_start(cltcp_id *out, cltcp_id loop_id, int signum,
+                       cltcp_cb cb, uintptr_t ctx) {
+  cltcp__loop *loop;
+  cltcp__signal *s;
+  int rc;
+  if (out == NULL || cb == NULL || signum <= 0 || signum >= NSIG)
+    return UV_EINVAL;
+  rc = cltcp__loop_lookup(&loop, loop_id);
+  if (rc != 0)
+    return rc;
+  s = calloc(1, sizeof(*s));
+  if (s == NULL)
+    return UV_ENOMEM;
+  rc = uv_signal_init(&loop->uv, &s->sig);
+  if (rc != 0) {
+    free(s);
+    return rc;
+  }
+  s->sig.data = s;
+  s->signum = signum;
+  rc = watch_start(s, signal_cb);
+  if (rc == 0)
+    rc = cltcp__id_alloc(&s->h.id, loop, CLTCP_KIND_SIGNAL, s);
+  if (rc != 0) {
+    /* Nobody knows this handle: no event; freed by the close callback. */
+    watch_stop(s);
+    uv_close((uv_handle_t *)&s->sig, unused_closed);
+    return rc;
+  }
+  s->h.loop = loop;
+  s->h.kind = CLTCP_KIND_SIGNAL;
+  s->h.cb = cb;
+  s->h.ctx = ctx;
+  s->h.uvh[0] = (uv_handle_t *)&s->sig;
+  cltcp__handle_link(loop, &s->h);
+  *out = s->h.id;
+  return 0;
+}
+
+int cltcp_signal_close(cltcp_id id) {
+  cltcp__handle *h;
+  int rc = cltcp__handle_lookup(&h, id, CLTCP_KIND_SIGNAL, false);
+  if (rc != 0)
+    return rc;
+  signal_close((cltcp__signal *)h, 0);
+  return 0;
+}
+
+int cltcp_signal_signum(int *signum, cltcp_id id) {
+  cltcp__handle *h;
+  int rc;
+  if (signum == NULL)
+    return UV_EINVAL;
+  rc = cltcp__handle_lookup(&h, id, CLTCP_KIND_SIGNAL, false);
+  if (rc != 0)
+    return rc;
+  *signum = ((cltcp__signal *)h)->signum;
+  return 0;
+}
+
+int cltcp__signal_signum(cltcp__handle *h) {
+  return ((cltcp__signal *)h)->signum;
+}
+
+void cltcp__signal_teardown(cltcp__handle *h) {
+  signal_close((cltcp__signal *)h, UV_ECANCELED);
+}
