@@ -105,6 +105,37 @@ START_TEST(jump_from_data_while_writes_complete) {
 }
 END_TEST
 
+START_TEST(jump_from_flushed_at_turn_end) {
+  /* Writes made between turns leave together at the end of the next turn
+   * (the turn-end batch); the first FLUSHED jumps out of that batch while
+   * the other sockets' sends are still in it. */
+  enum { N = 6 };
+  cltcp_id loop = new_loop(), c[N];
+  echo_server es;
+  static const uint8_t msg[] = "flushed";
+  size_t i;
+  echo_start(&es, loop, "127.0.0.1");
+  track(es.server);
+  for (i = 0; i < N; i++) {
+    ck_assert_int_eq(cltcp_socket_new(&c[i], loop, rec_cb, 10 + i), 0);
+    track(c[i]);
+    ck_assert_int_eq(cltcp_socket_connect(c[i], "127.0.0.1", es.port), 0);
+  }
+  for (i = 0; i < N; i++)
+    wait_ev(loop, c[i], CLTCP_EV_CONNECT, 1, 5);
+  for (i = 0; i < N; i++)
+    ck_assert_int_eq(cltcp_socket_write(c[i], msg, sizeof msg,
+                                        CLTCP_WRITE_NOTIFY), 0);
+  g_jump_event = CLTCP_EV_FLUSHED;
+  run_until_jump(loop, 10);
+  ck_assert_int_eq(cltcp_loop_recover(loop), 0);
+  ck_assert_int_eq(cltcp_loop_close(loop), 0);
+  for (i = 0; i < N; i++)
+    ck_assert_uint_eq(rec_count_ev(c[i], CLTCP_EV_CLOSE), 1);
+  check_close_last();
+}
+END_TEST
+
 static size_t g_dns_calls[3];
 static int g_dns_status[3];
 
@@ -156,6 +187,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, close_needs_recover_after_a_jump);
   tcase_add_test(tc, recover_on_a_loop_that_returned_does_nothing);
   tcase_add_test(tc, jump_from_data_while_writes_complete);
+  tcase_add_test(tc, jump_from_flushed_at_turn_end);
   tcase_add_test(tc, jump_from_a_deferred_dns_result);
   suite_add_tcase(s, tc);
   return s;
