@@ -61,7 +61,15 @@ from lisp/library.lisp, the component before it."))
                  (:file "tcp")
                  ;; Built on tcp.lisp.
                  (:file "stream")
-                 (:file "dns"))))
+                 (:file "dns")
+                 ;; issue 10: the rest of cl-async's event loop
+                 (:file "events")
+                 (:file "handles")
+                 (:file "compat")
+                 (:file "stats")
+                 (:file "notifiers")
+                 (:file "signals")
+                 (:file "reverse-dns"))))
   :in-order-to ((test-op (test-op "cl-async-tcp/test"))))
 
 (defsystem "cl-async-tcp/test"
@@ -89,6 +97,13 @@ from lisp/library.lisp, the component before it."))
                  (:file "localhost-tests")
                  ;; Bad input and objects of closed or dead loops.
                  (:file "input-tests")
+                 ;; issue 10: what programs written for cl-async rely on
+                 (:file "compat-tests")
+                 (:file "stats-tests")
+                 (:file "notifier-tests")
+                 (:file "signal-tests")
+                 (:file "thread-tests")
+                 (:file "reverse-dns-tests")
                  ;; issue 11: the callback guard; beside cl-async
                  (:file "guard-tests")
                  (:file "nickname-tests"))))

@@ -7,11 +7,15 @@
 ;;;; each request (everything up to CR LF CR LF, which may be split across
 ;;;; reads or pipelined) gets a fixed 200 with a 13-byte body.
 ;;;;
-;;;; Usage: sbcl --script bench/lisp_http.lisp PORT [five]  (prints "READY <port>")
+;;;; Usage: sbcl --script bench/lisp_http.lisp PORT [five] [loops=N]
+;;;; (prints "READY <port>").
 ;;;; With "five", every response is written in five pieces -- the status
 ;;;; line, each header, the blank line, the body: five WRITE-SOCKET-DATA
 ;;;; calls, as HTTP frameworks for cl-async write -- which the library sends
 ;;;; together at the end of the loop turn (as:*buffer-writes*).
+;;;; loops=N, N > 1 (issue 10): N event loops, one per thread, each with its
+;;;; own server on PORT opened with :reuse-port t; the kernel spreads the
+;;;; connections over them.  READY is printed once every loop listens.
 ;;;; SBCL compiles every form it loads (its evaluator mode is :compile), so
 ;;;; the callbacks below run as native code, as in a user's compiled program.
 
@@ -78,12 +82,24 @@ LF the previous read ended with; returns the count and the new state."
   (declare (ignore event)))
 
 (defun main ()
-  (let ((port (parse-integer (second sb-ext:*posix-argv*))))
-    (setf *five* (equal (third sb-ext:*posix-argv*) "five"))
-    (as:start-event-loop
-     (lambda ()
-       (as:tcp-server "127.0.0.1" port #'on-read #'on-event :backlog 4096)
-       (format t "READY ~d~%" port)
-       (finish-output)))))
+  (let* ((port (parse-integer (second sb-ext:*posix-argv*)))
+         (loops (let ((arg (find-if (lambda (a) (eql 0 (search "loops=" a)))
+                                    (cddr sb-ext:*posix-argv*))))
+                  (if arg (parse-integer arg :start 6) 1)))
+         (lock (sb-thread:make-mutex))
+         (listening 0))
+    (setf *five* (and (member "five" (cddr sb-ext:*posix-argv*) :test #'equal) t))
+    (flet ((serve ()
+             (as:start-event-loop
+              (lambda ()
+                (as:tcp-server "127.0.0.1" port #'on-read #'on-event :backlog 4096
+                                                                      :reuse-port (> loops 1))
+                (sb-thread:with-mutex (lock)
+                  (when (= (incf listening) loops)
+                    (format t "READY ~d~%" port)
+                    (finish-output)))))))
+      (dotimes (i (1- loops))
+        (sb-thread:make-thread #'serve :name (format nil "loop ~D" (1+ i))))
+      (serve))))
 
 (main)

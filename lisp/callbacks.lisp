@@ -38,7 +38,7 @@ EXIT-EVENT-LOOP.")
 (defvar *send-errors-to-eventcb* t
   "Newer cl-async's :send-errors-to-eventcb (per loop).  When true, caught
 application errors go to the operation's event-cb; when NIL, only to the
-:catch-app-errors function (or nowhere when it is not a function).")
+:catch-app-errors function, or to HANDLE-ERROR when it is not a function.")
 
 (defun default-event-handler (condition)
   "The default *DEFAULT-EVENT-HANDLER*: re-signals errors (so an unhandled
@@ -73,7 +73,17 @@ operation; it is only consulted on events and errors, never per read.")
   (:method (object) (declare (ignore object)) nil)
   (:method ((object socket)) (%sock-event-cb object))
   (:method ((object tcp-server)) (%srv-event-cb object))
-  (:method ((object timer)) (%timer-event-cb object)))
+  (:method ((object event)) (%timer-event-cb object)))
+
+(defgeneric handle-error (error)
+  (:documentation "cl-async's handler of caught application errors that have nowhere else to
+go: with :catch-app-errors T (not a function), an error raised in a callback of
+an operation without an event-cb (or with :send-errors-to-eventcb NIL) is
+passed to this generic function.  The default method hands it to
+*DEFAULT-EVENT-HANDLER* (whose default re-signals it, so the error leaves
+START-EVENT-LOOP).  Define a method to log or drop such errors instead.")
+  (:method (error)
+    (funcall (or *default-event-handler* #'default-event-handler) error)))
 
 (defun %route-app-error (base object condition)
   "An error escaped an application callback about OBJECT (of the loop BASE).
@@ -92,9 +102,8 @@ where it was signalled."
                (funcall event-cb condition))
               ((functionp catch)
                (funcall catch condition))
-              (*send-errors-to-eventcb*
-               (funcall (or *default-event-handler* #'default-event-handler)
-                        condition))))
+              (t
+               (handle-error condition))))
       t)))
 
 (defmacro with-callback-guard ((object) &body body)
@@ -196,13 +205,23 @@ and EXIT-EVENT-LOOP established inside the callback.  Returns NIL."
   "A connection came in on SERVER: make its socket object, point the C socket
 at it, then run the server's connect-cb (reading starts after we return)."
   (declare (type event-base base) (type tcp-server server))
-  (let* ((socket (%make-tcp-socket :id new-id :base base
-                                   :read-cb (%srv-read-cb server)
-                                   :event-cb (%srv-event-cb server)
-                                   :connect-cb (%srv-connect-cb server)
-                                   :keep-p (%srv-stream-p server)
-                                   :connected-p t
-                                   :server server))
+  (let* ((class (server-socket-class server))
+         (socket (if (eq class 'tcp-socket)
+                     ;; The usual case, with a literal class name (fast).
+                     (%make-tcp-socket :id new-id :base base
+                                       :read-cb (%srv-read-cb server)
+                                       :event-cb (%srv-event-cb server)
+                                       :connect-cb (%srv-connect-cb server)
+                                       :keep-p (%srv-stream-p server)
+                                       :connected-p t
+                                       :server server)
+                     (make-instance class :id new-id :base base
+                                          :read-cb (%srv-read-cb server)
+                                          :event-cb (%srv-event-cb server)
+                                          :connect-cb (%srv-connect-cb server)
+                                          :keep-p (%srv-stream-p server)
+                                          :connected-p t
+                                          :server server)))
          (index (registry-add base socket)))
     (setf (%sock-index socket) index)
     (let ((rc (cltcp:socket-set-cb new-id *event-callback-pointer* index)))
@@ -260,15 +279,25 @@ that a stream can still read it (C keeps it readable until CLOSE returns)."
               (setf (%sock-leftover socket) (if (= got count) buffer (subseq buffer 0 got))
                     (%sock-leftover-start socket) 0))))))))
 
+(defgeneric %mark-other-dead (object)
+  (:documentation "%MARK-DEAD for the other kinds of handle (notifiers, signal handlers).")
+  (:method (object) (declare (ignore object)) nil))
+
 (defun %mark-dead (object)
   "Make OBJECT read as closed (socket, server) or freed (timer) for the application."
   (typecase object
     (socket (setf (%sock-closed-p object) t))
     (tcp-server (setf (%srv-closed-p object) t))
-    (timer (setf (%timer-freed-p object) t))))
+    (timer (setf (%timer-freed-p object) t))
+    (t (%mark-other-dead object))))
+
+(declaim (ftype function %event-close))
 
 (defun %handle-close (base object id)
-  (declare (type event-base base) (type handle object) (type (unsigned-byte 64) id))
+  (declare (type event-base base) (type %handle-object object) (type (unsigned-byte 64) id))
+  (when (timer-p object)
+    ;; An event may have had several C timers (lisp/events.lisp).
+    (return-from %handle-close (%event-close base object id)))
   (when (= id (%handle-id object))
     (when (socket-p object)
       (when (%sock-keep-p object)
@@ -284,6 +313,14 @@ that a stream can still read it (C keeps it readable until CLOSE returns)."
 
 ;;; ---- the entry point ----
 
+(defgeneric %other-event (base object id event status other)
+  (:documentation "Events for objects that are neither sockets, servers nor timers
+(signal handlers, notifiers ...): each later file adds its method.  Runs under
+the callback guard.")
+  (:method (base object id event status other)
+    (declare (ignore base object id event status other))
+    nil))
+
 (defun %dispatch (base object id event status other data len)
   (declare (type event-base base) (type fixnum event status)
            (optimize (speed 3) (safety 1)))
@@ -291,7 +328,8 @@ that a stream can still read it (C keeps it readable until CLOSE returns)."
     (typecase object
       (socket (%socket-event object event status data len))
       (tcp-server (%server-event base object id event status other))
-      (timer (%timer-event object event)))))
+      (timer (%timer-event object event))
+      (t (%other-event base object id event status other)))))
 
 (defun %handle-event (ctx id event status other data len)
   (declare (type (unsigned-byte 64) ctx id other) (type fixnum event status)

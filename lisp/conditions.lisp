@@ -79,7 +79,7 @@ the system's message or the library's own text."))
     (%tcp-error . tcp-error) (%bind-in-use . tcp-server-bind-error)
     (%bind-error . tcp-server-bind-error) (%dns-connect-error . dns-error)
     (%broken-pipe . streamish-broken-pipe) (%canceled . streamish-canceled)
-    (%closed-broken-pipe . socket-closed))
+    (%closed-broken-pipe . socket-closed) (%dns-lookup-error . dns-error))
   "Reports name the documented class, not the internal combined one.")
 
 (defun report-event (c stream)
@@ -182,7 +182,10 @@ peer are still sent, then the socket closes, unless the event-cb closes it first
   ((listener :initarg :listener :initform nil :reader tcp-accept-error-listener)
    (tcp-server :initarg :tcp-server :initform nil :reader tcp-accept-error-tcp-server))
   (:documentation "Passed to a tcp-server's event-cb when accepting a connection failed; the
-server keeps listening.  TCP-ACCEPT-ERROR-LISTENER is the server's C handle (an id),
+server keeps listening.  Running out of file descriptors or memory (EVENT-ERRNAME
+\"EMFILE\", \"ENFILE\", \"ENOBUFS\", \"ENOMEM\") is delivered once per episode: accepting
+pauses, waiting clients stay queued, and it resumes by itself once a descriptor is
+free.  TCP-ACCEPT-ERROR-LISTENER is the server's C handle (an id),
 TCP-ACCEPT-ERROR-TCP-SERVER the tcp-server object."))
 (define-condition socket-accept-error (socket-error)
   ((listener :initarg :listener :initform nil :reader tcp-accept-error-listener)

@@ -85,6 +85,8 @@ event (status ECANCELED), which frees its registry entry."
                                        (send-errors-to-eventcb t))
   "Run START-FN (a function of no arguments) inside a new event loop and block
 until the loop has no work left or EXIT-EVENT-LOOP is called; returns 0.
+START-FN runs as the loop's first callback, under the same error policy as
+every callback (below); an error it raises has no event-cb of its own.
 
 :DEFAULT-EVENT-CB replaces *DEFAULT-EVENT-HANDLER* for this loop.
 :CATCH-APP-ERRORS true: an error inside an application callback goes to the
@@ -117,8 +119,11 @@ and frees every handle, so a new loop can start at once in the same thread."
       (cltcp:loop-set-wakeup (event-base-id base) +wakeup-seconds+))
     (unwind-protect
          (progn
+           ;; cl-async runs the start function as the loop's first callback:
+           ;; it gets the same error policy as every other callback.
            (when start-fn
-             (funcall start-fn))
+             (with-callback-guard (nil)
+               (funcall start-fn)))
            (%run-loop base))
       (%teardown base)))
   0)
@@ -147,6 +152,8 @@ every socket, server and timer is closed.  Outside a loop it does nothing."
 
 ;;; ---- delays and intervals ----
 
+(declaim (ftype function %note-interval))
+
 (defun %seconds (x)
   "A checked DELAY-SECONDS as C's double (0 = the next turn)."
   (if (and x (plusp x)) (%finite-seconds x) 0d0))
@@ -162,7 +169,8 @@ every socket, server and timer is closed.  Outside a loop it does nothing."
         (when (< rc 0)
           (registry-remove base index)
           (error "cl-async-tcp: cannot start a timer: ~A" (code-message rc))))
-      (setf (%timer-id timer) (cffi:mem-ref id 'cltcp:id)))
+      (setf (%timer-id timer) (cffi:mem-ref id 'cltcp:id))
+      (incf (%timer-c-live timer)))
     timer))
 
 (defun delay (callback &key time event-cb)
@@ -179,24 +187,24 @@ designator, a TIME that is not NIL or a non-negative real, or a bad EVENT-CB."
   `(delay (lambda () ,@body) :time ,seconds))
 
 (defun free-event (event)
-  "Cancel a pending delay or interval (what DELAY returns).  Idempotent; does
-nothing for one of an event loop that has exited."
+  "Cancel a pending delay or interval (what DELAY returns) for good, also one
+that REMOVE-EVENT took out of the loop.  Idempotent (cl-async signals
+EVENT-FREED on a second call; this library does nothing); does nothing for one
+of an event loop that has exited."
   (check-argument event timer)
   (unless (%timer-freed-p event)
     (setf (%timer-freed-p event) t)
-    ;; A dead loop's timer id may name a later loop's timer.
-    (unless (%c-handle-gone-p event)
+    ;; Id 0: removed, no C timer (lisp/events.lisp).  A dead loop's timer id
+    ;; may name a later loop's timer.
+    (unless (or (zerop (%timer-id event)) (%c-handle-gone-p event))
       (cltcp:timer-close (%timer-id event))))
   nil)
 
-(defun remove-event (event)
-  "cl-async's name: cancel a pending delay or interval.  Same as FREE-EVENT."
-  (free-event event))
-
-(defun event-freed-p (event)
-  "True once a delay has fired or been cancelled (or its event loop exited)."
-  (check-argument event timer)
+(defmethod event-freed-p ((event event))
   (or (%timer-freed-p event) (%loop-gone-p event)))
+
+(defmethod event-freed-p (event)
+  (check-argument event timer))
 
 (defun interval (callback &key time event-cb)
   "Call CALLBACK (no arguments) every TIME seconds until REMOVE-INTERVAL.
@@ -204,8 +212,11 @@ Returns a function; REMOVE-INTERVAL (or calling the function) stops it.
 Arguments are checked as DELAY checks them."
   (check-arguments (callback required-callback) (time delay-seconds) (event-cb callback))
   (let* ((seconds (if (and time (plusp time)) time 0.001d0))
-         (timer (%start-timer callback event-cb seconds seconds)))
-    (lambda () (free-event timer))))
+         (timer (%start-timer callback event-cb seconds seconds))
+         (fn (lambda () (free-event timer))))
+    ;; So that REF / UNREF accept the function (lisp/events.lisp).
+    (%note-interval fn timer)
+    fn))
 
 (defmacro with-interval ((seconds) &body body)
   "Run BODY every SECONDS; returns what INTERVAL returns."

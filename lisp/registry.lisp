@@ -25,7 +25,9 @@
   (in-run nil)              ; inside cltcp_loop_run (still true after a non-local exit from it)
   (pending-errors '())      ; application errors to hand out of start-event-loop
   (exit-functions '())      ; add-event-loop-exit-callback, newest first
-  (data nil))
+  (data nil)
+  (signal-handlers '())     ; lisp/signals.lisp: this loop's signal watchers
+  (intervals nil))          ; lisp/events.lisp: INTERVAL's function -> its event
 
 (defvar *event-base* nil
   "The event loop running in this thread (an EVENT-BASE), or NIL outside a loop.")

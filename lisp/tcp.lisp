@@ -55,6 +55,7 @@ must accept :socket)."
                                            connect-timeout)
   ;; Every check comes before the socket exists: a bad argument leaves nothing.
   (check-arguments (read-cb callback) (event-cb callback)
+                   (data (or null socket-data-designator) :data)
                    (connect-cb callback :connect-cb) (write-cb callback :write-cb)
                    (read-timeout timeout-seconds :read-timeout)
                    (write-timeout timeout-seconds :write-timeout)
@@ -64,7 +65,7 @@ must accept :socket)."
          (keep (if dont-drain-supplied-p dont-drain-read-buffer stream))
          (socket (%make-tcp-socket :base base :read-cb read-cb :event-cb event-cb
                                    :connect-cb connect-cb :write-cb write-cb
-                                   :data data :keep-p (and keep t)))
+                                   :keep-p (and keep t)))
          (index (registry-add base socket))
          (made nil))
     (setf (%sock-index socket) index)
@@ -88,6 +89,11 @@ must accept :socket)."
              (check-status (cltcp:socket-set-connect-timeout
                             id (%timeout-seconds connect-timeout))
                            socket))
+           ;; As in cl-async, :data is written at once: libcltcp queues it
+           ;; until the socket is connected (by TCP-CONNECT or a later
+           ;; CONNECT-TCP-SOCKET).
+           (when data
+             (write-socket-data socket data))
            (when stream
              (%make-socket-stream socket))
            (setf made t))
@@ -103,9 +109,10 @@ must accept :socket)."
 Lambda list: (read-cb event-cb &key data stream connect-cb write-cb
 (read-timeout -1) (write-timeout -1) dont-drain-read-buffer connect-timeout);
 event-cb may also be passed as :event-cb.  Returns the socket, or its
-async-io-stream when :stream is true.  :data is kept as the socket's
-SOCKET-DATA (what to send is given to TCP-CONNECT).  :connect-timeout (seconds,
-beyond cl-async) bounds the time from connecting (DNS included) to connected."
+async-io-stream when :stream is true.  :data (a string, sent as UTF-8, or
+octets) is queued at once and sent as soon as CONNECT-TCP-SOCKET has connected
+the socket, before anything written later.  :connect-timeout (seconds, beyond
+cl-async) bounds the time from connecting (DNS included) to connected."
   (multiple-value-bind (event-cb keys) (%split-event-cb args)
     (apply #'%init-socket read-cb event-cb keys)))
 
@@ -131,8 +138,8 @@ for a closed socket."
   ;; Checked before the socket is made (%INIT-SOCKET checks the rest).
   (check-arguments (host host-name) (port port-number)
                    (data (or null socket-data-designator) :data))
-  (let ((socket/stream (apply #'%init-socket read-cb event-cb
-                              (alexandria:remove-from-plist keys :data))))
+  ;; :data goes to %INIT-SOCKET, which queues it before the connect starts.
+  (let ((socket/stream (apply #'%init-socket read-cb event-cb keys)))
     ;; A connect refused at once (bad port ...) must not leave the socket
     ;; behind: close it, then let the error through.
     (handler-bind ((error (lambda (e)
@@ -141,8 +148,6 @@ for a closed socket."
                               (unless (%sock-closed-p socket)
                                 (close-socket socket :force t))))))
       (connect-tcp-socket socket/stream host port))
-    (when data
-      (write-socket-data (%socket-of socket/stream) data))
     socket/stream))
 
 (defun tcp-connect (host port read-cb &rest args)
@@ -316,7 +321,7 @@ an event loop that has exited."
   (let ((socket (%socket-of socket)))
     (or (%sock-closed-p socket) (%sock-draining-p socket) (%loop-gone-p socket))))
 
-(defun close-socket (socket &key force)
+(defmethod close-socket (socket &key force)
   "Close SOCKET and forget its callbacks.  Data already written is still sent
 first (so nothing written is lost); with :FORCE true the queue is dropped and
 the connection closes at once.  Signals SOCKET-CLOSED when SOCKET was closed
@@ -331,7 +336,8 @@ already (or its event loop has exited)."
 
 ;;; ---- servers ----
 
-(defun %tcp-server (bind-address port read-cb event-cb &key connect-cb (backlog -1) stream)
+(defun %tcp-server (bind-address port read-cb event-cb &key connect-cb (backlog -1) stream
+                                                           reuse-port)
   (check-arguments (bind-address (or null host-name)) (port port-number)
                    (read-cb callback) (event-cb callback) (connect-cb callback :connect-cb)
                    (backlog (or null (signed-byte 32)) :backlog))
@@ -341,11 +347,13 @@ already (or its event loop has exited)."
          (index (registry-add base server)))
     (setf (%srv-index server) index)
     (cffi:with-foreign-object (id 'cltcp:id)
-      (let ((rc (cltcp:server-listen id (event-base-id base)
-                                     (or bind-address "")
-                                     port (or backlog -1)
-                                     *event-callback-pointer* index
-                                     *event-callback-pointer* index)))
+      (let ((rc (cltcp:server-listen-ex id (event-base-id base)
+                                        (or bind-address "")
+                                        port (or backlog -1)
+                                        ;; issue 10: SO_REUSEPORT
+                                        (if reuse-port cltcp:+listen-reuseport+ 0)
+                                        *event-callback-pointer* index
+                                        *event-callback-pointer* index)))
         (when (< rc 0)
           (registry-remove base index)
           (setf (%srv-index server) -1 (%srv-closed-p server) t)
@@ -357,7 +365,10 @@ already (or its event loop has exited)."
   "Listen on BIND-ADDRESS (NIL = any IPv4 address, \"0.0.0.0\"; IPv6 addresses
 and /etc/hosts names work) and PORT (0 = a free port, see TCP-SERVER-PORT).
 Lambda list: (bind-address port read-cb event-cb &key connect-cb (backlog -1)
-stream); event-cb (NIL = *DEFAULT-EVENT-HANDLER*) may also be :event-cb.
+stream reuse-port); event-cb (NIL = *DEFAULT-EVENT-HANDLER*) may also be :event-cb.
+:reuse-port t (SO_REUSEPORT, beyond cl-async): servers that all ask for it may
+listen on the same address and port -- one loop per thread, or per process --
+and the kernel spreads incoming connections over them.
 Every connection becomes a socket with these callbacks; connect-cb
 (lambda (socket)) runs before its first read-cb.  With :stream t, read-cb
 gets (socket stream).  Signals TCP-SERVER-BIND-ERROR (and, for a used port,
@@ -369,7 +380,7 @@ NIL, a function or a symbol, or a :backlog that is not NIL or a 32-bit integer
   (multiple-value-bind (event-cb keys) (%split-event-cb args)
     (apply #'%tcp-server bind-address port read-cb event-cb keys)))
 
-(defun close-tcp-server (tcp-server)
+(defmethod close-socket-server ((tcp-server tcp-server))
   "Stop listening; connections already accepted stay open.  Does nothing when the
 server is closed already (or its event loop has exited).  Returns NIL."
   (check-argument tcp-server tcp-server)
@@ -379,6 +390,17 @@ server is closed already (or its event loop has exited).  Returns NIL."
     (unless (%c-handle-gone-p tcp-server)
       (cltcp:server-close (%srv-id tcp-server))))
   nil)
+
+(defun close-tcp-server (tcp-server)
+  "Stop listening; connections already accepted stay open.  Does nothing when the
+server is closed already.  Returns NIL.  Calls the generic CLOSE-SOCKET-SERVER
+(cl-async's name), so methods defined on it for a subclass run."
+  (check-argument tcp-server tcp-server)
+  (close-socket-server tcp-server))
+
+(defmethod close-socket-server (server)
+  ;; Anything else: a type error naming the argument.
+  (check-argument server tcp-server))
 
 (defun tcp-server-closed-p (tcp-server)
   "True once TCP-SERVER was closed, and for every server of an event loop that

@@ -226,6 +226,9 @@ CLTCP__HIDDEN void cltcp__async_teardown(cltcp__handle *h);
 /* cltcp_loop_recover(): unlink the uv_async_t from the list of an abandoned
  * uv__async_io() (its head was on the dead frame). */
 CLTCP__HIDDEN void cltcp__async_recover(cltcp__handle *h);
+/* cltcp_loop_recover(): count as dispatched the signal an abandoned
+ * uv__signal_event() read but did not finish (else closing waits for it). */
+CLTCP__HIDDEN void cltcp__signal_recover(cltcp__handle *h);
 CLTCP__HIDDEN int cltcp__signal_signum(cltcp__handle *h);
 /* handles.c: uv_ref/uv_unref every uv handle of h as h->unref says */
 CLTCP__HIDDEN void cltcp__handle_apply_ref(cltcp__handle *h);

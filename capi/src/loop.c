@@ -389,6 +389,8 @@ int cltcp_loop_recover(cltcp_id id) {
       cltcp__socket_recover(h);
     else if (h->kind == CLTCP_KIND_ASYNC)
       cltcp__async_recover(h);
+    else if (h->kind == CLTCP_KIND_SIGNAL)
+      cltcp__signal_recover(h);
   }
   if (loop->sig_blocked) {
     loop->sig_blocked = false;

@@ -91,7 +91,8 @@ void pump_until_(cltcp_id loop, pred_fn pred, void *arg, double seconds,
 #define pump_until(loop, pred, arg, seconds)                                 \
   pump_until_((loop), (pred), (arg), (seconds), #pred, __FILE__, __LINE__)
 
-/* Runs NOWAIT turns for about `seconds' (to prove nothing else happens). */
+/* Runs NOWAIT turns for about `seconds' (to prove nothing else happens),
+ * and always at least one. */
 void run_for(cltcp_id loop, double seconds);
 
 /* Ready-made predicates.  `arg' points to a struct want. */

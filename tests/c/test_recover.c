@@ -12,6 +12,7 @@
  * write through the abandoned frames' pointers).
  */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -136,6 +137,41 @@ START_TEST(jump_from_flushed_at_turn_end) {
 }
 END_TEST
 
+START_TEST(jump_from_a_signal_and_an_async) {
+  /* Out of a SIGNAL callback (libuv counts a signal dispatched only after
+   * its callback returns, and closing waits for that), and out of one of
+   * two ASYNC callbacks of one turn (libuv runs them from a list on its
+   * stack). */
+  cltcp_id loop = new_loop(), sig = 0, a1 = 0, a2 = 0;
+  ck_assert_int_eq(cltcp_signal_start(&sig, loop, SIGUSR2, rec_cb, 1), 0);
+  track(sig);
+  ck_assert_int_eq(raise(SIGUSR2), 0);
+  g_jump_event = CLTCP_EV_SIGNAL;
+  run_until_jump(loop, 5);
+  ck_assert_int_eq(cltcp_loop_recover(loop), 0);
+  alarm(10); /* an unrepaired signal handle makes the close spin */
+  ck_assert_int_eq(cltcp_loop_close(loop), 0);
+  alarm(0);
+  ck_assert_uint_eq(rec_count_ev(sig, CLTCP_EV_CLOSE), 1);
+  check_close_last();
+
+  loop = new_loop();
+  ck_assert_int_eq(cltcp_async_new(&a1, loop, rec_cb, 2), 0);
+  track(a1);
+  ck_assert_int_eq(cltcp_async_new(&a2, loop, rec_cb, 3), 0);
+  track(a2);
+  ck_assert_int_eq(cltcp_async_send(a1), 0);
+  ck_assert_int_eq(cltcp_async_send(a2), 0);
+  g_jump_event = CLTCP_EV_ASYNC;
+  run_until_jump(loop, 5);
+  ck_assert_int_eq(cltcp_loop_recover(loop), 0);
+  ck_assert_int_eq(cltcp_loop_close(loop), 0);
+  ck_assert_uint_eq(rec_count_ev(a1, CLTCP_EV_CLOSE), 1);
+  ck_assert_uint_eq(rec_count_ev(a2, CLTCP_EV_CLOSE), 1);
+  check_close_last();
+}
+END_TEST
+
 static size_t g_dns_calls[3];
 static int g_dns_status[3];
 
@@ -189,6 +225,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, jump_from_data_while_writes_complete);
   tcase_add_test(tc, jump_from_flushed_at_turn_end);
   tcase_add_test(tc, jump_from_a_deferred_dns_result);
+  tcase_add_test(tc, jump_from_a_signal_and_an_async);
   suite_add_tcase(s, tc);
   return s;
 }

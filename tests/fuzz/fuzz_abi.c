@@ -5,7 +5,8 @@
  * one after the other) over real loopback sockets: servers, connects
  * (to a live server, a closed port, by number and by name), writes, reads,
  * shutdowns, closes in every mode, timers, DNS of numeric names and of
- * localhost names, settings -- on live, closing, closed, stale,
+ * localhost names, reverse lookups, signal and async handles, references
+ * and the loop's handle list, settings -- on live, closing, closed, stale,
  * forged-kind, zero and made-up ids.  Callbacks take their next action
  * from the same input: close the handle they are called for, write to it,
  * close another handle, start a timer or a lookup, stop the loop, or call
@@ -35,6 +36,7 @@
  */
 #define _GNU_SOURCE
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -45,6 +47,10 @@
 #include <uv.h>
 
 #include "cltcp.h"
+
+/* The signal the fuzzer watches and raises: ignored by default, and not
+ * one of libFuzzer's own (SIGUSR1/2, SIGINT, SIGTERM, SIGSEGV, ...). */
+#define FUZZ_SIGNAL SIGWINCH
 
 /* ---- the input ---------------------------------------------------------- */
 
@@ -57,7 +63,7 @@ static unsigned byte(void) { return in_pos < in_len ? in_data[in_pos++] : 0; }
 
 static unsigned pick(unsigned n) { return n ? byte() % n : 0; }
 
-/* ---- checks ---------------------------------------------------------------- */
+/* ---- checks -------------------------------------------------------------- */
 
 static int verbose;
 static int no_forged, no_old_loop;
@@ -82,7 +88,7 @@ static void say(const char *fmt, ...) {
   va_end(ap);
 }
 
-/* ---- what the fuzzer knows about each handle ------------------------------ */
+/* ---- what the fuzzer knows about each handle ----------------------------- */
 
 enum { MAXREC = 256 };
 
@@ -138,7 +144,7 @@ static int rec_dead(const rec *r) {
   return r->owner_closed || r->closes > 0 || r->loop_no != loop_no;
 }
 
-/* ---- ids to call with ------------------------------------------------------ */
+/* ---- ids to call with ---------------------------------------------------- */
 
 typedef struct target {
   cltcp_id id;
@@ -235,7 +241,7 @@ static int room(void) { return nrec < MAXREC / 2 - 1; }
     rc__;                                                                    \
   })
 
-/* ---- names ---------------------------------------------------------------- */
+/* ---- names --------------------------------------------------------------- */
 
 static const char *const hosts[] = {
     "127.0.0.1", "::1",          "[::1]",          "localhost",
@@ -272,11 +278,15 @@ static void cb(uintptr_t ctx, cltcp_id id, int event, int status,
     fail("event %d after CLOSE for %#llx", event, (unsigned long long)id);
   if (r->kind == CLTCP_KIND_DNS)
     fail("handle event for a DNS request");
-  if (event < CLTCP_EV_CONNECT || event > CLTCP_EV_CLOSE)
+  if (event < CLTCP_EV_CONNECT || event > CLTCP_EV_ASYNC)
     fail("unknown event %d", event);
-  if ((event == CLTCP_EV_ACCEPT) != (other != 0) ||
+  if ((event == CLTCP_EV_ACCEPT || event == CLTCP_EV_SIGNAL) !=
+          (other != 0) ||
       (event == CLTCP_EV_ACCEPT && r->kind != CLTCP_KIND_SERVER) ||
-      (event == CLTCP_EV_TIMER && r->kind != CLTCP_KIND_TIMER))
+      (event == CLTCP_EV_TIMER && r->kind != CLTCP_KIND_TIMER) ||
+      (event == CLTCP_EV_SIGNAL &&
+       (r->kind != CLTCP_KIND_SIGNAL || other != FUZZ_SIGNAL)) ||
+      (event == CLTCP_EV_ASYNC && r->kind != CLTCP_KIND_ASYNC))
     fail("event %d (other %#llx) on a handle of kind %d", event,
          (unsigned long long)other, r->kind);
   if (event == CLTCP_EV_DATA && len > 0 && data == NULL)
@@ -347,6 +357,29 @@ static void dns_cb(uintptr_t ctx, cltcp_id req, int status,
                                                     0) &&
       status != UV_ECANCELED)
     fail("%s failed: %d", host, status);
+  if (depth > 0 || in_teardown)
+    return;
+  depth++;
+  if (more())
+    do_op(1, NULL);
+  depth--;
+}
+
+static void name_cb(uintptr_t ctx, cltcp_id req, int status,
+                    const char *name, size_t len) {
+  rec *r;
+  if (in_call)
+    fail("reverse DNS callback from inside a call");
+  if (ctx == 0 || ctx > (uintptr_t)nrec)
+    fail("reverse DNS callback with an unknown context");
+  r = &recs[ctx - 1];
+  if (r->kind != CLTCP_KIND_DNS || r->id != req)
+    fail("reverse DNS callback with the context of another request");
+  if (r->closes++ > 0)
+    fail("second reverse DNS callback for %#llx", (unsigned long long)req);
+  if ((status == 0) != (name != NULL && len > 0) ||
+      (name != NULL && strlen(name) != len))
+    fail("reverse DNS status %d with name length %zu", status, len);
   if (depth > 0 || in_teardown)
     return;
   depth++;
@@ -436,6 +469,12 @@ static void op_close(target t, int kind) {
   case CLTCP_KIND_TIMER:
     rc = CALL(t, cltcp_timer_close(t.id));
     break;
+  case CLTCP_KIND_SIGNAL:
+    rc = CALL(t, cltcp_signal_close(t.id));
+    break;
+  case CLTCP_KIND_ASYNC:
+    rc = CALL(t, cltcp_async_close(t.id));
+    break;
   default:
     rc = CALL(t, cltcp_dns_cancel(t.id));
     return; /* a cancelled lookup still gets its one callback */
@@ -468,7 +507,7 @@ static void op_lookup(void) {
 }
 
 static void do_op(int from_cb, rec *self) {
-  unsigned op = pick(from_cb ? 14 : 24);
+  unsigned op = pick(from_cb ? 14 : 30);
   target t;
   int rc;
   say("%s op %u", from_cb ? "  cb" : "", op);
@@ -476,8 +515,9 @@ static void do_op(int from_cb, rec *self) {
   case 0: /* close, by the handle's own kind */
   {
     static const int kinds[] = {CLTCP_KIND_SOCKET, CLTCP_KIND_SERVER,
-                                CLTCP_KIND_TIMER, CLTCP_KIND_DNS};
-    int k = kinds[pick(4)];
+                                CLTCP_KIND_TIMER,  CLTCP_KIND_DNS,
+                                CLTCP_KIND_SIGNAL, CLTCP_KIND_ASYNC};
+    int k = kinds[pick(6)];
     t = target_for(k, self);
     op_close(t, k);
     break;
@@ -673,6 +713,102 @@ static void do_op(int from_cb, rec *self) {
     t = pick_target(CLTCP_KIND_DNS);
     CALL(t, cltcp_dns_cancel(t.id));
     break;
+  case 20: { /* async handles: new, send, close */
+    cltcp_id as = 0;
+    if (pick(2) && room()) {
+      if (PLAIN(cltcp_async_new(&as, loop_id, cb, 6)) == 0)
+        rec_new(as, CLTCP_KIND_ASYNC);
+      break;
+    }
+    t = target_for(CLTCP_KIND_ASYNC, self);
+    if (pick(3))
+      CALL(t, cltcp_async_send(t.id));
+    else
+      op_close(t, CLTCP_KIND_ASYNC);
+    break;
+  }
+  case 21: { /* signal handles: watch, raise, close */
+    cltcp_id sg = 0;
+    int signum = 0;
+    switch (pick(3)) {
+    case 0:
+      if (room() &&
+          PLAIN(cltcp_signal_start(&sg, loop_id, FUZZ_SIGNAL, cb, 7)) == 0)
+        rec_new(sg, CLTCP_KIND_SIGNAL);
+      break;
+    case 1:
+      raise(FUZZ_SIGNAL); /* ignored when nobody watches */
+      break;
+    default:
+      t = target_for(CLTCP_KIND_SIGNAL, self);
+      CALL(t, cltcp_signal_signum(&signum, t.id));
+      op_close(t, CLTCP_KIND_SIGNAL);
+    }
+    break;
+  }
+  case 22: { /* references, on a handle of any kind */
+    static const int kinds[] = {CLTCP_KIND_SOCKET, CLTCP_KIND_SERVER,
+                                CLTCP_KIND_TIMER, CLTCP_KIND_SIGNAL,
+                                CLTCP_KIND_ASYNC, CLTCP_KIND_DNS};
+    int refd = 2;
+    t = target_for(kinds[pick(6)], self);
+    /* Any live handle but a lookup takes it, whatever kind was wanted. */
+    t.must_fail = t.forged || t.r == NULL || rec_dead(t.r) ||
+                  t.r->kind == CLTCP_KIND_DNS;
+    CALL(t, cltcp_handle_ref(t.id, (int)pick(2)));
+    if (CALL(t, cltcp_handle_refd(&refd, t.id)) == 0 && refd != 0 &&
+        refd != 1)
+      fail("cltcp_handle_refd gave %d", refd);
+    break;
+  }
+  case 23: { /* the loop's handle list and counts agree with the fuzzer */
+    cltcp_handle_info info[64];
+    size_t n = 0, cnt = 0, counts[CLTCP_KIND_LAST + 1], sum = 0, i;
+    if (PLAIN(cltcp_loop_handles(info, 64, &n, loop_id)) != 0 ||
+        PLAIN(cltcp_loop_kind_counts(counts, CLTCP_KIND_LAST + 1, loop_id)) !=
+            0 ||
+        PLAIN(cltcp_loop_handle_count(&cnt, loop_id)) != 0)
+      fail("listing the loop's handles failed");
+    for (i = 0; i <= CLTCP_KIND_LAST; i++)
+      sum += counts[i];
+    if (sum != cnt || n > cnt)
+      fail("kind counts sum %zu, handle count %zu, listed %zu", sum, cnt, n);
+    for (i = 0; i < n && i < 64; i++) {
+      rec *r = rec_find(info[i].id);
+      if (r == NULL || r->closes > 0 || r->kind != info[i].kind)
+        fail("listed handle %#llx (kind %d) is not a live one",
+             (unsigned long long)info[i].id, info[i].kind);
+    }
+    break;
+  }
+  case 24: { /* reverse lookups of numeric addresses */
+    static const char *const addrs[] = {"127.0.0.1", "::1", "10.9.8.7",
+                                        "localhost", ""};
+    cltcp_id req = 0;
+    unsigned a = pick(5);
+    if (!room())
+      break;
+    rc = PLAIN(cltcp_dns_reverse(&req, loop_id, addrs[a], name_cb,
+                                 (uintptr_t)(nrec + 1)));
+    if (rc == 0)
+      rec_new(req, CLTCP_KIND_DNS)->aux = 10; /* "": no forward checks */
+    else if (a < 3 && rc != CLTCP_EDNSCONFIG && rc != UV_ENOMEM)
+      fail("reverse lookup of %s refused: %d", addrs[a], rc);
+    break;
+  }
+  case 25: { /* listen with flags, good and bad */
+    cltcp_id sv = 0;
+    int flags = pick(3) == 0 ? 2 : (int)pick(2) * CLTCP_LISTEN_REUSEPORT;
+    if (!room())
+      break;
+    rc = PLAIN(cltcp_server_listen_ex(&sv, loop_id, "127.0.0.1", 0, -1,
+                                      flags, cb, 4, cb, 0));
+    if (rc == 0)
+      rec_new(sv, CLTCP_KIND_SERVER);
+    else if (flags != 2 && rc != UV_ENOTSUP)
+      fail("listen_ex(%d) refused: %d", flags, rc);
+    break;
+  }
   default: /* more running, so that I/O makes progress */
     run_turns(1 + pick(3));
     break;
@@ -691,7 +827,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  int first_loop;
   in_data = data;
   in_len = size;
   in_pos = 0;
@@ -700,8 +835,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   slept = 0;
   depth = 0;
   new_loop();
-  first_loop = loop_no;
-  (void)first_loop;
   while (more())
     do_op(0, NULL);
   run_turns(2);

@@ -405,6 +405,9 @@ SOCKET of SERVER (listening on PORT)."
     (refuses write-cb 42 (as:write-socket-data socket "lost" :write-cb 42))
     (refuses event-cb 42 (as:write-socket-data socket "lost" :event-cb 42))
     (refuses socket 42 (as:write-socket-data 42 "lost"))
+    (refuses start -1 (as:write-socket-data socket "lost" :start -1))
+    (refuses end 10 (as:write-socket-data socket "lost" :end 10))
+    (refuses start "0" (as:write-socket-data socket (octets "lost") :start "0"))
     ;; Before: a string timeout silently meant none.
     (refuses read-sec "5" (as:set-socket-timeouts socket "5" "5"))
     (refuses write-sec "5" (as:set-socket-timeouts socket 5 "5"))

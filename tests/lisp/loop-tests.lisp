@@ -221,10 +221,10 @@ would have made it run at once)."
                                         :time 0.2)))))
     (setf times (reverse times))
     (is (= 3 (length times)))
-    (loop for time in times
+    (loop for at in times
           for k from 1
-          do (is (fired-in-time-p (- time armed) (* k 0.2))
-                 "firing ~D of a 0.2 s interval after ~,4F s" k (- time armed)))))
+          do (is (fired-in-time-p (- at armed) (* k 0.2))
+                 "firing ~D of a 0.2 s interval after ~,4F s" k (- at armed)))))
 
 (test read-timeout-set-after-a-long-callback-waits-its-time
   (let ((armed nil) (timed-out nil))
