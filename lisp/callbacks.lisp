@@ -6,17 +6,24 @@
 ;;;; CASE on the event code picks the work.  Nothing is hashed and nothing is
 ;;;; consed per event except the octet vector a drain-mode read-cb receives.
 ;;;;
-;;;; No Lisp error ever unwinds through the C frames below us (libuv would be
-;;;; left inside uv_run with its state half updated).  Each event runs under
-;;;; a HANDLER-BIND on ERROR -- only ERROR: a warning signalled in a callback
-;;;; is left alone, so it never unwinds anything -- whose handler routes the
-;;;; error and then leaves the callback by RETURN-FROM, a transfer that stays
-;;;; inside Lisp frames:
-;;;;   - with :catch-app-errors, to the operation's event-cb (or
-;;;;     *default-event-handler*, or the catch-app-errors function);
-;;;;   - otherwise (or when that handler fails too) it is queued on the loop,
-;;;;     the loop is asked to stop, and START-EVENT-LOOP signals it once
-;;;;     cltcp_loop_run has returned, with restarts to go on or to stop.
+;;;; Application code called from C runs under one guard, WITH-CALLBACK-GUARD
+;;;; (every kind of handle uses it: sockets, servers, timers, DNS lookups and
+;;;; any kind added later).  It runs the code with interrupts enabled (the
+;;;; rest of the turn defers them, see portability.lisp) and establishes,
+;;;; inside the callback, the restarts CONTINUE (abandon the rest of this
+;;;; callback; the loop goes on) and EXIT-EVENT-LOOP.  An error is then
+;;;; handled like this:
+;;;;   - with :catch-app-errors, it goes to the operation's event-cb (or
+;;;;     *default-event-handler*, or the catch-app-errors function), and the
+;;;;     callback is left by RETURN-FROM, a transfer inside Lisp frames;
+;;;;   - otherwise (or when that handler fails too) it is simply not handled
+;;;;     here: it propagates from where it was signalled, so the debugger
+;;;;     opens on top of the application's own frames, with those restarts.
+;;;; A handler or restart further out (a HANDLER-CASE around START-EVENT-LOOP,
+;;;; the REPL's ABORT) unwinds through cltcp_loop_run and libuv's frames
+;;;; without returning to them; START-EVENT-LOOP then repairs the C loop
+;;;; (cltcp_loop_recover) and tears it down, so nothing is left behind and a
+;;;; new loop can start in the same thread.
 
 (in-package #:cl-async-tcp)
 
@@ -25,7 +32,8 @@
 application callback is caught and passed to the event-cb of the operation that
 triggered it (or *DEFAULT-EVENT-HANDLER*).  When it is a function, it receives
 the errors of operations without an event-cb.  When NIL, the error is signalled
-out of START-EVENT-LOOP with the restarts CONTINUE and EXIT-EVENT-LOOP.")
+where it happened, inside the callback, with the restarts CONTINUE and
+EXIT-EVENT-LOOP.")
 
 (defvar *send-errors-to-eventcb* t
   "Newer cl-async's :send-errors-to-eventcb (per loop).  When true, caught
@@ -78,25 +86,48 @@ START-EVENT-LOOP).  Define a method to log or drop such errors instead.")
     (funcall (or *default-event-handler* #'default-event-handler) error)))
 
 (defun %route-app-error (base object condition)
-  "An error escaped an application callback about OBJECT: route it (see the top)."
+  "An error escaped an application callback about OBJECT (of the loop BASE).
+With :catch-app-errors (and not from an event handler), give it to the operation's event-cb (or the
+catch-app-errors function, or the default handler) and return true: the guard
+then abandons the callback.  Otherwise return NIL: the error goes on up from
+where it was signalled."
+  (declare (ignore base))
   (let ((catch *catch-application-errors*))
-    (if (or (null catch) *in-event-handler*)
-        (%defer-error base condition)
-        (block route
-          ;; A handler that fails in turn is never routed again: it goes out
-          ;; of the loop.  (Our own HANDLER-BIND is disabled while its handler
-          ;; runs, hence this second one.)
-          (handler-bind ((error (lambda (e)
-                                  (%defer-error base e)
-                                  (return-from route nil))))
-            (let ((*in-event-handler* t)
-                  (event-cb (%object-event-cb object)))
-              (cond ((and *send-errors-to-eventcb* event-cb)
-                     (funcall event-cb condition))
-                    ((functionp catch)
-                     (funcall catch condition))
-                    (t
-                     (handle-error condition)))))))))
+    (when (and catch (not *in-event-handler*))
+      ;; An error of the handler itself is not routed again (it is signalled
+      ;; in place, with the guard's restarts).
+      (let ((*in-event-handler* t)
+            (event-cb (%object-event-cb object)))
+        (cond ((and *send-errors-to-eventcb* event-cb)
+               (funcall event-cb condition))
+              ((functionp catch)
+               (funcall catch condition))
+              (t
+               (handle-error condition))))
+      t)))
+
+(defmacro with-callback-guard ((object) &body body)
+  "Run BODY -- application code called from a C callback about OBJECT (a socket,
+server, timer, DNS request ...) -- under the library's one guard (see the top of
+callbacks.lisp): interrupts enabled, errors routed to the event-cb with
+:catch-app-errors and otherwise signalled in place, and the restarts CONTINUE
+and EXIT-EVENT-LOOP established inside the callback.  Returns NIL."
+  (let ((guard (gensym "GUARD")) (o (gensym "OBJECT")))
+    `(let ((,o ,object))
+       (block ,guard
+         (restart-case
+             (handler-bind ((error (lambda (e)
+                                     (when (%route-app-error *event-base* ,o e)
+                                       (return-from ,guard nil)))))
+               (with-application-interrupts ,@body))
+           (continue ()
+             :report "Abandon the rest of this callback; the event loop goes on."
+             nil)
+           (exit-event-loop ()
+             :report "Stop the event loop: close everything and return from START-EVENT-LOOP."
+             (exit-event-loop)
+             nil))
+         nil))))
 
 (defun %deliver (object condition)
   "Give the event CONDITION to OBJECT's event-cb, or to *DEFAULT-EVENT-HANDLER*."
@@ -106,12 +137,17 @@ START-EVENT-LOOP).  Define a method to log or drop such errors instead.")
 
 ;;; ---- per-kind dispatch (run under the guard) ----
 
-(declaim (ftype function %make-socket-stream))
+(declaim (ftype function %make-socket-stream exit-event-loop))
+
+(declaim (inline %fn))
+(defun %fn (designator)
+  "The function a callback designator (a function or a symbol) names."
+  (if (functionp designator) designator (fdefinition designator)))
 
 (defun %socket-event (socket event status data len)
   (declare (type socket socket) (type fixnum event status)
            (type (and fixnum unsigned-byte) len)
-           (optimize (speed 3) (safety 1) (debug 0)))
+           (optimize (speed 3) (safety 1)))
   ;; A write with a write-cb whose bytes never left (the connection closed
   ;; under it): the write-cb will not run, so the event-cb hears of it as
   ;; cl-async's streamish-canceled.  Not after close-socket, which forgets
@@ -120,7 +156,7 @@ START-EVENT-LOOP).  Define a method to log or drop such errors instead.")
     (let ((event-cb (%sock-event-cb socket)))
       (when (and event-cb (%sock-write-cb socket))
         (let ((*in-event-handler* t))
-          (funcall event-cb (make-event-condition status socket)))))
+          (funcall (%fn event-cb) (make-event-condition status socket)))))
     (return-from %socket-event nil))
   ;; After close-socket the application hears nothing more of this socket.
   (when (%sock-closed-p socket)
@@ -130,16 +166,16 @@ START-EVENT-LOOP).  Define a method to log or drop such errors instead.")
      (let ((read-cb (%sock-read-cb socket)))
        (when read-cb
          (if (%sock-keep-p socket)
-             (funcall read-cb socket (%sock-stream socket))
-             (funcall read-cb socket (copy-foreign-octets data len))))))
+             (funcall (%fn read-cb) socket (%sock-stream socket))
+             (funcall (%fn read-cb) socket (copy-foreign-octets data len))))))
     (#.cltcp:+ev-flushed+
      (let ((write-cb (%sock-write-cb socket)))
-       (when write-cb (funcall write-cb socket))))
+       (when write-cb (funcall (%fn write-cb) socket))))
     (#.cltcp:+ev-connect+
      (setf (%sock-connected-p socket) t)
      (unwind-protect
           (let ((connect-cb (%sock-connect-cb socket)))
-            (when connect-cb (funcall connect-cb socket)))
+            (when connect-cb (funcall (%fn connect-cb) socket)))
        (when (and (%sock-shutdown-pending-p socket) (not (%sock-closed-p socket)))
          (setf (%sock-shutdown-pending-p socket) nil)
          (cltcp:socket-shutdown (%sock-id socket)))))
@@ -157,12 +193,12 @@ START-EVENT-LOOP).  Define a method to log or drop such errors instead.")
        (setf (%sock-closed-p socket) t)))
     (#.cltcp:+ev-drain+
      (let ((drain-cb (%sock-drain-cb socket)))
-       (when drain-cb (funcall drain-cb socket len))))
+       (when drain-cb (funcall (%fn drain-cb) socket len))))
     (#.cltcp:+ev-shutdown+
      (if (< status 0)
          (%deliver socket (make-event-condition status socket :socket))
          (let ((shutdown-cb (%sock-shutdown-cb socket)))
-           (when shutdown-cb (funcall shutdown-cb socket))))))
+           (when shutdown-cb (funcall (%fn shutdown-cb) socket))))))
   nil)
 
 (defun %accept (base server new-id)
@@ -198,7 +234,7 @@ at it, then run the server's connect-cb (reading starts after we return)."
       (cltcp:socket-set-read-mode new-id cltcp:+read-keep+)
       (%make-socket-stream socket))
     (let ((connect-cb (%sock-connect-cb socket)))
-      (when connect-cb (funcall connect-cb socket)))))
+      (when connect-cb (funcall (%fn connect-cb) socket)))))
 
 (defun %server-event (base server id event status other)
   (declare (type tcp-server server) (type fixnum event status)
@@ -223,7 +259,7 @@ at it, then run the server's connect-cb (reading starts after we return)."
   (declare (type timer timer) (type fixnum event))
   (when (and (= event cltcp:+ev-timer+) (not (%timer-freed-p timer)))
     (let ((callback (%timer-callback timer)))
-      (when callback (funcall callback)))))
+      (when callback (funcall (%fn callback))))))
 
 ;;; ---- close: bookkeeping only, never user code ----
 
@@ -277,19 +313,6 @@ that a stream can still read it (C keeps it readable until CLOSE returns)."
 
 ;;; ---- the entry point ----
 
-(defmacro with-callback-guard ((object) &body body)
-  "Run BODY as an application callback about OBJECT (NIL: no operation, e.g.
-the start function) of the running loop: an error it raises is routed by
-%ROUTE-APP-ERROR (the one error policy) and BODY is left, never unwinding
-further.  Used by every entry of application code: C events (%DISPATCH), the
-start function, signals and notifiers."
-  (let ((guard (gensym "GUARD")))
-    `(block ,guard
-       (handler-bind ((error (lambda (e)
-                               (%route-app-error *event-base* ,object e)
-                               (return-from ,guard nil))))
-         ,@body))))
-
 (defgeneric %other-event (base object id event status other)
   (:documentation "Events for objects that are neither sockets, servers nor timers
 (signal handlers, notifiers ...): each later file adds its method.  Runs under
@@ -300,7 +323,7 @@ the callback guard.")
 
 (defun %dispatch (base object id event status other data len)
   (declare (type event-base base) (type fixnum event status)
-           (optimize (speed 3) (safety 1) (debug 0)))
+           (optimize (speed 3) (safety 1)))
   (with-callback-guard (object)
     (typecase object
       (socket (%socket-event object event status data len))

@@ -98,29 +98,21 @@ CANCEL-DNS-LOOKUP cancels it."
 (defmethod %object-event-cb ((request dns-request))
   (%dns-event-cb request))
 
-(defun %route-dns-app-error (base request condition)
-  "An error escaped a resolve-cb (or the event-cb): route it exactly as the core
-routes errors of sockets and timers."
-  (%route-app-error base request condition))
-
 (defun %deliver-dns-error (request code)
   (%deliver request (%dns-error code (%dns-host request))))
 
-(defun %dns-dispatch (base request status addrs n)
+(defun %dns-dispatch (request status addrs n)
   "Run the application's callback for a finished lookup, under the same guard as
-every other event: no Lisp error unwinds through the C frames below."
-  (block guard
-    (handler-bind ((error (lambda (e)
-                            (%route-dns-app-error base request e)
-                            (return-from guard nil))))
-      (if (and (zerop status) (plusp n))
-          (let ((addresses (%read-addresses addrs n))
-                (resolve-cb (%dns-resolve-cb request)))
-            (when resolve-cb
-              (if (%dns-all-p request)
-                  (funcall resolve-cb addresses)
-                  (apply resolve-cb (first addresses)))))
-          (%deliver-dns-error request (if (zerop status) cltcp:+enodata+ status)))))
+every other event (WITH-CALLBACK-GUARD)."
+  (with-callback-guard (request)
+    (if (and (zerop status) (plusp n))
+        (let ((addresses (%read-addresses addrs n))
+              (resolve-cb (%dns-resolve-cb request)))
+          (when resolve-cb
+            (if (%dns-all-p request)
+                (funcall resolve-cb addresses)
+                (apply resolve-cb (first addresses)))))
+        (%deliver-dns-error request (if (zerop status) cltcp:+enodata+ status))))
   nil)
 
 (defun %handle-dns-result (ctx req status addrs n)
@@ -137,7 +129,7 @@ every other event: no Lisp error unwinds through the C frames below."
                       (event-base-stopping base)
                       (event-base-closing base))
             (setf (%dns-done-p request) t)
-            (%dns-dispatch base request status addrs n))))))
+            (%dns-dispatch request status addrs n))))))
   nil)
 
 (cffi:defcallback %dns-callback :void

@@ -40,11 +40,12 @@ true when the loop should go on, NIL when the user chose to stop it."
       (when (event-base-stopping base)
         (return))
       (setf (cffi:mem-ref alive :int) 0)
+      ;; IN-RUN stays true when a callback leaves by a non-local exit
+      ;; (callbacks.lisp): %TEARDOWN then repairs the C loop first.
+      (setf (event-base-in-run base) t)
       (let ((rc (with-loop-turn
-                  (cltcp:loop-run alive (event-base-id base)
-                                  (if (zerop +wakeup-seconds+)
-                                      cltcp:+run-default+
-                                      cltcp:+run-once+)))))
+                  (cltcp:loop-run alive (event-base-id base) +turn-mode+))))
+        (setf (event-base-in-run base) nil)
         (when (< rc 0)
           (error "cl-async-tcp: cltcp_loop_run failed: ~A" (code-name rc))))
       (cond ((event-base-pending-errors base)
@@ -65,7 +66,12 @@ event (status ECANCELED), which frees its registry entry."
     ;; loop are dead and their ids never reach C (lisp/checks.lisp).
     (setf (event-base-closing base) t)
     (unless (zerop (event-base-id base))
-      (cltcp:loop-close (event-base-id base)))
+      (with-loop-turn
+        (when (event-base-in-run base)
+          ;; We got here by a non-local exit out of a callback, through C.
+          (cltcp:loop-recover (event-base-id base))
+          (setf (event-base-in-run base) nil))
+        (cltcp:loop-close (event-base-id base))))
     ;; Anything still registered would be a bug of the C side; release it so
     ;; the objects at least read as closed.
     (let ((objects (event-base-objects base)))
@@ -89,10 +95,13 @@ every callback (below); an error it raises has no event-cb of its own.
 :SEND-ERRORS-TO-EVENTCB (default T), newer cl-async's switch: NIL sends caught
   errors only to a :catch-app-errors function.
 
-Without :catch-app-errors, an error in a callback stops the loop and is
-signalled from here with two restarts: CONTINUE (drop that callback, keep the
-loop running) and EXIT-EVENT-LOOP (close everything and return).  Unwinding
-out of here closes the loop too, so a new loop can start at once."
+Without :catch-app-errors, an error in a callback is signalled where it
+happened, inside the callback (the debugger shows the callback's frames), with
+two restarts established there: CONTINUE (abandon the rest of that callback,
+keep the loop running) and EXIT-EVENT-LOOP (close everything and return).  A
+handler around START-EVENT-LOOP sees it too.  Any non-local exit out of here
+(a HANDLER-CASE outside, the REPL's ABORT, a THROW from a C-c) closes the loop
+and frees every handle, so a new loop can start at once in the same thread."
   (check-arguments (start-fn callback) (default-event-cb callback))
   (when *event-base*
     (error "cl-async-tcp: an event loop is already running in this thread."))

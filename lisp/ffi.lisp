@@ -94,6 +94,7 @@
 (defun-c ("cltcp_loop_run" loop-run) :int (alive :pointer) (loop id) (mode :int))
 (defun-c ("cltcp_loop_stop" loop-stop) :int (loop id))
 (defun-c ("cltcp_loop_close" loop-close) :int (loop id))
+(defun-c ("cltcp_loop_recover" loop-recover) :int (loop id))
 (defun-c ("cltcp_loop_set_wakeup" loop-set-wakeup) :int (loop id) (seconds :double))
 (defun-c ("cltcp_loop_now" loop-now) :int (ms :pointer) (loop id))
 (defun-c ("cltcp_loop_handle_count" loop-handle-count) :int (count :pointer) (loop id))

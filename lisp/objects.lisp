@@ -196,7 +196,7 @@ is removed from the loop or freed).  cl-async: the libuv timer pointer."))
 (defgeneric stream-socket (stream)
   (:documentation "The socket an async stream wraps (see lisp/stream.lisp)."))
 
-(declaim (ftype function %argument-error))
+(declaim (ftype (function (t t t) nil) %argument-error)) ; as in checks.lisp
 
 (defun socket-stream (socket)
   "The async-io-stream made for SOCKET by :stream t, or NIL."

@@ -1,4 +1,4 @@
-;;;; package.lisp -- the CL-ASYNC-TCP package (nickname AS).
+;;;; package.lisp -- the CL-ASYNC-TCP package (nickname AS when it is free).
 ;;;;
 ;;;; Exports are grouped by feature.  Names from cl-async's TCP reference come
 ;;;; first, then cl-async's other names for the same things (so programs
@@ -6,9 +6,24 @@
 ;;;; The stream and DNS names are exported here already so that
 ;;;; lisp/stream.lisp and lisp/dns.lisp only have to define them.
 
+;;; The nickname AS is cl-async's.  It is taken at load time (after the
+;;; DEFPACKAGE) and only when no other package holds it, so that this
+;;; library loads beside cl-async.  The DEFPACKAGE itself names no nickname,
+;;; and a reload first drops the one we took, so the DEFPACKAGE never differs
+;;; from the package it finds.
+(eval-when (:compile-toplevel :load-toplevel :execute)
+  (let ((package (find-package '#:cl-async-tcp)))
+    (when package
+      (rename-package package (package-name package)
+                      (remove "AS" (package-nicknames package) :test #'string=)))))
+
 (defpackage #:cl-async-tcp
-  (:nicknames #:as)
   (:use #:cl)
+  (:documentation "cl-async's documented TCP API -- event loop, delays and intervals,
+TCP clients and servers, streams, DNS, and the tcp-*/socket-* conditions -- over
+libcltcp (libuv + c-ares).  Nickname AS, cl-async's, unless another package
+(cl-async itself) holds it already: then use CL-ASYNC-TCP: or a package-local
+nickname.")
   (:export
    ;; ---- event loop (cl-async's event-loop page) ----
    #:start-event-loop
@@ -167,6 +182,25 @@
    #:+siginfo+ #:+sigusr1+ #:+sigusr2+
    ;; DNS (reverse-dns.lisp)
    #:reverse-dns-lookup))
+
+;;; Take AS (see above), or say in one warning why not.
+(define-condition cl-async-tcp::nickname-taken (warning)
+  ((holder :initarg :holder :reader cl-async-tcp::nickname-taken-holder))
+  (:report (lambda (c s)
+             (format s "cl-async-tcp: the nickname AS belongs to the package ~A already ~
+                        (cl-async?), so CL-ASYNC-TCP is loaded without it.  Refer to it ~
+                        as CL-ASYNC-TCP: or give it a package-local nickname."
+                     (package-name (cl-async-tcp::nickname-taken-holder c)))))
+  (:documentation "Warned when another package holds the nickname AS."))
+
+(eval-when (:load-toplevel :execute)
+  (let ((package (find-package '#:cl-async-tcp))
+        (holder (find-package '#:as)))
+    (cond ((null holder)
+           (rename-package package (package-name package)
+                           (cons "AS" (package-nicknames package))))
+          ((not (eq holder package))
+           (warn 'cl-async-tcp::nickname-taken :holder holder)))))
 
 ;;; The foreign layer lives in its own package so that nothing outside
 ;;; lisp/ffi.lisp can mistake a raw C entry point for policy.

@@ -1,33 +1,70 @@
-;;;; portability.lisp -- the implementation-specific bits, kept in one place.
+;;;; portability.lisp -- every implementation-specific bit of the library, in one place.
 ;;;;
-;;;; Copying a foreign buffer into a fresh Lisp octet vector is on the read
-;;;; path of every drain-mode socket, so SBCL gets its native block copy;
-;;;; other implementations get a portable loop until someone measures them.
+;;;; Supported: SBCL, CCL and ECL.  SBCL and ECL are tested (the whole suite
+;;;; runs on both); the CCL branches are written against CCL's documented API
+;;;; (the "Threads" chapter of its manual: WITHOUT-INTERRUPTS,
+;;;; WITH-INTERRUPTS-ENABLED) but have not been run (see the README).  Any
+;;;; other implementation gets the portable fallbacks below: everything
+;;;; works, only C-c is not kept away from libuv's frames.
 
 (in-package #:cl-async-tcp)
 
 (deftype octets () '(simple-array (unsigned-byte 8) (*)))
 
-;;; Keyboard interrupts (C-c at the REPL) and other deferrable signals.  If
-;;; one were handled while the loop waits inside libuv, the debugger would
-;;; sit on top of libuv's frames, and leaving it (ABORT) would unwind through
-;;; them, leaving the C loop half-updated and impossible to close.  So the
-;;; loop runs turn by turn with interrupts deferred during each turn, and C
-;;; ends a turn at least every +WAKEUP-SECONDS+ (cltcp_loop_set_wakeup, which
-;;; keeps no loop alive): a C-c is then handled between turns, in Lisp
-;;; frames only, within that time.  Callbacks run inside a turn, so they run
-;;; with interrupts deferred too (a callback should not block anyway).
+;;; ---- interrupts ----
+;;;
+;;; Keyboard interrupts (C-c at the REPL, INTERRUPT-THREAD).  If one were
+;;; handled while the loop waits inside libuv, or while this library's own
+;;; bookkeeping runs inside a callback, the debugger would sit on top of a
+;;; half-done update.  So the loop runs turn by turn with interrupts deferred
+;;; during each turn (WITH-LOOP-TURN), and C ends a turn at least every
+;;; +WAKEUP-SECONDS+ (cltcp_loop_set_wakeup, which keeps no loop alive): a
+;;; C-c while the loop waits is then handled between turns, in Lisp frames
+;;; only.  The application's own callbacks run with interrupts enabled again
+;;; (WITH-APPLICATION-INTERRUPTS), so a C-c reaches a runaway callback at once,
+;;; with the callback's restarts (see WITH-CALLBACK-GUARD in callbacks.lisp).
 
 (defconstant +wakeup-seconds+
-  #+sbcl 0.2d0
-  #-sbcl 0d0
+  #+(or sbcl ccl ecl) 0.2d0
+  #-(or sbcl ccl ecl) 0d0
   "How often a waiting loop comes back to Lisp to take deferred interrupts
-(0: never, where the implementation needs no such care).")
+(0: never, where this file knows no way to defer them).")
+
+(defconstant +turn-mode+
+  #+(or sbcl ccl ecl) cltcp:+run-once+
+  #-(or sbcl ccl ecl) cltcp:+run-default+
+  "How %RUN-LOOP runs the C loop: one turn at a time when it must come back for
+interrupts, else until it stops.")
 
 (defmacro with-loop-turn (&body body)
-  "Run BODY (one turn of the C loop) with the implementation's interrupts deferred."
-  #+sbcl `(sb-sys:without-interrupts ,@body)
-  #-sbcl `(progn ,@body))
+  "Run BODY (one turn of the C loop) with the implementation's interrupts
+deferred, but allowing WITH-APPLICATION-INTERRUPTS in the callbacks it runs."
+  ;; SBCL and ECL: WITHOUT-INTERRUPTS also forbids WITH-INTERRUPTS further in
+  ;; unless its body says ALLOW-WITH-INTERRUPTS.
+  #+sbcl `(sb-sys:without-interrupts (sb-sys:allow-with-interrupts ,@body))
+  #+ccl `(ccl:without-interrupts ,@body)
+  #+ecl `(mp:without-interrupts (mp:allow-with-interrupts ,@body))
+  #-(or sbcl ccl ecl) `(progn ,@body))
+
+(defmacro with-application-interrupts (&body body)
+  "Inside WITH-LOOP-TURN: run BODY (application code) with interrupts enabled."
+  #+sbcl `(sb-sys:with-interrupts ,@body)
+  #+ccl `(ccl:with-interrupts-enabled ,@body)
+  #+ecl `(mp:with-interrupts ,@body)
+  #-(or sbcl ccl ecl) `(progn ,@body))
+
+;;; ---- foreign <-> octet copies ----
+;;;
+;;; Copying a foreign buffer into a fresh Lisp octet vector is on the read
+;;; path of every drain-mode socket.  CFFI:WITH-POINTER-TO-VECTOR-DATA gives
+;;; the vector's own storage on SBCL (pinned), CCL (ivectors) and ECL, so one
+;;; memcpy does it; elsewhere CFFI may copy or not support it, so a byte loop.
+
+#+(or sbcl ccl ecl)
+(declaim (inline %memcpy))
+#+(or sbcl ccl ecl)
+(cffi:defcfun ("memcpy" %memcpy) :pointer
+  (dst :pointer) (src :pointer) (n :size))
 
 (declaim (inline copy-foreign-octets copy-foreign-into-octets))
 
@@ -36,9 +73,11 @@
   (declare (type octets vector)
            (type (and fixnum unsigned-byte) start count)
            (optimize (speed 3) (safety 0)))
-  #+sbcl
-  (sb-kernel:copy-ub8-from-system-area pointer 0 vector start count)
-  #-sbcl
+  #+(or sbcl ccl ecl)
+  (when (plusp count)
+    (cffi:with-pointer-to-vector-data (p vector)
+      (%memcpy (cffi:inc-pointer p start) pointer count)))
+  #-(or sbcl ccl ecl)
   (dotimes (i count)
     (setf (aref vector (+ start i)) (cffi:mem-aref pointer :uint8 i)))
   vector)

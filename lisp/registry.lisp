@@ -22,6 +22,7 @@
   ;; loop state
   (stopping nil)            ; exit-event-loop was called: run no more user callbacks
   (closing nil)             ; inside cltcp_loop_close: only bookkeeping
+  (in-run nil)              ; inside cltcp_loop_run (still true after a non-local exit from it)
   (pending-errors '())      ; application errors to hand out of start-event-loop
   (exit-functions '())      ; add-event-loop-exit-callback, newest first
   (data nil)

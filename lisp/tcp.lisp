@@ -270,6 +270,7 @@ changed).  Returns NIL."
           (string
            (let* ((end (%check-bounds start end (length data)))
                   (octets (babel:string-to-octets data :encoding :utf-8 :start start :end end)))
+             (declare (type octets octets)) ; what babel returns
              (values octets 0 (length octets))))
           ((vector (unsigned-byte 8))
            (let ((all (coerce data 'octets)))

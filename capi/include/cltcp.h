@@ -254,6 +254,19 @@ CLTCP_EXTERN int cltcp_loop_stop(cltcp_id loop);
  * Returns 0, CLTCP_ECLOSED, or CLTCP_EBUSY from inside cltcp_loop_run(). */
 CLTCP_EXTERN int cltcp_loop_close(cltcp_id loop);
 
+/* For a binding whose callbacks may leave by a non-local exit (a Lisp
+ * error handler or restart that unwinds out of a callback, through
+ * cltcp_loop_run() and libuv's frames, without returning to them): after
+ * such an exit, call this (on the loop's thread, outside any callback)
+ * before cltcp_loop_close().  It repairs what the abandoned frames left
+ * behind -- the running state, libuv's stop flag and its pointer to the
+ * abandoned poll's event array, I/O watchers left on the abandoned pending
+ * list, the deferred work of the abandoned turn, the SIGPIPE mask -- so that
+ * cltcp_loop_close() can tear the loop down (cltcp_loop_run() must not be
+ * called on it again).  Does nothing on a loop that was not abandoned.
+ * Returns 0, CLTCP_ECLOSED or CLTCP_EKIND. */
+CLTCP_EXTERN int cltcp_loop_recover(cltcp_id loop);
+
 /* Makes a blocked cltcp_loop_run(CLTCP_RUN_ONCE) return at least every
  * `seconds' (0, negative or NaN: never, the default), without keeping the
  * loop alive: a loop with no other work still ends.  A binding whose

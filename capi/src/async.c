@@ -100,6 +100,21 @@ static void async_cb(uv_async_t *uva) {
 
 static void unused_closed(uv_handle_t *uvh) { free(uvh->data); }
 
+void cltcp__async_recover(cltcp__handle *h) {
+  cltcp__async *a = (cltcp__async *)h;
+  void **w = a->async.queue;
+  void **head = h->loop->uv.async_handles;
+  void **q;
+  for (q = head[0]; q != head; q = q[0])
+    if (q == w)
+      return; /* on the loop's own list */
+  /* uv__async_io() moves the handles to a list on its stack and puts each
+   * back before calling it: this one was still there when a callback never
+   * returned.  Closing unlinks it, so make it a list of its own first.  The
+   * loop only tears down now. */
+  w[0] = w[1] = (void *)w;
+}
+
 int cltcp_async_new(cltcp_id *out, cltcp_id loop_id, cltcp_cb cb,
                     uintptr_t ctx) {
   cltcp__loop *loop;

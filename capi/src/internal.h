@@ -132,6 +132,13 @@ typedef struct cltcp__loop {
   uv_idle_t idle;
   uv_timer_t wake; /* unreferenced; see cltcp_loop_set_wakeup() */
   cltcp__deferred deferred; /* list head (circular) */
+  /* the batch the idle callback is running; in the loop, not on the stack,
+   * so that a callback that never returns (cltcp_loop_recover) leaves no
+   * item linked to a dead frame */
+  cltcp__deferred batch;
+  /* SIGPIPE mask saved by the running cltcp_loop_run(), for recovery */
+  sigset_t sig_old;
+  bool sig_blocked;
   /* one read buffer shared by all drain-mode sockets of the loop: libuv
    * calls alloc_cb and read_cb back to back for one stream at a time */
   uint8_t *readbuf;
@@ -147,6 +154,7 @@ typedef struct cltcp__loop {
    * a turn) never blocks and adds no latency. */
   uv_check_t turn_check;
   cltcp__deferred turn_end; /* list head (circular) */
+  cltcp__deferred turn_batch; /* the batch turn_check runs (like `batch') */
 } cltcp__loop;
 
 /* Common head of sockets, servers and timers. */
@@ -207,11 +215,20 @@ CLTCP__HIDDEN void cltcp__sigpipe_restore(const sigset_t *old, bool blocked);
 
 /* tcp.c / server.c / timer.c: close for teardown (status UV_ECANCELED) */
 CLTCP__HIDDEN void cltcp__socket_teardown(cltcp__handle *h);
+/* cltcp_loop_recover(): unlink the socket's I/O watcher from a pending list
+ * whose head was on an abandoned stack frame. */
+CLTCP__HIDDEN void cltcp__socket_recover(cltcp__handle *h);
 CLTCP__HIDDEN void cltcp__server_teardown(cltcp__handle *h);
 CLTCP__HIDDEN void cltcp__timer_teardown(cltcp__handle *h);
 /* signal.c / async.c: close for teardown (status UV_ECANCELED) */
 CLTCP__HIDDEN void cltcp__signal_teardown(cltcp__handle *h);
 CLTCP__HIDDEN void cltcp__async_teardown(cltcp__handle *h);
+/* cltcp_loop_recover(): unlink the uv_async_t from the list of an abandoned
+ * uv__async_io() (its head was on the dead frame). */
+CLTCP__HIDDEN void cltcp__async_recover(cltcp__handle *h);
+/* cltcp_loop_recover(): count as dispatched the signal an abandoned
+ * uv__signal_event() read but did not finish (else closing waits for it). */
+CLTCP__HIDDEN void cltcp__signal_recover(cltcp__handle *h);
 CLTCP__HIDDEN int cltcp__signal_signum(cltcp__handle *h);
 /* handles.c: uv_ref/uv_unref every uv handle of h as h->unref says */
 CLTCP__HIDDEN void cltcp__handle_apply_ref(cltcp__handle *h);

@@ -29,19 +29,19 @@ static bool deferred_empty(const cltcp__deferred *head) {
 
 static void idle_cb(uv_idle_t *idle) {
   cltcp__loop *loop = idle->data;
-  cltcp__deferred batch;
+  cltcp__deferred *batch = &loop->batch;
   /* Run only what was queued before this turn: work queued by these
    * callbacks waits for the next turn, like libuv's pending queue. */
-  deferred_init(&batch);
+  deferred_init(batch);
   if (!deferred_empty(&loop->deferred)) {
-    batch.next = loop->deferred.next;
-    batch.prev = loop->deferred.prev;
-    batch.next->prev = &batch;
-    batch.prev->next = &batch;
+    batch->next = loop->deferred.next;
+    batch->prev = loop->deferred.prev;
+    batch->next->prev = batch;
+    batch->prev->next = batch;
     deferred_init(&loop->deferred);
   }
-  while (!deferred_empty(&batch)) {
-    cltcp__deferred *d = batch.next;
+  while (!deferred_empty(batch)) {
+    cltcp__deferred *d = batch->next;
     d->prev->next = d->next;
     d->next->prev = d->prev;
     d->prev = d->next = d;
@@ -83,10 +83,11 @@ static void deferred_take(cltcp__deferred *to, cltcp__deferred *from) {
  * whose poll phase `idle' keeps from blocking. */
 static void turn_check_cb(uv_check_t *check) {
   cltcp__loop *loop = check->data;
-  cltcp__deferred batch;
-  deferred_take(&batch, &loop->turn_end);
-  while (!deferred_empty(&batch)) {
-    cltcp__deferred *d = batch.next;
+  /* In the loop, not on the stack: see `batch' in internal.h. */
+  cltcp__deferred *batch = &loop->turn_batch;
+  deferred_take(batch, &loop->turn_end);
+  while (!deferred_empty(batch)) {
+    cltcp__deferred *d = batch->next;
     d->prev->next = d->next;
     d->next->prev = d->prev;
     d->prev = d->next = d;
@@ -218,12 +219,14 @@ int cltcp_loop_new(cltcp_id *out) {
   uv_timer_init(&loop->uv, &loop->wake);
   uv_unref((uv_handle_t *)&loop->wake);
   deferred_init(&loop->deferred);
+  deferred_init(&loop->batch);
   /* Unreferenced: the end-of-turn work never keeps a loop alive by itself
    * (`idle' does while work is queued). */
   uv_check_init(&loop->uv, &loop->turn_check);
   uv_unref((uv_handle_t *)&loop->turn_check);
   loop->turn_check.data = loop;
   deferred_init(&loop->turn_end);
+  deferred_init(&loop->turn_batch);
   rc = cltcp__loop_register(loop);
   if (rc != 0) {
     uv_close((uv_handle_t *)&loop->idle, NULL);
@@ -264,7 +267,10 @@ int cltcp_loop_run(int *alive, cltcp_id id, int mode) {
   }
   loop->running = 1;
   blocked = cltcp__sigpipe_block(&old);
+  loop->sig_old = old;
+  loop->sig_blocked = blocked;
   uv_run(&loop->uv, m);
+  loop->sig_blocked = false;
   cltcp__sigpipe_restore(&old, blocked);
   loop->running = 0;
   if (alive != NULL)
@@ -340,6 +346,56 @@ int cltcp_loop_close(cltcp_id id) {
   free(loop->slots);
   free(loop->readbuf);
   free(loop);
+  return 0;
+}
+
+/* Puts every item of `batch' back at the front of `queue', in order. */
+static void deferred_requeue(cltcp__deferred *queue, cltcp__deferred *batch) {
+  cltcp__deferred *first = batch->next, *last = batch->prev;
+  if (deferred_empty(batch))
+    return;
+  last->next = queue->next;
+  queue->next->prev = last;
+  first->prev = queue;
+  queue->next = first;
+  deferred_init(batch);
+}
+
+int cltcp_loop_recover(cltcp_id id) {
+  cltcp__loop *loop;
+  cltcp__handle *h;
+  int rc = cltcp__loop_lookup(&loop, id);
+  if (rc != 0)
+    return rc;
+  if (!loop->running || loop->closing)
+    return 0;
+  loop->running = 0;
+  /* uv_run() resets the flag when it returns; it did not return. */
+  loop->uv.stop_flag = 0;
+#ifndef _WIN32
+  /* The poll of the abandoned turn left the address of its (stack) event
+   * array here, for uv__platform_invalidate_fd(), which closing a handle
+   * calls and which would write through it. */
+  if (loop->uv.watchers != NULL) {
+    loop->uv.watchers[loop->uv.nwatchers] = NULL;
+    loop->uv.watchers[loop->uv.nwatchers + 1] = NULL;
+  }
+#endif
+  /* Items of an abandoned batch go back to their queue, in order. */
+  deferred_requeue(&loop->deferred, &loop->batch);
+  deferred_requeue(&loop->turn_end, &loop->turn_batch);
+  for (h = loop->handles_head; h != NULL; h = h->hnext) {
+    if (h->kind == CLTCP_KIND_SOCKET)
+      cltcp__socket_recover(h);
+    else if (h->kind == CLTCP_KIND_ASYNC)
+      cltcp__async_recover(h);
+    else if (h->kind == CLTCP_KIND_SIGNAL)
+      cltcp__signal_recover(h);
+  }
+  if (loop->sig_blocked) {
+    loop->sig_blocked = false;
+    cltcp__sigpipe_restore(&loop->sig_old, true);
+  }
   return 0;
 }
 

@@ -853,6 +853,22 @@ void cltcp__socket_start(cltcp__socket *s) {
   arm_timer(s);
 }
 
+void cltcp__socket_recover(cltcp__handle *h) {
+  cltcp__socket *s = (cltcp__socket *)h;
+  void **w = s->tcp.io_watcher.pending_queue;
+  void **head = s->h.loop->uv.pending_queue;
+  void **q;
+  if (w[0] == (void *)w)
+    return; /* not pending */
+  for (q = head[0]; q != head; q = q[0])
+    if (q == w)
+      return; /* on the loop's own list */
+  /* Left on the list of an abandoned uv__run_pending(): its neighbours
+   * include that dead frame's list head.  Closing the handle unlinks it,
+   * so make it a list of its own first.  (The loop only tears down now.) */
+  w[0] = w[1] = (void *)w;
+}
+
 void cltcp__socket_teardown(cltcp__handle *h) {
   close_now((cltcp__socket *)h, UV_ECANCELED);
 }

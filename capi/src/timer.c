@@ -26,9 +26,19 @@ static void timer_fired(uv_timer_t *uvt);
  * again in the same pass, so a timer re-armed for 0 ms from its own
  * callback would never let the loop poll. */
 static void timer_arm(cltcp__timer *t, uint64_t now_ns, uint64_t min_ms) {
-  uint64_t left = t->due_ns > now_ns ? t->due_ns - now_ns : 0;
-  uint64_t ms = (left + 999999) / 1000000;
+  /* The uv timer's deadline is due_ns rounded up to the millisecond on the
+   * loop's own clock (uv_now() counts milliseconds of the same monotonic
+   * clock as uv_hrtime(), and never runs ahead of it), rather than "now +
+   * the time left": timers then wake in the order of their deadlines, so
+   * two delays of the same time fire in the order they were made.  (Armed
+   * as "time left" from a lagging loop time, the first could wake early,
+   * re-arm, and go behind the second.) */
+  uint64_t due_ms = (t->due_ns + 999999) / 1000000;
+  uint64_t loop_ms, ms;
+  (void)now_ns;
   uv_update_time(&t->h.loop->uv);
+  loop_ms = uv_now(&t->h.loop->uv);
+  ms = due_ms > loop_ms ? due_ms - loop_ms : 0;
   uv_timer_start(&t->timer, timer_fired, ms < min_ms ? min_ms : ms, 0);
 }
 

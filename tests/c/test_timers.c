@@ -434,6 +434,32 @@ START_TEST(connect_timeout_set_after_long_callback) {
 }
 END_TEST
 
+START_TEST(equal_delays_fire_in_the_order_made) {
+  /* Two timers of the same delay, the second made half a millisecond after
+   * the first (so often in the next millisecond of the loop's clock): the
+   * first always fires first.  Repeated, so that every position of the two
+   * within the millisecond occurs. */
+  int round;
+  for (round = 0; round < 40; round++) {
+    cltcp_id loop = new_loop(), a = 0, b = 0;
+    double t0;
+    ck_assert_int_eq(cltcp_timer_start(&a, loop, 0.01, 0, rec_cb, 1), 0);
+    track(a);
+    t0 = now_s();
+    while (now_s() - t0 < 0.0005)
+      ;
+    ck_assert_int_eq(cltcp_timer_start(&b, loop, 0.01, 0, rec_cb, 2), 0);
+    track(b);
+    alarm(5);
+    ck_assert_int_eq(cltcp_loop_run(NULL, loop, CLTCP_RUN_DEFAULT), 0);
+    alarm(0);
+    ck_assert_msg(rec_index(a, CLTCP_EV_TIMER, 0) < rec_index(b, CLTCP_EV_TIMER, 0),
+                  "round %d: the second timer fired first", round);
+    finish_loop(loop);
+  }
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("timers");
   TCase *tc = tcase_create("timers");
@@ -454,6 +480,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, timer_armed_outside_run);
   tcase_add_test(tc, read_timeout_set_after_long_callback);
   tcase_add_test(tc, connect_timeout_set_after_long_callback);
+  tcase_add_test(tc, equal_delays_fire_in_the_order_made);
   suite_add_tcase(s, tc);
   return s;
 }

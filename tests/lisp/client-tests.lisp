@@ -8,7 +8,7 @@
   "Poll PROCESS from the loop every 10 ms; call THEN when it has exited."
   (let ((iv nil))
     (setf iv (as:interval (lambda ()
-                            (unless (sb-ext:process-alive-p process)
+                            (unless (uiop:process-alive-p process)
                               (as:remove-interval iv)
                               (funcall then)))
                           :time 0.01))))
@@ -26,7 +26,6 @@
                       :write-cb (lambda (socket) (as:close-socket socket)))))
                  #'ignore-event))
 
-#+sbcl
 (test curl-talks-to-a-lisp-http-server
   (let ((out (format nil "/tmp/cl-async-tcp-curl-~D.out" (random 1000000 (make-random-state t))))
         (status nil))
@@ -37,14 +36,13 @@
                                                                (as:tcp-server-port server)))
                                           out)))
         (wait-for-process process (lambda ()
-                                    (setf status (sb-ext:process-exit-code process))
+                                    (setf status (process-exit-code process))
                                     (as:close-tcp-server server)
                                     (done)))))
     (is (eql 0 status))
     (is (equal "hello, curl!" (text (file-octets out))))
     (ignore-errors (delete-file out))))
 
-#+sbcl
 (test nc-talks-to-a-lisp-echo-server
   (let ((out (format nil "/tmp/cl-async-tcp-nc-~D.out" (random 1000000 (make-random-state t))))
         (status nil))
@@ -55,7 +53,7 @@
                                                (as:tcp-server-port server)))
                        out)))
         (wait-for-process process (lambda ()
-                                    (setf status (sb-ext:process-exit-code process))
+                                    (setf status (process-exit-code process))
                                     (as:close-tcp-server server)
                                     (done)))))
     (is (eql 0 status))

@@ -9,9 +9,6 @@
 
 (in-package #:cl-async-tcp-test)
 
-(eval-when (:compile-toplevel :load-toplevel :execute)
-  (require :sb-bsd-sockets))
-
 (defparameter *dnsmasq* "/usr/sbin/dnsmasq")
 
 (defparameter *dns-records*
@@ -26,23 +23,21 @@
     "--local=/example/")
   "The records of the test server.")
 
-(defun udp-socket ()
-  (make-instance 'sb-bsd-sockets:inet-socket :type :datagram :protocol :udp))
-
-(defun bind-loopback-udp (socket &optional (port 0))
-  "Bind SOCKET to 127.0.0.1:PORT and return the port it got."
-  (sb-bsd-sockets:socket-bind socket #(127 0 0 1) port)
-  (nth-value 1 (sb-bsd-sockets:socket-name socket)))
+(defun udp-socket (&optional (port 0))
+  "A UDP socket bound to 127.0.0.1:PORT (usocket)."
+  (usocket:socket-connect nil nil :protocol :datagram
+                                  :local-host "127.0.0.1" :local-port port
+                                  :element-type '(unsigned-byte 8)))
 
 (defun port-free-p (port)
   "True when 127.0.0.1:PORT can be bound for UDP and for TCP (dnsmasq needs both)."
-  (flet ((try (socket)
-           (unwind-protect
-                (handler-case (progn (sb-bsd-sockets:socket-bind socket #(127 0 0 1) port) t)
-                  (sb-bsd-sockets:socket-error () nil))
-             (sb-bsd-sockets:socket-close socket))))
-    (and (try (udp-socket))
-         (try (make-instance 'sb-bsd-sockets:inet-socket :type :stream :protocol :tcp)))))
+  (flet ((try (make)
+           (let ((socket (handler-case (funcall make) (error () nil))))
+             (when socket
+               (usocket:socket-close socket)
+               t))))
+    (and (try (lambda () (udp-socket port)))
+         (try (lambda () (usocket:socket-listen "127.0.0.1" port :reuse-address nil))))))
 
 (defvar *port-random-state* (make-random-state t))
 
@@ -64,23 +59,21 @@ connections leave ports in TIME_WAIT that a UDP-only check would miss."
   "True when a DNS server on 127.0.0.1:PORT answers a query for test.example."
   (let ((s (udp-socket)))
     (unwind-protect
-         (progn
-           (sb-bsd-sockets:socket-send s (dns-query-packet "test.example") nil
-                                       :address (list #(127 0 0 1) port))
-           (and (sb-sys:wait-until-fd-usable (sb-bsd-sockets:socket-file-descriptor s)
-                                             :input timeout)
+         (let ((query (dns-query-packet "test.example")))
+           (usocket:socket-send s (coerce query '(simple-array (unsigned-byte 8) (*)))
+                                (length query) :host "127.0.0.1" :port port)
+           (and (usocket:wait-for-input s :timeout timeout :ready-only t)
                 (let ((buffer (make-array 512 :element-type '(unsigned-byte 8))))
-                  (multiple-value-bind (buf len)
-                      (sb-bsd-sockets:socket-receive s buffer nil)
+                  (multiple-value-bind (buf len) (usocket:socket-receive s buffer 512)
                     (declare (ignore buf))
                     (and len (>= len 12) (= (aref buffer 0) #x42) (= (aref buffer 1) #x42))))))
-      (sb-bsd-sockets:socket-close s))))
+      (usocket:socket-close s))))
 
 (defun stop-dns-server (process)
-  (when (sb-ext:process-alive-p process)
-    (sb-ext:process-kill process 15)
-    (sb-ext:process-wait process))
-  (sb-ext:process-close process))
+  (when (uiop:process-alive-p process)
+    (uiop:terminate-process process)
+    (uiop:wait-process process))
+  (uiop:close-streams process))
 
 (defun start-dns-server (&key (records *dns-records*))
   "Start dnsmasq on 127.0.0.1 and a free port; return (values process port)
@@ -92,17 +85,16 @@ once it answers.  A port taken in between makes it try another one."
                   ;; Under timeout(1): should this SBCL be killed before it
                   ;; can stop dnsmasq, dnsmasq still ends within 10 minutes.
                   ;; Killing timeout (SIGTERM) passes the signal on.
-                  (process (sb-ext:run-program
-                            "/usr/bin/timeout"
-                            (append (list "600" *dnsmasq*
+                  (process (uiop:launch-program
+                            (append (list "/usr/bin/timeout" "600" *dnsmasq*
                                           "--no-daemon" "--no-resolv" "--no-hosts"
                                           "--bind-interfaces" "--listen-address=127.0.0.1"
                                           (format nil "--port=~D" port)
                                           "--user=root" "--pid-file=")
                                     records)
-                            :wait nil :input nil :output nil :error nil)))
+                            :input nil :output nil :error-output nil)))
              (loop repeat 100            ; 5 s
-                   while (sb-ext:process-alive-p process)
+                   while (uiop:process-alive-p process)
                    when (dns-server-answers-p port :timeout 0.05)
                      do (return-from start-dns-server (values process port))
                    do (sleep 0.05))
@@ -120,9 +112,9 @@ once it answers.  A port taken in between makes it try another one."
   "Run BODY with PORT-VAR a loopback UDP port that is bound but never answers."
   (let ((socket (gensym "SOCKET")))
     `(let* ((,socket (udp-socket))
-            (,port-var (bind-loopback-udp ,socket)))
+            (,port-var (usocket:get-local-port ,socket)))
        (unwind-protect (progn ,@body)
-         (sb-bsd-sockets:socket-close ,socket)))))
+         (usocket:socket-close ,socket)))))
 
 (defun dns-address (port)
   "The SET-DNS-SERVERS string for a server on 127.0.0.1:PORT."

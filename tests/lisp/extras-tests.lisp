@@ -77,19 +77,13 @@
     (is (< 0 queued-after-write (1+ size)))
     (is (and drained (<= drained (* 64 1024))))))
 
-#+sbcl
 (test connect-timeout-is-separate-from-read-timeout
   ;; A listener with a full accept queue that never accepts: further SYNs are
   ;; dropped, so connects hang until the connect timeout.
-  (require :sb-bsd-sockets)
-  (let* ((listener (make-instance (find-symbol "INET-SOCKET" "SB-BSD-SOCKETS")
-                                  :type :stream :protocol :tcp))
-         (timeouts 0) (connects 0) (port nil))
+  (let* ((listener (usocket:socket-listen "127.0.0.1" 0 :backlog 0))
+         (timeouts 0) (connects 0) (port (usocket:get-local-port listener)))
     (unwind-protect
          (progn
-           (funcall (find-symbol "SOCKET-BIND" "SB-BSD-SOCKETS") listener #(127 0 0 1) 0)
-           (funcall (find-symbol "SOCKET-LISTEN" "SB-BSD-SOCKETS") listener 0)
-           (setf port (nth-value 1 (funcall (find-symbol "SOCKET-NAME" "SB-BSD-SOCKETS") listener)))
            (with-test-loop (:timeout 40)
              (let ((pending 6) (start (now)))
                (dotimes (i 6)
@@ -107,7 +101,7 @@
                                                (when (zerop (decf pending)) (done)))
                                  :connect-timeout 0.5
                                  :read-timeout 60)))))
-      (funcall (find-symbol "SOCKET-CLOSE" "SB-BSD-SOCKETS") listener))
+      (usocket:socket-close listener))
     (is (>= timeouts 1) "no connect timed out (connects: ~D)" connects)))
 
 (test keep-mode-without-stream

@@ -87,10 +87,25 @@ every handle is closed)."
 (defun ignore-event (c) (declare (ignore c)) nil)
 
 (defun run-client-program (program args output-file)
-  "Start PROGRAM in the background with its output going to OUTPUT-FILE."
-  (sb-ext:run-program program args :search t :wait nil :input nil
-                                   :output output-file :if-output-exists :supersede
-                                   :error nil))
+  "Start PROGRAM (found on PATH) in the background with its output going to
+OUTPUT-FILE; returns a UIOP process-info."
+  (uiop:launch-program (cons program args) :input nil
+                       :output output-file :if-output-exists :supersede
+                       :error-output nil))
+
+(defun process-exit-code (process)
+  "The exit code of PROCESS (a UIOP process-info), waiting for it to end."
+  (uiop:wait-process process))
+
+(defun bytes-consed ()
+  "Bytes allocated by this Lisp so far, or NIL where the suite's allocation
+bounds do not apply (those checks are skipped then, saying so).  There is no
+portable counter; SBCL's is SB-EXT:GET-BYTES-CONSED.  ECL has one (SI:GC-STATS)
+but the bounds are not ECL's: there every foreign pointer CFFI makes is a heap
+object, so each read call allocates (16 MiB read in small chunks allocated
+about 30 MB there), which the library cannot avoid."
+  #+sbcl (sb-ext:get-bytes-consed)
+  #-sbcl nil)
 
 (defun file-octets (path)
   (with-open-file (s path :element-type '(unsigned-byte 8))
@@ -99,6 +114,16 @@ every handle is closed)."
       v)))
 
 (defun now () (/ (get-internal-real-time) internal-time-units-per-second))
+
+(defun join-thread-within (thread seconds)
+  "THREAD's value once it has ended, or :TIMED-OUT when it has not ended within
+SECONDS (it is left running then)."
+  (loop repeat (ceiling seconds 0.01)
+        while (bt:thread-alive-p thread)
+        do (sleep 0.01))
+  (if (bt:thread-alive-p thread)
+      :timed-out
+      (bt:join-thread thread)))
 
 ;;; Timing bounds follow from the promise, never from the machine's speed: a
 ;;; timer or timeout never fires before its time (counted from the arming),

@@ -147,14 +147,13 @@
     ;; only the checking delay itself
     (is (eql 1 count))))
 
-#+sbcl
 (test interrupt-while-waiting-unwinds-in-lisp-frames-only
   "An interrupt (what C-c at the REPL is) reaching a loop that waits in libuv is
 handled between turns, in Lisp frames: a THROW out of it leaves the C loop closed
 properly (its id dead), nothing registered, and a new loop runs afterwards in
 the same thread."
   (let* ((loop-id nil) (base nil) (after nil)
-         (thread (sb-thread:make-thread
+         (thread (bt:make-thread
                   (lambda ()
                     (list (catch 'stop
                             (as:start-event-loop
@@ -172,8 +171,8 @@ the same thread."
     (loop repeat 500 until loop-id do (sleep 0.01))
     (is-true loop-id)
     (sleep 0.3)                         ; the loop now waits inside libuv
-    (sb-thread:interrupt-thread thread (lambda () (throw 'stop :interrupted)))
-    (let ((result (sb-thread:join-thread thread :timeout 5 :default :timed-out)))
+    (bt:interrupt-thread thread (lambda () (throw 'stop :interrupted)))
+    (let ((result (join-thread-within thread 5)))
       (is (equal '(:interrupted t) result)))
     (is (= 0 (cffi:with-foreign-object (alive :int)
                (cltcp:id-alive alive loop-id)
