@@ -100,8 +100,12 @@
                              (dotimes (k triggers)
                                (as:trigger-notifier (aref notifiers i)))
                              (setf (aref finished i) t)
-                             ;; One more, after FINISHED: its event sees it.
-                             (as:trigger-notifier (aref notifiers i)))
+                             ;; One more, after FINISHED: its event sees it.  A
+                             ;; callback for an earlier (coalesced) trigger may
+                             ;; already have seen FINISHED and freed the
+                             ;; notifier: then this one is refused, as documented.
+                             (handler-case (as:trigger-notifier (aref notifiers i))
+                               (as:notifier-freed () nil)))
                          (error (e) (bt:with-lock-held (errors-lock) (push e errors)))))
                      :name (format nil "trigger ~D" i))
                     workers))))))
