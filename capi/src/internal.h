@@ -13,6 +13,11 @@
 #include <stdint.h>
 #include <uv.h>
 
+/* Write buffers: the first size of a socket's buffers, and how many spare
+ * ones a loop keeps (tcp.c). */
+#define CLTCP__WBUF_SIZE 4096u
+#define CLTCP__WBUF_SPARES 64u
+
 #define CLTCP__HIDDEN __attribute__((visibility("hidden")))
 
 /* ---- ids ---------------------------------------------------------------
@@ -143,6 +148,11 @@ typedef struct cltcp__loop {
    * calls alloc_cb and read_cb back to back for one stream at a time */
   uint8_t *readbuf;
   size_t readbuf_len;
+  /* Spare write buffers of CLTCP__WBUF_SIZE (tcp.c): a socket whose turn's
+   * writes all left gives its buffer back here, so an idle socket holds no
+   * write buffer and a busy one does not call malloc() per turn. */
+  uint8_t *wbuf_spare[CLTCP__WBUF_SPARES];
+  unsigned nwbuf_spare;
   cltcp__dns *dns; /* NULL until the first lookup */
   /* every socket, server and timer of the loop, for teardown */
   struct cltcp__handle *handles_head;

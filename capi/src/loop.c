@@ -345,6 +345,8 @@ int cltcp_loop_close(cltcp_id id) {
   cltcp__loop_unregister(loop);
   free(loop->slots);
   free(loop->readbuf);
+  while (loop->nwbuf_spare > 0)
+    free(loop->wbuf_spare[--loop->nwbuf_spare]);
   free(loop);
   return 0;
 }

@@ -472,7 +472,7 @@ static void start_reading(cltcp__socket *s) {
 static int append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *d,
                   size_t n) {
   if (*cap - *len < n) {
-    size_t c = *cap ? *cap : 4096;
+    size_t c = *cap ? *cap : CLTCP__WBUF_SIZE;
     uint8_t *nb;
     while (c - *len < n)
       c *= 2;
@@ -485,6 +485,19 @@ static int append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *d,
   memcpy(*buf + *len, d, n);
   *len += n;
   return 0;
+}
+
+/* A write buffer no longer needed (*buf empty): back to the loop's spares
+ * when it has the first size and there is room, else freed. */
+static void wbuf_release(cltcp__loop *loop, uint8_t **buf, size_t *cap) {
+  if (*buf == NULL)
+    return;
+  if (*cap == CLTCP__WBUF_SIZE && loop->nwbuf_spare < CLTCP__WBUF_SPARES)
+    loop->wbuf_spare[loop->nwbuf_spare++] = *buf;
+  else
+    free(*buf);
+  *buf = NULL;
+  *cap = 0;
 }
 
 static void queue_emptied(cltcp__socket *s) {
@@ -539,8 +552,10 @@ static void write_cb(uv_write_t *req, int status) {
   s->sent += s->wf_chunk;
   s->wf_off += s->wf_chunk;
   s->wf_chunk = 0;
-  if (s->wf_off >= s->wf_len)
+  if (s->wf_off >= s->wf_len) {
     s->wf_len = s->wf_off = 0;
+    wbuf_release(s->h.loop, &s->wf, &s->wf_cap);
+  }
   s->last_write = now(s);
   s->last_queued = queued(s);
   if (s->wf_len > 0 || s->wq_len > 0) {
@@ -616,7 +631,9 @@ static void send_collected(cltcp__socket *s) {
     s->sent += (uint64_t)n;
     s->last_write = now(s);
     if ((size_t)n == s->wq_len) {
+      /* All of it left: an idle socket keeps no buffer. */
       s->wq_len = 0;
+      wbuf_release(s->h.loop, &s->wq, &s->wq_cap);
       return;
     }
   } else {
@@ -1055,6 +1072,12 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
     }
     s->written += done; /* those bytes left, whatever happens next */
     if (done < len) {
+      cltcp__loop *loop = s->h.loop;
+      if (s->wq == NULL && len - done <= CLTCP__WBUF_SIZE &&
+          loop->nwbuf_spare > 0) {
+        s->wq = loop->wbuf_spare[--loop->nwbuf_spare];
+        s->wq_cap = CLTCP__WBUF_SIZE;
+      }
       rc = append(&s->wq, &s->wq_len, &s->wq_cap, data + done, len - done);
       if (rc != 0) {
         if (flags & CLTCP_WRITE_NOTIFY)
