@@ -35,7 +35,7 @@ from lisp/library.lisp, the component before it."))
   :author "The cl-async-tcp developers"
   :maintainer "The cl-async-tcp developers"
   :license "MIT"
-;; The public addresses below are placeholders until the project's public
+  ;; The public addresses below are placeholders until the project's public
   ;; repository exists.
   :homepage "https://github.com/cl-async-tcp/cl-async-tcp"
   :bug-tracker "https://github.com/cl-async-tcp/cl-async-tcp/issues"
