@@ -73,22 +73,15 @@ static void table_remove(cltcp__async *a) {
   pthread_mutex_unlock(&async_mutex);
 }
 
-static void async_closed(uv_handle_t *uvh) {
-  cltcp__async *a = uvh->data;
-  cltcp__loop *loop = a->h.loop;
-  a->h.cb(a->h.ctx, a->h.id, CLTCP_EV_CLOSE, a->h.close_status, 0, NULL, 0);
-  cltcp__id_free(loop, a->h.id);
-  cltcp__handle_unlink(loop, &a->h);
-  free(a);
+static void async_close(cltcp__async *a, int status) {
+  if (!cltcp__handle_begin_close(&a->h, status))
+    return;
+  table_remove(a);
+  uv_close((uv_handle_t *)&a->async, cltcp__handle_uv_closed);
 }
 
-static void async_close(cltcp__async *a, int status) {
-  if (a->h.closing)
-    return;
-  a->h.closing = true;
-  a->h.close_status = status;
-  table_remove(a);
-  uv_close((uv_handle_t *)&a->async, async_closed);
+static void async_teardown(cltcp__handle *h) {
+  async_close((cltcp__async *)h, UV_ECANCELED);
 }
 
 static void async_cb(uv_async_t *uva) {
@@ -100,7 +93,7 @@ static void async_cb(uv_async_t *uva) {
 
 static void unused_closed(uv_handle_t *uvh) { free(uvh->data); }
 
-void cltcp__async_recover(cltcp__handle *h) {
+static void async_recover(cltcp__handle *h) {
   cltcp__async *a = (cltcp__async *)h;
   void **w = a->async.queue;
   void **head = h->loop->uv.async_handles;
@@ -114,6 +107,9 @@ void cltcp__async_recover(cltcp__handle *h) {
    * loop only tears down now. */
   w[0] = w[1] = (void *)w;
 }
+
+static const cltcp__handle_kind async_kind = {async_teardown, async_recover,
+                                              NULL, NULL};
 
 int cltcp_async_new(cltcp_id *out, cltcp_id loop_id, cltcp_cb cb,
                     uintptr_t ctx) {
@@ -144,12 +140,9 @@ int cltcp_async_new(cltcp_id *out, cltcp_id loop_id, cltcp_cb cb,
     uv_close((uv_handle_t *)&a->async, unused_closed);
     return rc;
   }
-  a->h.loop = loop;
-  a->h.kind = CLTCP_KIND_ASYNC;
-  a->h.cb = cb;
-  a->h.ctx = ctx;
+  cltcp__handle_init(&a->h, loop, CLTCP_KIND_ASYNC, &async_kind, cb, ctx);
   a->h.uvh[0] = (uv_handle_t *)&a->async;
-  cltcp__handle_link(loop, &a->h);
+  cltcp__handle_link(&a->h);
   *out = a->h.id;
   return 0;
 }
@@ -179,8 +172,4 @@ int cltcp_async_close(cltcp_id id) {
     return rc;
   async_close((cltcp__async *)h, 0);
   return 0;
-}
-
-void cltcp__async_teardown(cltcp__handle *h) {
-  async_close((cltcp__async *)h, UV_ECANCELED);
 }

@@ -474,7 +474,7 @@ static void req_call(cltcp__dns_req *r) {
   r->delivering = true;
   if (r->id != 0) {
     if (r->cancelled)
-      loop->live--;
+      cltcp__id_uncount(loop);
     else
       cltcp__id_free(loop, r->id);
     if (r->reverse)
@@ -828,7 +828,7 @@ static int req_new(cltcp__dns_req **out, cltcp__loop *loop, const char *host,
   int rc;
   if (host == NULL || (family = family_norm(family)) < 0)
     return UV_EINVAL;
-  if (loop->closing)
+  if (loop->tearing_down)
     return CLTCP_ECLOSED;
   rc = dns_get(&dns, loop);
   if (rc != 0)
@@ -840,7 +840,7 @@ static int req_new(cltcp__dns_req **out, cltcp__loop *loop, const char *host,
   r->family = family;
   r->owed = true;
   r->weight = family == CLTCP_AF_UNSPEC ? 2 : 1;
-  r->d.prev = r->d.next = &r->d;
+  cltcp__deferred_init(&r->d);
   r->wait.prev = r->wait.next = &r->wait;
   req_link(&dns->reqs, r);
   *out = r;
@@ -923,7 +923,7 @@ void cltcp__dns_abort(cltcp__dns_req *r) {
   cltcp__dns *dns = r->dns;
   r->owed = false;
   req_unwait(r);
-  cltcp__undefer(dns->loop, &r->d);
+  cltcp__undefer(&r->d);
   req_clear_result(r);
   req_maybe_free(r);
   if (!dns->closing)
@@ -947,7 +947,7 @@ int cltcp__dns_hosts(cltcp_addr *out, size_t max, size_t *n,
   }
   if (!name_valid(host))
     return CLTCP_EBADNAME;
-  if (loop->closing)
+  if (loop->tearing_down)
     return CLTCP_ECLOSED;
   rc = dns_get(&dns, loop);
   if (rc != 0)
@@ -999,7 +999,7 @@ void cltcp__dns_loop_teardown(cltcp__loop *loop) {
     r = todo.next;
     req_unlink(r);
     req_link(&dns->reqs, r);
-    cltcp__undefer(loop, &r->d);
+    cltcp__undefer(&r->d);
     if (r->owed) {
       req_clear_result(r);
       r->status = UV_ECANCELED;
@@ -1086,11 +1086,10 @@ int cltcp_dns_cancel(cltcp_id id) {
    * `live' until its UV_ECANCELED callback has run. */
   r->cancelled = true;
   req_unwait(r);
-  cltcp__id_free(r->dns->loop, r->id);
-  r->dns->loop->live++;
+  cltcp__id_free_counted(r->dns->loop, r->id);
   req_clear_result(r);
   r->status = UV_ECANCELED;
-  cltcp__undefer(r->dns->loop, &r->d);
+  cltcp__undefer(&r->d);
   req_queue(r);
   dns_update_ref(r->dns);
   return 0;

@@ -89,7 +89,7 @@ int cltcp__loop_lookup(cltcp__loop **out, cltcp_id id) {
       atomic_load_explicit(&loop_ids[i], memory_order_acquire) != id)
     return CLTCP_ECLOSED;
   loop = atomic_load_explicit(&loops[i], memory_order_acquire);
-  if (loop == NULL || loop->id != id || loop->closing)
+  if (loop == NULL || loop->id != id || loop->tearing_down)
     return CLTCP_ECLOSED;
   *out = loop;
   return 0;
@@ -178,6 +178,14 @@ void cltcp__id_free(cltcp__loop *loop, cltcp_id id) {
   slot->next_free = loop->free_head;
   loop->free_head = s + 1;
 }
+
+void cltcp__id_free_counted(cltcp__loop *loop, cltcp_id id) {
+  size_t live = loop->live;
+  cltcp__id_free(loop, id);
+  loop->live = live;
+}
+
+void cltcp__id_uncount(cltcp__loop *loop) { loop->live--; }
 
 int cltcp__handle_lookup(cltcp__handle **out, cltcp_id id, int kind,
                          bool allow_closing) {

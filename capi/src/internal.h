@@ -1,11 +1,15 @@
 /*
  * internal.h -- private structures and cltcp__ functions shared between the
- * source files of libcltcp.  Nothing here is part of the ABI.
+ * source files of libcltcp: the id layout, the loop and the common head of
+ * every handle, then the prototypes of each file, grouped by file.  The
+ * socket files share socket.h besides, the DNS files dns.h.  Nothing here is
+ * part of the ABI.
  */
 #ifndef CLTCP_INTERNAL_H
 #define CLTCP_INTERNAL_H
 
 #include "cltcp.h"
+#include "queue.h"
 
 #include <signal.h>
 #include <stdbool.h>
@@ -105,28 +109,31 @@ typedef struct cltcp__slot {
   uint32_t next_free; /* free list link (index + 1, 0 = end) */
 } cltcp__slot;
 
-/* ---- deferred work ------------------------------------------------------
+/* ---- deferred work (defer.c) --------------------------------------------
  * Work that must not run inside the call that produced it (libuv's rule:
  * a failure known during a call is reported on the next turn).  Items are
  * embedded in the structure that owns them and unlinked when it dies. */
 typedef struct cltcp__deferred cltcp__deferred;
 typedef void (*cltcp__deferred_fn)(cltcp__deferred *d);
 struct cltcp__deferred {
-  cltcp__deferred *prev, *next;
+  cltcp__queue q;
   cltcp__deferred_fn fn;
   bool queued;
 };
 
 /* ---- loop ---------------------------------------------------------------- */
-typedef struct cltcp__dns cltcp__dns; /* dns.c */
+typedef struct cltcp__dns cltcp__dns; /* dns.h */
 
 typedef struct cltcp__loop {
   uv_loop_t uv;
   cltcp_id id;
   uint32_t index; /* loop index in the global loop table */
   uint32_t gen_base; /* handle generations of this loop are above it */
-  int running;    /* inside cltcp_loop_run() */
-  int closing;    /* inside cltcp_loop_close() */
+  /* Inside cltcp_loop_run() or cltcp_loop_close(): callbacks may run,
+   * SIGPIPE is blocked, and neither call may be entered again. */
+  bool entered;
+  /* cltcp_loop_close() has started: the loop is being torn down. */
+  bool tearing_down;
   /* handle table */
   cltcp__slot *slots;
   uint32_t nslots, capslots;
@@ -136,11 +143,11 @@ typedef struct cltcp__loop {
   /* deferred work, run by `idle' (which keeps the loop from blocking) */
   uv_idle_t idle;
   uv_timer_t wake; /* unreferenced; see cltcp_loop_set_wakeup() */
-  cltcp__deferred deferred; /* list head (circular) */
+  cltcp__queue deferred;
   /* the batch the idle callback is running; in the loop, not on the stack,
    * so that a callback that never returns (cltcp_loop_recover) leaves no
    * item linked to a dead frame */
-  cltcp__deferred batch;
+  cltcp__queue batch;
   /* SIGPIPE mask saved by the running cltcp_loop_run(), for recovery */
   sigset_t sig_old;
   bool sig_blocked;
@@ -148,28 +155,48 @@ typedef struct cltcp__loop {
    * calls alloc_cb and read_cb back to back for one stream at a time */
   uint8_t *readbuf;
   size_t readbuf_len;
-  /* Spare write buffers of CLTCP__WBUF_SIZE (tcp.c): a socket whose turn's
-   * writes all left gives its buffer back here, so an idle socket holds no
-   * write buffer and a busy one does not call malloc() per turn. */
+  /* Spare write buffers of CLTCP__WBUF_SIZE (stream.c): a socket whose
+   * turn's writes all left gives its buffer back here, so an idle socket
+   * holds no write buffer and a busy one does not call malloc() per turn. */
   uint8_t *wbuf_spare[CLTCP__WBUF_SPARES];
   unsigned nwbuf_spare;
   cltcp__dns *dns; /* NULL until the first lookup */
-  /* every socket, server and timer of the loop, for teardown */
-  struct cltcp__handle *handles_head;
-  /* ---- end of turn (write coalescing, tcp.c) ----
+  /* every socket, server, timer, signal and async of the loop (newest
+   * first), for listing, recovery and teardown */
+  cltcp__queue handles;
+  /* ---- end of turn (write coalescing, stream.c) ----
    * Work run once per turn after the poll phase, by `turn_check': the
    * sockets written during the turn send everything they collected in one
    * go.  While this list is not empty `idle' stays active, so that a poll
    * phase after the write (writes from timers, deferred events or outside
    * a turn) never blocks and adds no latency. */
   uv_check_t turn_check;
-  cltcp__deferred turn_end; /* list head (circular) */
-  cltcp__deferred turn_batch; /* the batch turn_check runs (like `batch') */
+  cltcp__queue turn_end;
+  cltcp__queue turn_batch; /* the batch turn_check runs (like `batch') */
 } cltcp__loop;
 
-/* Common head of sockets, servers and timers. */
-typedef struct cltcp__handle {
-  struct cltcp__handle *hprev, *hnext; /* loop's list of live handles */
+/* ---- handles (handle.c) --------------------------------------------------
+ * The common head of sockets, servers, timers, signals and asyncs, and
+ * what each kind tells the shared code about itself: the shared code calls
+ * no kind's function by name. */
+typedef struct cltcp__handle cltcp__handle;
+typedef struct cltcp__handle_kind {
+  /* Closes the handle for the loop's teardown (status UV_ECANCELED). */
+  void (*teardown)(cltcp__handle *h);
+  /* cltcp_loop_recover(): repairs what an abandoned callback frame left in
+   * the handle's libuv state (NULL: nothing to repair). */
+  void (*recover)(cltcp__handle *h);
+  /* cltcp_loop_handles(): fills the kind's part of an entry (state,
+   * detail, flags) beyond what handle.c fills (NULL: nothing to add). */
+  void (*info)(cltcp__handle *h, cltcp_handle_info *info);
+  /* Frees the handle's memory once its CLOSE event was delivered (NULL:
+   * free() of the handle, which is the head of its allocation). */
+  void (*destroy)(cltcp__handle *h);
+} cltcp__handle_kind;
+
+struct cltcp__handle {
+  cltcp__queue hq; /* loop->handles */
+  const cltcp__handle_kind *ops;
   cltcp__loop *loop;
   cltcp_id id;
   int kind;
@@ -188,14 +215,19 @@ typedef struct cltcp__handle {
    * with cltcp__handle_apply_ref(). */
   uv_handle_t *uvh[3];
   bool unref;
-} cltcp__handle;
+};
 
-/* ids.c */
+/* ---- ids.c ---------------------------------------------------------------- */
 CLTCP__HIDDEN int cltcp__loop_lookup(cltcp__loop **out, cltcp_id id);
 CLTCP__HIDDEN int cltcp__lookup(void **out, cltcp_id id, int kind);
 CLTCP__HIDDEN int cltcp__id_alloc(cltcp_id *out, cltcp__loop *loop, int kind,
                                   void *ptr);
 CLTCP__HIDDEN void cltcp__id_free(cltcp__loop *loop, cltcp_id id);
+/* Frees an id but keeps it counted in `live' (cltcp_loop_handle_count())
+ * until cltcp__id_uncount(): a cancelled DNS request whose callback is
+ * still owed. */
+CLTCP__HIDDEN void cltcp__id_free_counted(cltcp__loop *loop, cltcp_id id);
+CLTCP__HIDDEN void cltcp__id_uncount(cltcp__loop *loop);
 /* Looks up a socket, server or timer; a closing handle gives CLTCP_ECLOSED
  * unless allow_closing. */
 CLTCP__HIDDEN int cltcp__handle_lookup(cltcp__handle **out, cltcp_id id,
@@ -203,70 +235,91 @@ CLTCP__HIDDEN int cltcp__handle_lookup(cltcp__handle **out, cltcp_id id,
 CLTCP__HIDDEN int cltcp__loop_register(cltcp__loop *loop);
 CLTCP__HIDDEN void cltcp__loop_unregister(cltcp__loop *loop);
 
-/* loop.c */
+/* ---- defer.c -------------------------------------------------------------- */
+/* Sets up and closes the loop's deferred queues and their uv handles. */
+CLTCP__HIDDEN void cltcp__defer_loop_init(cltcp__loop *loop);
+CLTCP__HIDDEN void cltcp__defer_loop_close(cltcp__loop *loop);
+/* cltcp_loop_recover(): the items of an abandoned batch go back to the
+ * front of their queue, in order. */
+CLTCP__HIDDEN void cltcp__defer_loop_recover(cltcp__loop *loop);
+CLTCP__HIDDEN void cltcp__deferred_init(cltcp__deferred *d);
+/* Queues d to run on the next turn (once, however often it is queued). */
 CLTCP__HIDDEN void cltcp__defer(cltcp__loop *loop, cltcp__deferred *d,
                                 cltcp__deferred_fn fn);
-CLTCP__HIDDEN void cltcp__undefer(cltcp__loop *loop, cltcp__deferred *d);
 /* Queues d to run at the end of the current turn (after the poll phase),
  * or of the next one when called outside a turn or from the end-of-turn
  * work itself.  Cancel with cltcp__undefer(). */
 CLTCP__HIDDEN void cltcp__at_turn_end(cltcp__loop *loop, cltcp__deferred *d,
                                       cltcp__deferred_fn fn);
-CLTCP__HIDDEN void cltcp__handle_link(cltcp__loop *loop, cltcp__handle *h);
-CLTCP__HIDDEN void cltcp__handle_unlink(cltcp__loop *loop, cltcp__handle *h);
-CLTCP__HIDDEN double cltcp__sanitize_seconds(double s);
-/* Seconds (fractional) to milliseconds: NaN or <= 0 gives 0 (none), any
- * positive time at least 1. */
-CLTCP__HIDDEN uint64_t cltcp__seconds_to_ms(double s);
+/* Unqueues d, from whichever queue holds it (a no-op when none does). */
+CLTCP__HIDDEN void cltcp__undefer(cltcp__deferred *d);
+
+/* ---- handle.c ------------------------------------------------------------- */
+/* Fills the head of a new handle (not linked yet, no id yet). */
+CLTCP__HIDDEN void cltcp__handle_init(cltcp__handle *h, cltcp__loop *loop,
+                                      int kind, const cltcp__handle_kind *ops,
+                                      cltcp_cb cb, uintptr_t ctx);
+CLTCP__HIDDEN void cltcp__handle_link(cltcp__handle *h);
+CLTCP__HIDDEN void cltcp__handle_unlink(cltcp__handle *h);
+/* Starts closing h with the given CLOSE status; false if it was closing
+ * already. */
+CLTCP__HIDDEN bool cltcp__handle_begin_close(cltcp__handle *h, int status);
+/* The shared close tail, for a uv close callback whose handle's `data' is
+ * the cltcp__handle: once the last of h->pending_closes uv handles has
+ * closed (0 counts as 1), delivers CLOSE, frees the id, unlinks and frees
+ * the handle. */
+CLTCP__HIDDEN void cltcp__handle_uv_closed(uv_handle_t *uvh);
+/* The same tail for a handle whose uv handles are all closed. */
+CLTCP__HIDDEN void cltcp__handle_finish(cltcp__handle *h);
+/* uv_ref/uv_unref every uv handle of h as h->unref says */
+CLTCP__HIDDEN void cltcp__handle_apply_ref(cltcp__handle *h);
+/* cltcp_loop_close() / cltcp_loop_recover(): every handle's teardown or
+ * recover function. */
+CLTCP__HIDDEN void cltcp__handles_teardown(cltcp__loop *loop);
+CLTCP__HIDDEN void cltcp__handles_recover(cltcp__loop *loop);
+
+/* ---- sigpipe.c ------------------------------------------------------------ */
 /* Block SIGPIPE in this thread unless it is ignored; returns whether it
  * did, to be passed to cltcp__sigpipe_restore(). */
 CLTCP__HIDDEN bool cltcp__sigpipe_block(sigset_t *old);
 CLTCP__HIDDEN void cltcp__sigpipe_restore(const sigset_t *old, bool blocked);
 
-/* tcp.c / server.c / timer.c: close for teardown (status UV_ECANCELED) */
-CLTCP__HIDDEN void cltcp__socket_teardown(cltcp__handle *h);
-/* cltcp_loop_recover(): unlink the socket's I/O watcher from a pending list
- * whose head was on an abandoned stack frame. */
-CLTCP__HIDDEN void cltcp__socket_recover(cltcp__handle *h);
-CLTCP__HIDDEN void cltcp__server_teardown(cltcp__handle *h);
-CLTCP__HIDDEN void cltcp__timer_teardown(cltcp__handle *h);
-/* signal.c / async.c: close for teardown (status UV_ECANCELED) */
-CLTCP__HIDDEN void cltcp__signal_teardown(cltcp__handle *h);
-CLTCP__HIDDEN void cltcp__async_teardown(cltcp__handle *h);
-/* cltcp_loop_recover(): unlink the uv_async_t from the list of an abandoned
- * uv__async_io() (its head was on the dead frame). */
-CLTCP__HIDDEN void cltcp__async_recover(cltcp__handle *h);
-/* cltcp_loop_recover(): count as dispatched the signal an abandoned
- * uv__signal_event() read but did not finish (else closing waits for it). */
-CLTCP__HIDDEN void cltcp__signal_recover(cltcp__handle *h);
-CLTCP__HIDDEN int cltcp__signal_signum(cltcp__handle *h);
-/* handles.c: uv_ref/uv_unref every uv handle of h as h->unref says */
-CLTCP__HIDDEN void cltcp__handle_apply_ref(cltcp__handle *h);
-/* tcp.c: make a socket for an accepted connection (server.c) */
-typedef struct cltcp__socket cltcp__socket;
-CLTCP__HIDDEN int cltcp__socket_create(cltcp__socket **out, cltcp__loop *loop,
-                                       cltcp_cb cb, uintptr_t ctx);
-CLTCP__HIDDEN uv_stream_t *cltcp__socket_stream(cltcp__socket *s);
-/* Before the ACCEPT event: mark connected, start the clocks. */
-CLTCP__HIDDEN void cltcp__socket_accepted(cltcp__socket *s);
-/* After the ACCEPT event: start reading (unless closed or disabled). */
-CLTCP__HIDDEN void cltcp__socket_start(cltcp__socket *s);
-CLTCP__HIDDEN void cltcp__socket_destroy_unused(cltcp__socket *s);
-CLTCP__HIDDEN cltcp_id cltcp__socket_id(cltcp__socket *s);
-/* The socket's CLTCP_STATE_* (ignoring `closing'), and whether a server
- * made it. */
-CLTCP__HIDDEN int cltcp__socket_state(cltcp__handle *h, bool *accepted);
-/* server.c: the port a server listens on (0 if unknown). */
-CLTCP__HIDDEN int cltcp__server_port(cltcp__handle *h);
-/* dns.c: writes the public requests still pending (live ids) to
- * out[n ..], up to max entries in all; returns n plus their number (which
- * may exceed max). */
-CLTCP__HIDDEN size_t cltcp__dns_list(cltcp_handle_info *out, size_t max,
-                                     size_t n, cltcp__loop *loop);
+/* ---- time (inline: every file converts seconds the same way) ------------- */
+/* NaN or <= 0 gives 0 (none); at most 1e9 seconds. */
+static inline double cltcp__sanitize_seconds(double s) {
+  if (s != s || s <= 0) /* NaN, without libm */
+    return 0;
+  if (s > 1e9)
+    return 1e9;
+  return s;
+}
+/* Seconds (fractional) to milliseconds, to the nearest: NaN or <= 0 gives
+ * 0 (none), any positive time at least 1. */
+static inline uint64_t cltcp__seconds_to_ms(double s) {
+  s = cltcp__sanitize_seconds(s);
+  if (s == 0)
+    return 0;
+  if (s < 0.001)
+    return 1; /* a positive time never rounds down to "none" */
+  return (uint64_t)(s * 1000.0 + 0.5);
+}
+
+/* ---- tcp.c / connect.c: what server.c uses of sockets --------------------- */
+/* The one accept entry: makes a socket of `loop' for the connected
+ * descriptor fd (non-blocking), calls announce(arg, id) with its id (the
+ * server's ACCEPT event), then starts it unless the announcement closed
+ * it.  Returns 0; or a negative code with fd closed and nothing announced,
+ * *made telling whether the socket could be made at all (false: out of
+ * memory or ids, true: libuv refused the descriptor). */
+CLTCP__HIDDEN int cltcp__socket_accept(cltcp__loop *loop, int fd,
+                                       cltcp_cb cb, uintptr_t ctx,
+                                       void (*announce)(void *arg,
+                                                        cltcp_id id),
+                                       void *arg, bool *made);
 
 /* ---- dns.c ----------------------------------------------------------------
- * Internal lookups, used by tcp.c for connecting by name.  The callback is
- * called exactly once, never from inside cltcp__dns_start(), unless
+ * Internal lookups, used by connect.c for connecting by name.  The callback
+ * is called exactly once, never from inside cltcp__dns_start(), unless
  * cltcp__dns_abort() was called first (then never).  addrs live during the
  * callback only. */
 typedef struct cltcp__dns_req cltcp__dns_req;
@@ -287,13 +340,24 @@ CLTCP__HIDDEN int cltcp__dns_hosts(cltcp_addr *out, size_t max, size_t *n,
 CLTCP__HIDDEN void cltcp__dns_loop_teardown(cltcp__loop *loop);
 /* Called once the loop's uv handles are all closed: frees the channel. */
 CLTCP__HIDDEN void cltcp__dns_loop_free(cltcp__loop *loop);
+/* Writes the public requests still pending (live ids) to out[n ..], up to
+ * max entries in all; returns n plus their number (which may exceed max). */
+CLTCP__HIDDEN size_t cltcp__dns_list(cltcp_handle_info *out, size_t max,
+                                     size_t n, cltcp__loop *loop);
 
-/* Parses a numeric IPv4/IPv6 address and port into *ss.  Returns 0 or
- * UV_EINVAL. */
+/* ---- addr.c --------------------------------------------------------------- */
+/* Parses a numeric IPv4/IPv6 address ("[v6]" too) and port into *ss.
+ * Returns 0 or UV_EINVAL. */
 CLTCP__HIDDEN int cltcp__parse_addr(struct sockaddr_storage *ss,
                                     const char *host, int port);
 /* Formats a sockaddr as numeric address, port, family (4/6). */
 CLTCP__HIDDEN int cltcp__format_addr(char *buf, size_t buflen, int *port,
                                      int *family, const struct sockaddr *sa);
+
+/* ---- dns_parse.c (pure: no loop, no c-ares) ------------------------------- */
+/* "[addr]" without its brackets into buf (size max); returns buf, or NULL
+ * when host is not bracketed or does not fit. */
+CLTCP__HIDDEN const char *cltcp__unbracket(char *buf, size_t max,
+                                           const char *host);
 
 #endif /* CLTCP_INTERNAL_H */

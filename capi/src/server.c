@@ -53,30 +53,38 @@ typedef struct cltcp__server {
   uintptr_t sock_ctx;
 } cltcp__server;
 
-static void server_closed(uv_handle_t *uvh) {
-  cltcp__server *sv = uvh->data;
-  cltcp__loop *loop = sv->h.loop;
-  if (--sv->h.pending_closes > 0)
-    return;
-  sv->h.cb(sv->h.ctx, sv->h.id, CLTCP_EV_CLOSE, sv->h.close_status, 0, NULL,
-           0);
-  cltcp__id_free(loop, sv->h.id);
-  cltcp__handle_unlink(loop, &sv->h);
-  free(sv);
-}
-
 static void server_close(cltcp__server *sv, int status) {
-  if (sv->h.closing)
+  if (!cltcp__handle_begin_close(&sv->h, status))
     return;
-  sv->h.closing = true;
-  sv->h.close_status = status;
   sv->h.pending_closes = 3;
   /* The poll goes first: it must stop watching the descriptor before the
    * tcp handle closes it. */
-  uv_close((uv_handle_t *)&sv->poll, server_closed);
-  uv_close((uv_handle_t *)&sv->retry, server_closed);
-  uv_close((uv_handle_t *)&sv->tcp, server_closed);
+  uv_close((uv_handle_t *)&sv->poll, cltcp__handle_uv_closed);
+  uv_close((uv_handle_t *)&sv->retry, cltcp__handle_uv_closed);
+  uv_close((uv_handle_t *)&sv->tcp, cltcp__handle_uv_closed);
 }
+
+/* The port the server listens on (0 if unknown). */
+static int server_port(cltcp__server *sv) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss), port = 0;
+  if (uv_tcp_getsockname(&sv->tcp, (struct sockaddr *)&ss, &len) != 0 ||
+      cltcp__format_addr(NULL, 0, &port, NULL, (struct sockaddr *)&ss) != 0)
+    return 0;
+  return port;
+}
+
+static void server_teardown(cltcp__handle *h) {
+  server_close((cltcp__server *)h, UV_ECANCELED);
+}
+
+static void server_info(cltcp__handle *h, cltcp_handle_info *info) {
+  if (!h->closing)
+    info->detail = server_port((cltcp__server *)h);
+}
+
+static const cltcp__handle_kind server_kind = {server_teardown, NULL,
+                                               server_info, NULL};
 
 /* Closing a server nobody knows (listen failed): no event. */
 static void unused_closed(uv_handle_t *uvh) {
@@ -150,6 +158,12 @@ static void poll_cb(uv_poll_t *p, int status, int events) {
   accept_some(sv);
 }
 
+/* The ACCEPT event for a socket just made (cltcp__socket_accept()). */
+static void announce(void *arg, cltcp_id sock) {
+  cltcp__server *sv = arg;
+  sv->h.cb(sv->h.ctx, sv->h.id, CLTCP_EV_ACCEPT, 0, sock, NULL, 0);
+}
+
 /* Accepts up to ACCEPT_BATCH connections, each announced by an ACCEPT
  * event, then watches for more unless accepting had to pause. */
 static void accept_some(cltcp__server *sv) {
@@ -157,7 +171,7 @@ static void accept_some(cltcp__server *sv) {
   if (uv_fileno((uv_handle_t *)&sv->tcp, &lfd) != 0)
     return;
   for (i = 0; i < ACCEPT_BATCH && !sv->h.closing; i++) {
-    cltcp__socket *s;
+    bool made;
     int fd = accept_one(lfd), rc;
     if (fd == UV_EAGAIN) { /* (EWOULDBLOCK is EAGAIN on Linux) */
       sv->failing = false;
@@ -174,25 +188,14 @@ static void accept_some(cltcp__server *sv) {
       return;
     }
     sv->failing = false;
-    rc = cltcp__socket_create(&s, sv->h.loop, sv->sock_cb, sv->sock_ctx);
-    if (rc != 0) {
-      close(fd);
+    rc = cltcp__socket_accept(sv->h.loop, fd, sv->sock_cb, sv->sock_ctx,
+                              announce, sv, &made);
+    if (rc != 0 && !made) {
       pause_accepting(sv, rc);
       return;
     }
-    rc = uv_tcp_open((uv_tcp_t *)cltcp__socket_stream(s), fd);
-    if (rc != 0) {
-      close(fd);
-      cltcp__socket_destroy_unused(s);
+    if (rc != 0)
       sv->h.cb(sv->h.ctx, sv->h.id, CLTCP_EV_ERROR, rc, 0, NULL, 0);
-      continue;
-    }
-    cltcp__socket_accepted(s);
-    sv->h.cb(sv->h.ctx, sv->h.id, CLTCP_EV_ACCEPT, 0, cltcp__socket_id(s),
-             NULL, 0);
-    /* The socket is still valid memory even if the callback closed it (its
-     * free waits for uv's close callback); start() checks that. */
-    cltcp__socket_start(s);
   }
   if (!sv->h.closing && !uv_is_active((uv_handle_t *)&sv->poll))
     uv_poll_start(&sv->poll, UV_READABLE, poll_cb);
@@ -319,16 +322,14 @@ int cltcp_server_listen_ex(cltcp_id *out, cltcp_id loop_id, const char *host,
     uv_close((uv_handle_t *)&sv->tcp, unused_closed);
     return rc;
   }
-  sv->h.loop = loop;
-  sv->h.kind = CLTCP_KIND_SERVER;
-  sv->h.cb = server_cb;
-  sv->h.ctx = server_ctx;
+  cltcp__handle_init(&sv->h, loop, CLTCP_KIND_SERVER, &server_kind,
+                     server_cb, server_ctx);
   sv->sock_cb = sock_cb;
   sv->sock_ctx = sock_ctx;
   sv->h.uvh[0] = (uv_handle_t *)&sv->tcp;
   sv->h.uvh[1] = (uv_handle_t *)&sv->poll;
   sv->h.uvh[2] = (uv_handle_t *)&sv->retry;
-  cltcp__handle_link(loop, &sv->h);
+  cltcp__handle_link(&sv->h);
   *out = sv->h.id;
   return 0;
 }
@@ -362,18 +363,4 @@ int cltcp_server_close(cltcp_id id) {
     return rc;
   server_close((cltcp__server *)h, 0);
   return 0;
-}
-
-int cltcp__server_port(cltcp__handle *h) {
-  struct sockaddr_storage ss;
-  int len = sizeof(ss), port = 0;
-  if (uv_tcp_getsockname(&((cltcp__server *)h)->tcp, (struct sockaddr *)&ss,
-                         &len) != 0 ||
-      cltcp__format_addr(NULL, 0, &port, NULL, (struct sockaddr *)&ss) != 0)
-    return 0;
-  return port;
-}
-
-void cltcp__server_teardown(cltcp__handle *h) {
-  server_close((cltcp__server *)h, UV_ECANCELED);
 }

@@ -73,23 +73,35 @@ static void watch_stop(cltcp__signal *s) {
   pthread_mutex_unlock(&sig_mutex);
 }
 
-static void signal_closed(uv_handle_t *uvh) {
-  cltcp__signal *s = uvh->data;
-  cltcp__loop *loop = s->h.loop;
-  s->h.cb(s->h.ctx, s->h.id, CLTCP_EV_CLOSE, s->h.close_status, 0, NULL, 0);
-  cltcp__id_free(loop, s->h.id);
-  cltcp__handle_unlink(loop, &s->h);
-  free(s);
+static void signal_close(cltcp__signal *s, int status) {
+  if (!cltcp__handle_begin_close(&s->h, status))
+    return;
+  watch_stop(s);
+  uv_close((uv_handle_t *)&s->sig, cltcp__handle_uv_closed);
 }
 
-static void signal_close(cltcp__signal *s, int status) {
-  if (s->h.closing)
-    return;
-  s->h.closing = true;
-  s->h.close_status = status;
-  watch_stop(s);
-  uv_close((uv_handle_t *)&s->sig, signal_closed);
+static void signal_teardown(cltcp__handle *h) {
+  signal_close((cltcp__signal *)h, UV_ECANCELED);
 }
+
+static void signal_recover(cltcp__handle *h) {
+  cltcp__signal *s = (cltcp__signal *)h;
+  /* uv__signal_event() counts a signal as dispatched after its callback
+   * returns, and uv_close() waits until every caught signal was dispatched.
+   * One callback never returned: its message is gone from the pipe, so the
+   * close would wait forever.  (One still in the pipe is counted when read,
+   * without a callback, once the handle is stopped.) */
+  if (s->sig.caught_signals > s->sig.dispatched_signals)
+    s->sig.dispatched_signals = s->sig.caught_signals;
+}
+
+static void signal_info(cltcp__handle *h, cltcp_handle_info *info) {
+  info->detail = ((cltcp__signal *)h)->signum;
+}
+
+static const cltcp__handle_kind signal_kind = {signal_teardown,
+                                               signal_recover, signal_info,
+                                               NULL};
 
 static void signal_cb(uv_signal_t *uvs, int signum) {
   cltcp__signal *s = uvs->data;
@@ -129,12 +141,9 @@ int cltcp_signal_start(cltcp_id *out, cltcp_id loop_id, int signum,
     uv_close((uv_handle_t *)&s->sig, unused_closed);
     return rc;
   }
-  s->h.loop = loop;
-  s->h.kind = CLTCP_KIND_SIGNAL;
-  s->h.cb = cb;
-  s->h.ctx = ctx;
+  cltcp__handle_init(&s->h, loop, CLTCP_KIND_SIGNAL, &signal_kind, cb, ctx);
   s->h.uvh[0] = (uv_handle_t *)&s->sig;
-  cltcp__handle_link(loop, &s->h);
+  cltcp__handle_link(&s->h);
   *out = s->h.id;
   return 0;
 }
@@ -158,23 +167,4 @@ int cltcp_signal_signum(int *signum, cltcp_id id) {
     return rc;
   *signum = ((cltcp__signal *)h)->signum;
   return 0;
-}
-
-int cltcp__signal_signum(cltcp__handle *h) {
-  return ((cltcp__signal *)h)->signum;
-}
-
-void cltcp__signal_teardown(cltcp__handle *h) {
-  signal_close((cltcp__signal *)h, UV_ECANCELED);
-}
-
-void cltcp__signal_recover(cltcp__handle *h) {
-  cltcp__signal *s = (cltcp__signal *)h;
-  /* uv__signal_event() counts a signal as dispatched after its callback
-   * returns, and uv_close() waits until every caught signal was dispatched.
-   * One callback never returned: its message is gone from the pipe, so the
-   * close would wait forever.  (One still in the pipe is counted when read,
-   * without a callback, once the handle is stopped.) */
-  if (s->sig.caught_signals > s->sig.dispatched_signals)
-    s->sig.dispatched_signals = s->sig.caught_signals;
 }

@@ -1,7 +1,7 @@
 /* timer.c -- one-shot and repeating timers. */
 #include "internal.h"
 
-#include <math.h>
+#include <math.h> /* isnan(), a macro: no libm */
 #include <stdlib.h>
 
 /* A timer keeps its deadline on libuv's precise clock (uv_hrtime(), ns)
@@ -48,22 +48,17 @@ static uint64_t seconds_to_ns(double s) {
   return (uint64_t)(s * 1e9);
 }
 
-static void timer_closed(uv_handle_t *uvh) {
-  cltcp__timer *t = uvh->data;
-  cltcp__loop *loop = t->h.loop;
-  t->h.cb(t->h.ctx, t->h.id, CLTCP_EV_CLOSE, t->h.close_status, 0, NULL, 0);
-  cltcp__id_free(loop, t->h.id);
-  cltcp__handle_unlink(loop, &t->h);
-  free(t);
+static void timer_close(cltcp__timer *t, int status) {
+  if (cltcp__handle_begin_close(&t->h, status))
+    uv_close((uv_handle_t *)&t->timer, cltcp__handle_uv_closed);
 }
 
-static void timer_close(cltcp__timer *t, int status) {
-  if (t->h.closing)
-    return;
-  t->h.closing = true;
-  t->h.close_status = status;
-  uv_close((uv_handle_t *)&t->timer, timer_closed);
+static void timer_teardown(cltcp__handle *h) {
+  timer_close((cltcp__timer *)h, UV_ECANCELED);
 }
+
+static const cltcp__handle_kind timer_kind = {timer_teardown, NULL, NULL,
+                                              NULL};
 
 static void timer_fired(uv_timer_t *uvt) {
   cltcp__timer *t = uvt->data;
@@ -105,10 +100,7 @@ int cltcp_timer_start(cltcp_id *out, cltcp_id loop_id, double seconds,
     free(t);
     return rc;
   }
-  t->h.loop = loop;
-  t->h.kind = CLTCP_KIND_TIMER;
-  t->h.cb = cb;
-  t->h.ctx = ctx;
+  cltcp__handle_init(&t->h, loop, CLTCP_KIND_TIMER, &timer_kind, cb, ctx);
   uv_timer_init(&loop->uv, &t->timer);
   t->timer.data = t;
   t->h.uvh[0] = (uv_handle_t *)&t->timer;
@@ -119,7 +111,7 @@ int cltcp_timer_start(cltcp_id *out, cltcp_id loop_id, double seconds,
   now_ns = uv_hrtime();
   t->due_ns = now_ns + seconds_to_ns(seconds);
   timer_arm(t, now_ns, 0);
-  cltcp__handle_link(loop, &t->h);
+  cltcp__handle_link(&t->h);
   *out = t->h.id;
   return 0;
 }
@@ -131,8 +123,4 @@ int cltcp_timer_close(cltcp_id id) {
     return rc;
   timer_close((cltcp__timer *)h, 0);
   return 0;
-}
-
-void cltcp__timer_teardown(cltcp__handle *h) {
-  timer_close((cltcp__timer *)h, UV_ECANCELED);
 }

@@ -1,9 +1,76 @@
-/* handles.c -- what every handle kind shares: references (uv_ref/uv_unref
- * over all the uv handles a handle keeps) and the listing of a loop's
- * handles (cltcp_loop_handles(), cltcp_loop_kind_counts()). */
+/* handle.c -- what every handle kind shares: the head's init, the loop's
+ * list, the close tail, teardown and recovery of all handles through each
+ * kind's cltcp__handle_kind, references (uv_ref/uv_unref over all the uv
+ * handles a handle keeps) and the listing of a loop's handles
+ * (cltcp_loop_handles(), cltcp_loop_kind_counts()). */
 #include "internal.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+void cltcp__handle_init(cltcp__handle *h, cltcp__loop *loop, int kind,
+                        const cltcp__handle_kind *ops, cltcp_cb cb,
+                        uintptr_t ctx) {
+  cltcp__queue_init(&h->hq);
+  h->ops = ops;
+  h->loop = loop;
+  h->kind = kind;
+  h->cb = cb;
+  h->ctx = ctx;
+}
+
+void cltcp__handle_link(cltcp__handle *h) {
+  cltcp__queue_insert_head(&h->loop->handles, &h->hq);
+}
+
+void cltcp__handle_unlink(cltcp__handle *h) { cltcp__queue_remove(&h->hq); }
+
+bool cltcp__handle_begin_close(cltcp__handle *h, int status) {
+  if (h->closing)
+    return false;
+  h->closing = true;
+  h->close_status = status;
+  return true;
+}
+
+void cltcp__handle_finish(cltcp__handle *h) {
+  h->cb(h->ctx, h->id, CLTCP_EV_CLOSE, h->close_status, 0, NULL, 0);
+  cltcp__id_free(h->loop, h->id);
+  cltcp__handle_unlink(h);
+  if (h->ops->destroy != NULL)
+    h->ops->destroy(h);
+  else
+    free(h);
+}
+
+void cltcp__handle_uv_closed(uv_handle_t *uvh) {
+  cltcp__handle *h = uvh->data;
+  if (h->pending_closes > 1) {
+    h->pending_closes--;
+    return;
+  }
+  cltcp__handle_finish(h);
+}
+
+void cltcp__handles_teardown(cltcp__loop *loop) {
+  cltcp__queue *q, *next;
+  /* A teardown starts a close and unlinks nothing, but the next node is
+   * taken first all the same. */
+  for (q = loop->handles.next; q != &loop->handles; q = next) {
+    cltcp__handle *h = cltcp__container_of(q, cltcp__handle, hq);
+    next = q->next;
+    h->ops->teardown(h);
+  }
+}
+
+void cltcp__handles_recover(cltcp__loop *loop) {
+  cltcp__queue *q;
+  cltcp__queue_foreach(q, &loop->handles) {
+    cltcp__handle *h = cltcp__container_of(q, cltcp__handle, hq);
+    if (h->ops->recover != NULL)
+      h->ops->recover(h);
+  }
+}
 
 /* The kinds that are handles of the loop's list (not loops, not DNS). */
 static bool is_handle_kind(int k) {
@@ -56,27 +123,21 @@ int cltcp_handle_refd(int *ref, cltcp_id id) {
 }
 
 static void handle_info(cltcp_handle_info *info, cltcp__handle *h) {
-  bool accepted = false;
   memset(info, 0, sizeof(*info));
   info->id = h->id;
   info->kind = h->kind;
   info->state = CLTCP_STATE_ACTIVE;
-  if (h->kind == CLTCP_KIND_SOCKET)
-    info->state = cltcp__socket_state(h, &accepted);
-  else if (h->kind == CLTCP_KIND_SIGNAL)
-    info->detail = cltcp__signal_signum(h);
-  else if (h->kind == CLTCP_KIND_SERVER && !h->closing)
-    info->detail = cltcp__server_port(h);
+  if (h->ops->info != NULL)
+    h->ops->info(h, info);
   if (h->closing)
     info->state = CLTCP_STATE_CLOSING;
-  info->flags = (h->unref ? 0 : CLTCP_INFO_REF) |
-                (accepted ? CLTCP_INFO_ACCEPTED : 0);
+  info->flags |= h->unref ? 0 : CLTCP_INFO_REF;
 }
 
 int cltcp_loop_handles(cltcp_handle_info *out, size_t max, size_t *n,
                        cltcp_id loop_id) {
   cltcp__loop *loop;
-  cltcp__handle *h;
+  cltcp__queue *q;
   size_t count = 0;
   int rc;
   if (n == NULL || (out == NULL && max > 0))
@@ -84,9 +145,9 @@ int cltcp_loop_handles(cltcp_handle_info *out, size_t max, size_t *n,
   rc = cltcp__loop_lookup(&loop, loop_id);
   if (rc != 0)
     return rc;
-  for (h = loop->handles_head; h != NULL; h = h->hnext) {
+  cltcp__queue_foreach(q, &loop->handles) {
     if (count < max)
-      handle_info(&out[count], h);
+      handle_info(&out[count], cltcp__container_of(q, cltcp__handle, hq));
     count++;
   }
   *n = cltcp__dns_list(out, max, count, loop);
@@ -95,7 +156,7 @@ int cltcp_loop_handles(cltcp_handle_info *out, size_t max, size_t *n,
 
 int cltcp_loop_kind_counts(size_t *counts, size_t ncounts, cltcp_id loop_id) {
   cltcp__loop *loop;
-  cltcp__handle *h;
+  cltcp__queue *q;
   size_t listed = 0, i;
   int rc;
   if (counts == NULL && ncounts > 0)
@@ -105,7 +166,8 @@ int cltcp_loop_kind_counts(size_t *counts, size_t ncounts, cltcp_id loop_id) {
     return rc;
   for (i = 0; i < ncounts; i++)
     counts[i] = 0;
-  for (h = loop->handles_head; h != NULL; h = h->hnext) {
+  cltcp__queue_foreach(q, &loop->handles) {
+    cltcp__handle *h = cltcp__container_of(q, cltcp__handle, hq);
     if ((size_t)h->kind < ncounts)
       counts[h->kind]++;
     listed++;

@@ -1,0 +1,652 @@
+/* stream.c -- a socket's bytes: reading (drain and keep modes, the keep
+ * buffer), the write queue with end-of-turn coalescing, FLUSHED and DRAIN,
+ * half-close, and the two close modes (see socket.h). */
+#include "socket.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define KEEP_MIN_FREE (64 * 1024)
+
+/* The most bytes handed to the kernel in one uv_write or uv_try_write.
+ * libuv takes a buffer length as `unsigned' and reports uv_try_write's count
+ * as an int, so a larger queue (over 4 GiB) goes out in chunks of this size.
+ * A test build sets CLTCP_TEST_MAX_CHUNK to a small value so that the
+ * splitting is exercised with megabytes, not gigabytes. */
+#ifdef CLTCP_TEST_MAX_CHUNK
+#define MAX_CHUNK ((size_t)(CLTCP_TEST_MAX_CHUNK))
+#else
+#define MAX_CHUNK ((size_t)1 << 30)
+#endif
+
+/* A write at least this large, made while nothing is collected for the end
+ * of the turn, is handed to the kernel at once: coalescing exists to save
+ * the system calls of small writes, and for a large one it would only add a
+ * copy of every byte (bulk transfers: an echo writes each read chunk). */
+#define COALESCE_MAX ((size_t)32 * 1024)
+
+static void emit_flushed(cltcp__socket *s);
+static int append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *d,
+                  size_t n);
+static void send_collected(cltcp__socket *s);
+static void turn_end_run(cltcp__deferred *d);
+
+/* ---- deferred events ------------------------------------------------- */
+
+static void deferred_run(cltcp__deferred *d) {
+  cltcp__socket *s = cltcp__container_of(d, cltcp__socket, dfr);
+  if (s->h.closing)
+    return;
+  if (s->dfr_error != 0) {
+    int err = s->dfr_error;
+    s->dfr_error = 0;
+    sock_emit(s, CLTCP_EV_ERROR, err, NULL, 0);
+    cltcp__socket_close_now(s, 0);
+    return;
+  }
+  if (s->dfr_flushed) {
+    s->dfr_flushed = false;
+    emit_flushed(s);
+  }
+}
+
+/* Delivers, in order, one FLUSHED for each NOTIFY write whose bytes (and
+ * everything before them) have left, stopping if the owner closes the
+ * socket from one of them. */
+static void emit_flushed(cltcp__socket *s) {
+  while (s->marks_len > 0 && !s->uv_closed &&
+         s->marks[s->marks_head] <= s->sent) {
+    s->marks_head = (s->marks_head + 1) % s->marks_cap;
+    s->marks_len--;
+    sock_emit(s, CLTCP_EV_FLUSHED, 0, NULL, 0);
+  }
+}
+
+/* Remembers that a FLUSHED is owed once `sent' reaches `due'. */
+static int push_mark(cltcp__socket *s, uint64_t due) {
+  if (s->marks_len == s->marks_cap) {
+    size_t cap = s->marks_cap ? s->marks_cap * 2 : 8, i;
+    uint64_t *nm = malloc(cap * sizeof(*nm));
+    if (nm == NULL)
+      return UV_ENOMEM;
+    for (i = 0; i < s->marks_len; i++)
+      nm[i] = s->marks[(s->marks_head + i) % s->marks_cap];
+    free(s->marks);
+    s->marks = nm;
+    s->marks_cap = cap;
+    s->marks_head = 0;
+  }
+  s->marks[(s->marks_head + s->marks_len) % s->marks_cap] = due;
+  s->marks_len++;
+  return 0;
+}
+
+void cltcp__socket_fail_later(cltcp__socket *s, int err) {
+  if (s->dfr_error == 0)
+    s->dfr_error = err;
+  cltcp__defer(s->h.loop, &s->dfr, deferred_run);
+}
+
+/* ---- reading ----------------------------------------------------------- */
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  cltcp__socket *s = h->data;
+  (void)hint;
+  if (s->mode == CLTCP_READ_DRAIN) {
+    buf->base = (char *)s->h.loop->readbuf;
+    buf->len = s->h.loop->readbuf_len;
+    return;
+  }
+  if (s->kstart == s->kend) {
+    /* Nothing kept: read into the loop's shared buffer.  A reader that
+     * takes everything during the DATA callback (the usual case) then costs
+     * no per-socket memory and one copy in all; only what it leaves is
+     * copied into kbuf.  An idle keep-mode socket holds no buffer. */
+    if (s->kbuf != NULL) {
+      free(s->kbuf);
+      s->kbuf = NULL;
+      s->kcap = 0;
+    }
+    s->kstart = s->kend = 0;
+    buf->base = (char *)s->h.loop->readbuf;
+    buf->len = s->h.loop->readbuf_len;
+    return;
+  }
+  if (s->kcap - s->kend < KEEP_MIN_FREE) {
+    size_t used = s->kend - s->kstart;
+    if (s->kstart > 0 && s->kcap - used >= KEEP_MIN_FREE &&
+        s->kstart >= used) {
+      /* Compact only when the live bytes are at most as many as the
+       * consumed ones, so each byte moves O(1) times on average. */
+      memmove(s->kbuf, s->kbuf + s->kstart, used);
+      s->kstart = 0;
+      s->kend = used;
+    } else {
+      size_t cap = s->kcap ? s->kcap : KEEP_MIN_FREE;
+      uint8_t *nb;
+      while (cap - s->kend < KEEP_MIN_FREE)
+        cap *= 2;
+      nb = realloc(s->kbuf, cap);
+      if (nb == NULL) {
+        buf->base = NULL;
+        buf->len = 0; /* libuv reports UV_ENOBUFS */
+        return;
+      }
+      s->kbuf = nb;
+      s->kcap = cap;
+    }
+  }
+  buf->base = (char *)s->kbuf + s->kend;
+  buf->len = s->kcap - s->kend;
+}
+
+static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  cltcp__socket *s = stream->data;
+  if (nread > 0) {
+    s->last_read = sock_now();
+    if (s->mode == CLTCP_READ_DRAIN) {
+      sock_emit(s, CLTCP_EV_DATA, 0, (const uint8_t *)buf->base, (size_t)nread);
+    } else {
+      if ((uint8_t *)buf->base == s->h.loop->readbuf) {
+        s->bptr = (const uint8_t *)buf->base;
+        s->blen = (size_t)nread;
+        sock_emit(s, CLTCP_EV_DATA, 0, s->bptr, (size_t)nread);
+        /* Keep what the callback did not read (also when it closed the
+         * socket: the bytes stay readable until CLOSE). */
+        if (s->blen > 0 &&
+            append(&s->kbuf, &s->kend, &s->kcap, s->bptr, s->blen) != 0) {
+          s->bptr = NULL;
+          s->blen = 0;
+          cltcp__socket_fail(s, UV_ENOMEM);
+          return;
+        }
+        s->bptr = NULL;
+        s->blen = 0;
+      } else {
+        s->kend += (size_t)nread;
+        sock_emit(s, CLTCP_EV_DATA, 0, s->kbuf + s->kend - nread, (size_t)nread);
+      }
+    }
+    return;
+  }
+  if (nread == 0)
+    return;
+  sock_read_stop(s);
+  if (nread == UV_EOF) {
+    s->eof = true;
+    sock_emit(s, CLTCP_EV_EOF, 0, NULL, 0);
+    if (!s->h.closing) {
+      s->h.closing = true;
+      s->h.close_status = 0;
+      cltcp__socket_close_flush(s);
+    }
+    return;
+  }
+  cltcp__socket_fail(s, (int)nread);
+}
+
+void cltcp__socket_start_reading(cltcp__socket *s) {
+  int rc;
+  if (s->reading || !s->read_enabled || s->eof || s->h.closing ||
+      s->state != ST_CONNECTED)
+    return;
+  rc = uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb);
+  if (rc == 0)
+    s->reading = true;
+  else
+    cltcp__socket_fail_later(s, rc);
+}
+
+/* ---- writing ----------------------------------------------------------- */
+
+static int append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *d,
+                  size_t n) {
+  if (*cap - *len < n) {
+    size_t c = *cap ? *cap : CLTCP__WBUF_SIZE;
+    uint8_t *nb;
+    while (c - *len < n)
+      c *= 2;
+    nb = realloc(*buf, c);
+    if (nb == NULL)
+      return UV_ENOMEM;
+    *buf = nb;
+    *cap = c;
+  }
+  memcpy(*buf + *len, d, n);
+  *len += n;
+  return 0;
+}
+
+/* A write buffer no longer needed (*buf empty): back to the loop's spares
+ * when it has the first size and there is room, else freed. */
+static void wbuf_release(cltcp__loop *loop, uint8_t **buf, size_t *cap) {
+  if (*buf == NULL)
+    return;
+  if (*cap == CLTCP__WBUF_SIZE && loop->nwbuf_spare < CLTCP__WBUF_SPARES)
+    loop->wbuf_spare[loop->nwbuf_spare++] = *buf;
+  else
+    free(*buf);
+  *buf = NULL;
+  *cap = 0;
+}
+
+static void queue_emptied(cltcp__socket *s) {
+  if (s->flush_close) {
+    cltcp__socket_close_now(s, s->h.close_status);
+    return;
+  }
+  if (s->shut_wanted && !s->shut_started && !s->h.closing)
+    cltcp__socket_start_write(s); /* starts the shutdown */
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status) {
+  cltcp__socket *s = req->data;
+  if (status == UV_ECANCELED || s->h.closing)
+    return;
+  sock_emit(s, CLTCP_EV_SHUTDOWN, status, NULL, 0);
+}
+
+/* After bytes left (from a libuv callback or the end of the turn, never
+ * from inside a call): the drain mark, the FLUSHED events now due, and the
+ * close or shutdown that waited for an empty queue. */
+static void after_progress(cltcp__socket *s) {
+  if (s->above_mark && sock_queued(s) <= s->drain_mark) {
+    s->above_mark = false;
+    if (!s->h.closing) {
+      sock_emit(s, CLTCP_EV_DRAIN, 0, NULL, sock_queued(s));
+      if (s->uv_closed)
+        return;
+    }
+  }
+  emit_flushed(s);
+  if (s->uv_closed)
+    return;
+  if (sock_idle_writer(s) && s->wq_len == 0)
+    queue_emptied(s);
+  else
+    cltcp__socket_arm_timer(s);
+}
+
+static void write_cb(uv_write_t *req, int status) {
+  cltcp__socket *s = req->data;
+  s->writing = false;
+  if (status == UV_ECANCELED || s->uv_closed) {
+    s->wf_len = s->wf_off = s->wf_chunk = 0;
+    return;
+  }
+  if (status < 0) {
+    s->wf_len = s->wf_off = s->wf_chunk = 0;
+    cltcp__socket_fail(s, status);
+    return;
+  }
+  s->sent += s->wf_chunk;
+  s->wf_off += s->wf_chunk;
+  s->wf_chunk = 0;
+  if (s->wf_off >= s->wf_len) {
+    s->wf_len = s->wf_off = 0;
+    wbuf_release(s->h.loop, &s->wf, &s->wf_cap);
+  }
+  s->last_write = sock_now();
+  s->last_queued = sock_queued(s);
+  if (s->wf_len > 0 || s->wq_len > 0) {
+    cltcp__socket_start_write(s);
+    if (s->uv_closed)
+      return;
+  }
+  after_progress(s);
+}
+
+/* Hands the next chunk of `wf' to libuv -- or, when `wf' is done, the bytes
+ * collected in `wq' -- or starts a pending shutdown. */
+void cltcp__socket_start_write(cltcp__socket *s) {
+  uv_buf_t b;
+  uint8_t *tb;
+  size_t tc;
+  int rc;
+  if (s->writing || s->state != ST_CONNECTED || s->uv_closed)
+    return;
+  if (s->wf_len == 0) {
+    if (s->wq_len == 0) {
+      if (s->shut_wanted && !s->shut_started) {
+        s->shut_started = true;
+        s->sreq.data = s;
+        rc = uv_shutdown(&s->sreq, (uv_stream_t *)&s->tcp, shutdown_cb);
+        if (rc != 0)
+          cltcp__socket_fail_later(s, rc);
+      }
+      return;
+    }
+    tb = s->wf;
+    tc = s->wf_cap;
+    s->wf = s->wq;
+    s->wf_cap = s->wq_cap;
+    s->wf_len = s->wq_len;
+    s->wf_off = 0;
+    s->wq = tb;
+    s->wq_cap = tc;
+    s->wq_len = 0;
+  }
+  s->wf_chunk = s->wf_len - s->wf_off;
+  if (s->wf_chunk > MAX_CHUNK)
+    s->wf_chunk = MAX_CHUNK;
+  /* Not uv_buf_init(): its length parameter is `unsigned'. */
+  b.base = (char *)s->wf + s->wf_off;
+  b.len = s->wf_chunk;
+  s->wreq.data = s;
+  s->sends++;
+  rc = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, write_cb);
+  if (rc != 0) {
+    s->wf_len = s->wf_off = s->wf_chunk = 0;
+    cltcp__socket_fail_later(s, rc);
+    return;
+  }
+  s->writing = true;
+}
+
+/* Sends what `wq' collected: one uv_try_write of all of it (up to
+ * MAX_CHUNK), the rest through uv_write.  Nothing is emitted here. */
+static void send_collected(cltcp__socket *s) {
+  uv_buf_t b;
+  int n;
+  if (s->state != ST_CONNECTED || s->uv_closed || s->wq_len == 0 ||
+      !sock_idle_writer(s) || s->tcp.write_queue_size != 0)
+    return; /* connected() or write_cb() sends it */
+  b.base = (char *)s->wq;
+  b.len = s->wq_len < MAX_CHUNK ? s->wq_len : MAX_CHUNK;
+  s->sends++;
+  n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+  /* Any error other than EAGAIN is left for uv_write to report through its
+   * callback, so failures arrive as events, never from here. */
+  if (n > 0) {
+    s->sent += (uint64_t)n;
+    s->last_write = sock_now();
+    if ((size_t)n == s->wq_len) {
+      /* All of it left: an idle socket keeps no buffer. */
+      s->wq_len = 0;
+      wbuf_release(s->h.loop, &s->wq, &s->wq_cap);
+      return;
+    }
+  } else {
+    n = 0;
+  }
+  /* Hand the rest to uv_write from where the kernel stopped: `wq' becomes
+   * `wf' (empty, as nothing is in flight) without moving a byte. */
+  {
+    uint8_t *tb = s->wf;
+    size_t tc = s->wf_cap;
+    s->wf = s->wq;
+    s->wf_cap = s->wq_cap;
+    s->wf_len = s->wq_len;
+    s->wf_off = (size_t)n;
+    s->wq = tb;
+    s->wq_cap = tc;
+    s->wq_len = 0;
+  }
+  cltcp__socket_start_write(s);
+}
+
+/* The end of the turn a socket was written in: the turn's writes leave
+ * together. */
+static void turn_end_run(cltcp__deferred *d) {
+  cltcp__socket *s = cltcp__container_of(d, cltcp__socket, fq);
+  uint64_t before = s->sent;
+  if (s->uv_closed)
+    return;
+  send_collected(s);
+  if (s->uv_closed)
+    return;
+  if (s->sent != before || (s->marks_len > 0 && sock_idle_writer(s)))
+    after_progress(s);
+  else
+    cltcp__socket_arm_timer(s);
+}
+
+/* ---- public API -------------------------------------------------------- */
+
+int cltcp_socket_set_read_mode(cltcp_id id, int mode) {
+  cltcp__socket *s;
+  int rc;
+  if (mode != CLTCP_READ_DRAIN && mode != CLTCP_READ_KEEP)
+    return UV_EINVAL;
+  rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  if (mode == CLTCP_READ_DRAIN && (s->kend > s->kstart || s->blen > 0))
+    return CLTCP_EMODE;
+  s->mode = mode;
+  return 0;
+}
+
+int cltcp_socket_buffered(size_t *n, cltcp_id id) {
+  cltcp__socket *s;
+  int rc;
+  if (n == NULL)
+    return UV_EINVAL;
+  rc = cltcp__handle_lookup((cltcp__handle **)&s, id, CLTCP_KIND_SOCKET,
+                            true);
+  if (rc != 0)
+    return rc;
+  *n = s->kend - s->kstart + s->blen;
+  return 0;
+}
+
+int cltcp_socket_read(size_t *n, cltcp_id id, uint8_t *dst, size_t max) {
+  cltcp__socket *s;
+  size_t avail, done;
+  int rc;
+  if (n == NULL || (dst == NULL && max > 0))
+    return UV_EINVAL;
+  rc = cltcp__handle_lookup((cltcp__handle **)&s, id, CLTCP_KIND_SOCKET,
+                            true);
+  if (rc != 0)
+    return rc;
+  /* Kept bytes come first: the shared buffer is only borrowed when none
+   * were kept (alloc_cb). */
+  avail = s->kend - s->kstart;
+  if (avail > max)
+    avail = max;
+  if (avail > 0) {
+    memcpy(dst, s->kbuf + s->kstart, avail);
+    s->kstart += avail;
+    if (s->kstart == s->kend)
+      s->kstart = s->kend = 0;
+  }
+  done = avail;
+  if (done < max && s->blen > 0) {
+    size_t take = s->blen < max - done ? s->blen : max - done;
+    memcpy(dst + done, s->bptr, take);
+    s->bptr += take;
+    s->blen -= take;
+    done += take;
+  }
+  *n = done;
+  return 0;
+}
+
+static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
+                        int flags);
+
+int cltcp_socket_write(cltcp_id id, const uint8_t *data, size_t len,
+                       int flags) {
+  cltcp__socket *s;
+  sigset_t old;
+  bool blocked;
+  int rc;
+  if (data == NULL && len > 0)
+    return UV_EINVAL;
+  rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  if (s->h.loop->entered) /* cltcp_loop_run() blocked SIGPIPE already */
+    return socket_write(s, data, len, flags);
+  blocked = cltcp__sigpipe_block(&old);
+  rc = socket_write(s, data, len, flags);
+  cltcp__sigpipe_restore(&old, blocked);
+  return rc;
+}
+
+static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
+                        int flags) {
+  size_t done = 0, q;
+  bool tried = false;
+  int rc;
+  if (s->shut_wanted)
+    return UV_EPIPE;
+  /* Reserve the FLUSHED first, so a failure leaves nothing half done. */
+  if (flags & CLTCP_WRITE_NOTIFY) {
+    rc = push_mark(s, s->written + len);
+    if (rc != 0)
+      return rc;
+  }
+  q = sock_queued(s);
+  if (len >= COALESCE_MAX && s->wq_len == 0)
+    flags |= CLTCP_WRITE_NOW;
+  if (len > 0) {
+    if ((flags & CLTCP_WRITE_NOW) && s->state == ST_CONNECTED && q == 0 &&
+        sock_idle_writer(s)) {
+      /* Nothing collected or queued: the kernel takes what it can straight
+       * from the caller's buffer. */
+      uv_buf_t b;
+      int n;
+      b.base = (char *)data;
+      b.len = len < MAX_CHUNK ? len : MAX_CHUNK;
+      s->sends++;
+      tried = true;
+      n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+      /* Any error other than EAGAIN is left for uv_write to report through
+       * its callback, so failures arrive as events, never from here. */
+      if (n > 0) {
+        done = (size_t)n;
+        s->sent += done;
+      }
+    }
+    s->written += done; /* those bytes left, whatever happens next */
+    if (done < len) {
+      cltcp__loop *loop = s->h.loop;
+      if (s->wq == NULL && len - done <= CLTCP__WBUF_SIZE &&
+          loop->nwbuf_spare > 0) {
+        s->wq = loop->wbuf_spare[--loop->nwbuf_spare];
+        s->wq_cap = CLTCP__WBUF_SIZE;
+      }
+      rc = append(&s->wq, &s->wq_len, &s->wq_cap, data + done, len - done);
+      if (rc != 0) {
+        if (flags & CLTCP_WRITE_NOTIFY)
+          s->marks_len--; /* the mark just pushed */
+        return rc;
+      }
+    }
+    s->written += len - done;
+    if (done < len) {
+      if (q == 0)
+        s->last_write = sock_now(); /* the write clock starts now */
+      if (tried)
+        cltcp__socket_start_write(s); /* the kernel is full: no second try */
+      else if (flags & CLTCP_WRITE_NOW)
+        send_collected(s); /* this write and what the turn collected */
+      else
+        cltcp__at_turn_end(s->h.loop, &s->fq, turn_end_run);
+      if (s->drain_mark != (size_t)-1 && sock_queued(s) > s->drain_mark)
+        s->above_mark = true;
+      cltcp__socket_arm_timer(s);
+    }
+  }
+  if ((flags & CLTCP_WRITE_NOTIFY) && s->sent >= s->written) {
+    /* Everything before it has left already: the FLUSHED comes on the next
+     * turn, never from inside this call. */
+    s->dfr_flushed = true;
+    cltcp__defer(s->h.loop, &s->dfr, deferred_run);
+  }
+  return 0;
+}
+
+int cltcp_socket_queued(size_t *n, cltcp_id id) {
+  cltcp__socket *s;
+  int rc;
+  if (n == NULL)
+    return UV_EINVAL;
+  rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  *n = sock_queued(s);
+  return 0;
+}
+
+int cltcp_socket_set_drain_mark(cltcp_id id, size_t mark) {
+  cltcp__socket *s;
+  int rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  s->drain_mark = mark;
+  s->above_mark = mark != (size_t)-1 && sock_queued(s) > mark;
+  return 0;
+}
+
+int cltcp_socket_enable(cltcp_id id, int read, int write) {
+  cltcp__socket *s;
+  int rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  if (write == 0 || write == 1) {
+    if (write && !s->write_enabled)
+      s->last_write = sock_now();
+    s->write_enabled = write;
+  }
+  if (read == 1 && !s->read_enabled) {
+    s->read_enabled = true;
+    s->last_read = sock_now();
+    cltcp__socket_start_reading(s);
+  } else if (read == 0 && s->read_enabled) {
+    s->read_enabled = false;
+    sock_read_stop(s);
+  }
+  cltcp__socket_rearm_timer(s);
+  return 0;
+}
+
+int cltcp_socket_enabled(int *read, int *write, cltcp_id id) {
+  cltcp__socket *s;
+  int rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  if (read != NULL)
+    *read = s->read_enabled;
+  if (write != NULL)
+    *write = s->write_enabled;
+  return 0;
+}
+
+int cltcp_socket_shutdown(cltcp_id id) {
+  cltcp__socket *s;
+  int rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  if (s->state == ST_NEW || s->shut_wanted)
+    return CLTCP_ESTATE;
+  s->shut_wanted = true;
+  /* cltcp__socket_start_write() starts the shutdown once connected and flushed. */
+  if (sock_queued(s) == 0 && sock_idle_writer(s))
+    cltcp__socket_start_write(s);
+  return 0;
+}
+
+int cltcp_socket_close(cltcp_id id, int mode) {
+  cltcp__socket *s;
+  int rc;
+  if (mode != CLTCP_CLOSE_NOW && mode != CLTCP_CLOSE_FLUSH)
+    return UV_EINVAL;
+  rc = sock_get(&s, id);
+  if (rc != 0)
+    return rc;
+  s->h.closing = true;
+  s->h.close_status = 0;
+  if (mode == CLTCP_CLOSE_NOW) {
+    /* What the kernel would have taken at once without coalescing still
+     * goes: the writes of this turn get the one try they would have had. */
+    if (s->fq.queued)
+      send_collected(s);
+    cltcp__socket_close_now(s, 0);
+  } else {
+    cltcp__socket_close_flush(s);
+  }
+  return 0;
+}
