@@ -15,13 +15,11 @@ int cltcp__parse_addr(struct sockaddr_storage *ss, const char *host,
   /* Accept "[::1]" as well as "::1". */
   if (host[0] == '[') {
     char buf[64];
-    size_t n = strlen(host);
-    if (n < 3 || n - 2 >= sizeof(buf) || host[n - 1] != ']')
+    const char *h = cltcp__unbracket(buf, sizeof(buf), host);
+    if (h == NULL)
       return UV_EINVAL;
-    memcpy(buf, host + 1, n - 2);
-    buf[n - 2] = '\0';
-    return uv_ip6_addr(buf, port, (struct sockaddr_in6 *)ss) == 0 ? 0
-                                                                  : UV_EINVAL;
+    return uv_ip6_addr(h, port, (struct sockaddr_in6 *)ss) == 0 ? 0
+                                                                : UV_EINVAL;
   }
   if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
     return 0;
