@@ -1,6 +1,6 @@
 /* dns.c -- asynchronous host name lookups: the requests and the public
  * DNS API.  The c-ares channel and its libuv glue are dns_ares.c's, the
- * text work dns_parse.c's (see dns.h).  The channel is created on first use.
+ * text work dns_parse.c's (see resolver.h).  The channel is created on first use.
  *
  * Delivery: the c-ares completion callback never calls the user.  It stores
  * the result in the request and queues the delivery as deferred work of the
@@ -20,7 +20,7 @@
  * is called exactly once (public requests, internal ones unless aborted),
  * and never after the owner stopped caring.
  */
-#include "dns.h"
+#include "resolver.h"
 
 #include <math.h> /* isnan(), a macro: no libm */
 #include <stdlib.h>
@@ -251,17 +251,6 @@ static int dns_get(cltcp__dns **out, cltcp__loop *loop) {
   return 0;
 }
 
-/* A lookup whose owner still waits for c-ares: the channel must stay. */
-bool cltcp__dns_busy(cltcp__dns *dns) {
-  cltcp__queue *q;
-  cltcp__queue_foreach(q, &dns->reqs) {
-    cltcp__dns_req *r = cltcp__container_of(q, cltcp__dns_req, rq);
-    if ((r->in_ares || r->waiting) && r->owed && !r->cancelled)
-      return true;
-  }
-  return false;
-}
-
 /* Replaces the channel with one built from the new settings (c-ares 1.18
  * sets timeouts only at init, and cannot go back to the system's servers).
  * Queries still in the old channel belong to cancelled or aborted requests;
@@ -271,7 +260,7 @@ static int dns_reconfigure(cltcp__dns *dns, int timeout_ms, int tries,
   ares_channel ch, old;
   char *copy = NULL;
   int rc;
-  if (cltcp__dns_busy(dns))
+  if (cltcp__ares_busy(dns))
     return CLTCP_EBUSY;
   if (servers != NULL) {
     copy = strdup(servers);

@@ -7,7 +7,7 @@
  * c-ares) and the mapping of c-ares statuses to the library's codes.
  *
  * Only the c-ares 1.18 API is used (Debian 12 ships 1.18.1). */
-#include "dns.h"
+#include "resolver.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -180,7 +180,7 @@ void cltcp__ares_free(cltcp__dns *dns) {
  * They must not keep the loop alive: the poll handles and the timer hold a
  * reference on the loop only while some owner is waiting. */
 void cltcp__ares_update_ref(cltcp__dns *dns) {
-  bool busy = cltcp__dns_busy(dns);
+  bool busy = cltcp__ares_busy(dns);
   cltcp__queue *q;
   if (busy)
     uv_ref((uv_handle_t *)&dns->timer);
@@ -193,6 +193,18 @@ void cltcp__ares_update_ref(cltcp__dns *dns) {
     else
       uv_unref((uv_handle_t *)&p->handle);
   }
+}
+
+/* A lookup whose owner still waits for c-ares: the channel must stay, and
+ * its handles keep the loop alive. */
+bool cltcp__ares_busy(cltcp__dns *dns) {
+  cltcp__queue *q;
+  cltcp__queue_foreach(q, &dns->reqs) {
+    cltcp__dns_req *r = cltcp__container_of(q, cltcp__dns_req, rq);
+    if ((r->in_ares || r->waiting) && r->owed && !r->cancelled)
+      return true;
+  }
+  return false;
 }
 
 /* ---- the channel --------------------------------------------------------- */

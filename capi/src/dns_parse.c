@@ -2,7 +2,7 @@
  * addresses (also for addr.c: IPv6 brackets), host name validation,
  * localhost names, server lists and PTR names.  No loop, no c-ares: the
  * Check suite test_dns_parse.c calls these directly. */
-#include "dns.h"
+#include "resolver.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * internal.h -- private structures and cltcp__ functions shared between the
  * source files of libcltcp: the id layout, the loop and the common head of
  * every handle, then the prototypes of each file, grouped by file.  The
- * socket files share socket.h besides, the DNS files dns.h.  Nothing here is
+ * socket files share socket.h besides, the DNS files resolver.h.  Nothing here is
  * part of the ABI.
  */
 #ifndef CLTCP_INTERNAL_H
@@ -122,7 +122,7 @@ struct cltcp__deferred {
 };
 
 /* ---- loop ---------------------------------------------------------------- */
-typedef struct cltcp__dns cltcp__dns; /* dns.h */
+typedef struct cltcp__dns cltcp__dns; /* resolver.h */
 
 typedef struct cltcp__loop {
   uv_loop_t uv;

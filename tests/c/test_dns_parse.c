@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "dns.h"
+#include "resolver.h"
 
 START_TEST(families) {
   ck_assert_int_eq(cltcp__dns_family(CLTCP_AF_UNSPEC), CLTCP_AF_UNSPEC);

@@ -1,5 +1,5 @@
 /*
- * dns.h -- the resolver of a loop, shared by the DNS files:
+ * resolver.h -- the resolver of a loop, shared by the DNS files:
  *   dns.c        requests: their lifecycle (queueing, starting in c-ares,
  *                delivery, cancel, abort, teardown) and the public DNS API
  *   dns_ares.c   the c-ares channel and its libuv glue (socket-state
@@ -10,8 +10,8 @@
  * Calls go dns.c -> dns_ares.c -> dns_parse.c (the glue reaches the
  * requests only through cltcp__dns.on_progress).
  */
-#ifndef CLTCP_DNS_H
-#define CLTCP_DNS_H
+#ifndef CLTCP_RESOLVER_H
+#define CLTCP_RESOLVER_H
 
 #include "internal.h"
 
@@ -81,11 +81,9 @@ struct cltcp__dns {
   void (*on_progress)(cltcp__dns *dns);
 };
 
-/* ---- dns.c ---------------------------------------------------------------- */
-/* A lookup whose owner still waits for c-ares: the channel must stay. */
-CLTCP__HIDDEN bool cltcp__dns_busy(cltcp__dns *dns);
-
 /* ---- dns_ares.c ----------------------------------------------------------- */
+/* A lookup whose owner still waits for c-ares: the channel must stay. */
+CLTCP__HIDDEN bool cltcp__ares_busy(cltcp__dns *dns);
 /* c-ares statuses are positive; the library's one code space is negative. */
 CLTCP__HIDDEN int cltcp__ares_status(int status);
 /* A channel for dns (its socket-state callback drives dns's polls), with
@@ -102,7 +100,7 @@ CLTCP__HIDDEN void cltcp__ares_free(cltcp__dns *dns);
 CLTCP__HIDDEN void cltcp__ares_poll_close(cltcp__dns *dns, dns_poll *p);
 /* Arms the timer for c-ares' next timeout, or stops it when no query is
  * pending; cltcp__ares_update_ref() references the timer and polls only
- * while some owner waits (cltcp__dns_busy()). */
+ * while some owner waits (cltcp__ares_busy()). */
 CLTCP__HIDDEN void cltcp__ares_schedule(cltcp__dns *dns);
 CLTCP__HIDDEN void cltcp__ares_update_ref(cltcp__dns *dns);
 /* Appends the hosts file's addresses of family af (AF_INET/AF_INET6) for
@@ -144,4 +142,4 @@ CLTCP__HIDDEN int cltcp__dns_reverse_parse(unsigned char bin[16],
 CLTCP__HIDDEN void cltcp__dns_arpa_name(char *out, size_t max,
                                         const unsigned char *bin, int af);
 
-#endif /* CLTCP_DNS_H */
+#endif /* CLTCP_RESOLVER_H */
