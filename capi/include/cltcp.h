@@ -62,6 +62,7 @@
 #ifndef CLTCP_H
 #define CLTCP_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -126,6 +127,46 @@ typedef enum {
 #undef CLTCP__ERR_ENUM
   CLTCP_ERRNO_MAX_ = -30000
 } cltcp_errno_t;
+
+/* The libuv codes the library returns or delivers, nameable without uv.h:
+ * CLTCP_EINVAL is UV_EINVAL, and so on (libuv's code on Unix is the
+ * negated errno; errors.c checks each against uv.h when the library is
+ * built).  Any other libuv code may still reach a callback from the system
+ * (cltcp_err_name() names it). */
+#define CLTCP_UV_ERRNO_MAP(XX)                                               \
+  XX(EACCES, -EACCES)                                                        \
+  XX(EADDRINUSE, -EADDRINUSE)                                                \
+  XX(EADDRNOTAVAIL, -EADDRNOTAVAIL)                                          \
+  XX(EAFNOSUPPORT, -EAFNOSUPPORT)                                            \
+  XX(EAGAIN, -EAGAIN)                                                        \
+  XX(ECANCELED, -ECANCELED)                                                  \
+  XX(ECONNABORTED, -ECONNABORTED)                                            \
+  XX(ECONNREFUSED, -ECONNREFUSED)                                            \
+  XX(ECONNRESET, -ECONNRESET)                                                \
+  XX(EHOSTDOWN, -EHOSTDOWN)                                                  \
+  XX(EHOSTUNREACH, -EHOSTUNREACH)                                            \
+  XX(EINVAL, -EINVAL)                                                        \
+  XX(EMFILE, -EMFILE)                                                        \
+  XX(ENETDOWN, -ENETDOWN)                                                    \
+  XX(ENETUNREACH, -ENETUNREACH)                                              \
+  XX(ENFILE, -ENFILE)                                                        \
+  XX(ENOBUFS, -ENOBUFS)                                                      \
+  XX(ENOMEM, -ENOMEM)                                                        \
+  XX(ENONET, -ENONET)                                                        \
+  XX(ENOPROTOOPT, -ENOPROTOOPT)                                              \
+  XX(ENOTCONN, -ENOTCONN)                                                    \
+  XX(ENOTSUP, -ENOTSUP)                                                      \
+  XX(EPERM, -EPERM)                                                          \
+  XX(EPIPE, -EPIPE)                                                          \
+  XX(EPROTO, -EPROTO)                                                        \
+  XX(ETIMEDOUT, -ETIMEDOUT)
+
+enum {
+#define CLTCP__UV_ERR_ENUM(name, val) CLTCP_##name = val,
+  CLTCP_UV_ERRNO_MAP(CLTCP__UV_ERR_ENUM)
+#undef CLTCP__UV_ERR_ENUM
+  CLTCP_UV_ERRNO_END_ = 0
+};
 
 /* Returns the symbolic name of any code ("ECONNREFUSED", "ECLOSED", ...):
  * a static string, "UNKNOWN" for a value that is not a code, "OK" for 0. */
@@ -218,7 +259,8 @@ typedef void (*cltcp_cb)(uintptr_t ctx, cltcp_id id, int event, int status,
 CLTCP_EXTERN int cltcp_id_kind(cltcp_id id);
 
 /* Stores in *alive 1 when id names a live handle (not closed, not closing),
- * else 0.  Never fails for any id value. */
+ * else 0.  Any id value is accepted (a dead or made-up one gives 0).
+ * Returns 0, or UV_EINVAL when alive is NULL. */
 CLTCP_EXTERN int cltcp_id_alive(int *alive, cltcp_id id);
 
 /* ---------------------------------------------------------------------- */
@@ -285,7 +327,8 @@ CLTCP_EXTERN int cltcp_loop_now(uint64_t *ms, cltcp_id loop);
 /* Number of live handles of the loop (sockets, servers, timers, signals,
  * asyncs, DNS requests), closing ones included.  For leak checks in tests;
  * cltcp_loop_kind_counts() splits it by kind, cltcp_loop_handles() lists
- * the handles. */
+ * the handles.  Returns 0, UV_EINVAL (count NULL), CLTCP_ECLOSED or
+ * CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_loop_handle_count(size_t *count, cltcp_id loop);
 
 /* ---------------------------------------------------------------------- */
@@ -583,7 +626,7 @@ CLTCP_EXTERN int cltcp_socket_set_connect_timeout(cltcp_id sock,
 CLTCP_EXTERN int cltcp_socket_enable(cltcp_id sock, int read, int write);
 
 /* Stores in *read and *write (either may be NULL) whether the socket's read
- * and write monitoring is enabled. */
+ * and write monitoring is enabled.  Returns 0 or CLTCP_ECLOSED/CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_socket_enabled(int *read, int *write, cltcp_id sock);
 
 /* Shuts the write side down once the queue is flushed (a TCP half-close);
@@ -611,11 +654,15 @@ enum {
  * CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_socket_close(cltcp_id sock, int mode);
 
-/* Sets TCP_NODELAY (enable != 0 turns Nagle's algorithm off). */
+/* Sets TCP_NODELAY (enable != 0 turns Nagle's algorithm off).  May be called
+ * before connecting (it applies once connected).  Returns 0, the system's
+ * error for the setting (a libuv code), CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_socket_nodelay(cltcp_id sock, int enable);
 
 /* Sets TCP keep-alive; delay_seconds is the idle time before the first
- * probe (ignored when enable is 0).  May be called before connecting. */
+ * probe (ignored when enable is 0; 0 with enable means 1).  May be called
+ * before connecting (it applies once connected).  Returns 0, the system's
+ * error for the setting (a libuv code), CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_socket_keepalive(cltcp_id sock, int enable,
                                         unsigned delay_seconds);
 
@@ -675,8 +722,9 @@ CLTCP_EXTERN int cltcp_server_listen_ex(cltcp_id *server, cltcp_id loop,
                                         uintptr_t server_ctx,
                                         cltcp_cb sock_cb, uintptr_t sock_ctx);
 
-/* The server's bound address, as cltcp_socket_address() (which is ignored:
- * always the local address). */
+/* The server's bound address, as cltcp_socket_address() gives a socket's
+ * local one.  Returns 0, UV_ENOBUFS (buf too small), another libuv code
+ * from getsockname(2), CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_server_address(char *buf, size_t buflen, int *port,
                                       int *family, cltcp_id server);
 
@@ -758,9 +806,10 @@ CLTCP_EXTERN int cltcp_dns_cancel(cltcp_id req);
 
 /* Sets the loop's DNS servers, a comma-separated list of host[:port] (IPv6
  * as [addr]:port), e.g. "127.0.0.1:15353".  NULL or "" restores the system's
- * (/etc/resolv.conf).  Lookups already in flight keep their servers.
- * Returns 0, CLTCP_EDNSCONFIG (bad list), CLTCP_EBUSY (lookups in flight),
- * CLTCP_ECLOSED or CLTCP_EKIND. */
+ * (/etc/resolv.conf).  Not while a lookup whose owner still waits is in
+ * flight: that gives CLTCP_EBUSY and changes nothing (cancelled lookups do
+ * not count; their queries are dropped).  Returns 0, CLTCP_EDNSCONFIG (bad
+ * list), CLTCP_EBUSY, UV_ENOMEM, CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_loop_set_dns_servers(cltcp_id loop,
                                             const char *servers);
 

@@ -1,6 +1,13 @@
 /* errors.c -- names and messages for every code, from one table. */
 #include "internal.h"
 
+/* Each libuv code cltcp.h names is libuv's own value. */
+#define CLTCP__UV_ERR_CHECK(name, val)                                     \
+  _Static_assert((int)CLTCP_##name == (int)UV_##name,                    \
+                 "CLTCP_" #name " is UV_" #name);
+CLTCP_UV_ERRNO_MAP(CLTCP__UV_ERR_CHECK)
+#undef CLTCP__UV_ERR_CHECK
+
 const char *cltcp_err_name(int code) {
   switch (code) {
   case 0:
