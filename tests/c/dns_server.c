@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <check.h>
+
 static double mono(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -244,4 +246,38 @@ int udp_pending(int fd) {
   while (recv(fd, buf, sizeof buf, MSG_DONTWAIT) >= 0)
     n++;
   return n;
+}
+
+/* ---- the suite's server ------------------------------------------------- */
+
+dns_server suite_dns;
+static int suite_dns_ok;
+static const char *const *suite_dns_args;
+static const char *suite_dns_probe;
+
+void suite_dns_config(const char *const *args, const char *probe) {
+  suite_dns_args = args;
+  suite_dns_probe = probe;
+}
+
+void suite_dns_setup(void) {
+  suite_dns_ok =
+      dns_server_start(&suite_dns, suite_dns_args, suite_dns_probe) == 0;
+}
+
+void suite_dns_teardown(void) { dns_server_stop(&suite_dns); }
+
+void use_suite_dns(cltcp_id loop) {
+  ck_assert_msg(suite_dns_ok, "dnsmasq did not start");
+  ck_assert_int_eq(cltcp_loop_set_dns_servers(loop, suite_dns.servers), 0);
+}
+
+int use_silent_dns(cltcp_id loop, double timeout, int tries) {
+  char servers[64];
+  int fd, port = silent_udp_port(&fd);
+  ck_assert_int_gt(port, 0);
+  snprintf(servers, sizeof servers, "127.0.0.1:%d", port);
+  ck_assert_int_eq(cltcp_loop_set_dns_servers(loop, servers), 0);
+  ck_assert_int_eq(cltcp_loop_set_dns_timeout(loop, timeout, tries), 0);
+  return fd;
 }

@@ -13,6 +13,8 @@
 
 #include <sys/types.h>
 
+#include "cltcp.h"
+
 #define DNSMASQ_PATH "/usr/sbin/dnsmasq"
 
 typedef struct dns_server {
@@ -36,5 +38,21 @@ void dns_server_stop(dns_server *srv);
  * udp_pending() tells how many datagrams wait on it (queries it got). */
 int silent_udp_port(int *fd);
 int udp_pending(int fd);
+
+/* ---- the suite's server ----------------------------------------------------
+ * A suite gives its records once with suite_dns_config() and adds
+ * suite_dns_setup / suite_dns_teardown as an unchecked fixture: they run in
+ * the runner process, once per test case, so the server is stopped even
+ * when a (forked) test fails. */
+extern dns_server suite_dns;
+void suite_dns_config(const char *const *args, const char *probe);
+void suite_dns_setup(void);
+void suite_dns_teardown(void);
+/* Points the loop at the suite's server; fails the test if it did not
+ * start. */
+void use_suite_dns(cltcp_id loop);
+/* Points the loop at a silent UDP port, with this per-try timeout and
+ * tries.  Returns the port's socket (close it at the end). */
+int use_silent_dns(cltcp_id loop, double timeout, int tries);
 
 #endif

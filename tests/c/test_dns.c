@@ -18,9 +18,6 @@
 
 /* ---- the suite's DNS server --------------------------------------------- */
 
-static dns_server srv;
-static int srv_ok;
-
 static const char *const srv_args[] = {
     "--host-record=dual.example,127.0.0.7,fd00::7",
     "--host-record=v4.example,127.0.0.1",
@@ -30,31 +27,6 @@ static const char *const srv_args[] = {
     /* authoritative for example: other names there get NXDOMAIN */
     "--local=/example/",
     NULL};
-
-/* Unchecked fixture: runs in the runner process, once per test case, so the
- * server is stopped even when a (forked) test fails. */
-static void srv_setup(void) {
-  srv_ok = dns_server_start(&srv, srv_args, "v4.example") == 0;
-}
-
-static void srv_teardown(void) { dns_server_stop(&srv); }
-
-static void use_srv(cltcp_id loop) {
-  ck_assert_msg(srv_ok, "dnsmasq did not start");
-  ck_assert_int_eq(cltcp_loop_set_dns_servers(loop, srv.servers), 0);
-}
-
-/* Points the loop at a UDP port where queries vanish.  Returns the socket
- * (close it at the end); *servers gets the list. */
-static int use_silent(cltcp_id loop, double timeout, int tries) {
-  char servers[64];
-  int fd, port = silent_udp_port(&fd);
-  ck_assert_int_gt(port, 0);
-  snprintf(servers, sizeof servers, "127.0.0.1:%d", port);
-  ck_assert_int_eq(cltcp_loop_set_dns_servers(loop, servers), 0);
-  ck_assert_int_eq(cltcp_loop_set_dns_timeout(loop, timeout, tries), 0);
-  return fd;
-}
 
 /* ---- recording DNS results ---------------------------------------------- */
 
@@ -144,7 +116,7 @@ static size_t handles(cltcp_id loop) {
 START_TEST(a_and_aaaa) {
   cltcp_id loop = new_loop();
   dres r;
-  use_srv(loop);
+  use_suite_dns(loop);
   r = resolve(loop, "dual.example", CLTCP_AF_INET);
   ck_assert_int_eq(r.status, 0);
   ck_assert_uint_eq(r.n, 1);
@@ -180,7 +152,7 @@ START_TEST(unspec_gives_both_ipv4_first) {
   cltcp_id loop = new_loop();
   dres r;
   int i;
-  use_srv(loop);
+  use_suite_dns(loop);
   /* Several times: the A and AAAA answers race, the order must not. */
   for (i = 0; i < 5; i++) {
     r = resolve(loop, "dual.example", CLTCP_AF_UNSPEC);
@@ -209,7 +181,7 @@ START_TEST(numeric_resolves_to_itself) {
   dres r;
   /* A query would hang for 30 s: none is sent (the bound below is far
    * from both, so no machine is too slow for it). */
-  int fd = use_silent(loop, 30, 1);
+  int fd = use_silent_dns(loop, 30, 1);
   double t = now_s();
   r = resolve(loop, "127.0.0.1", CLTCP_AF_UNSPEC);
   ck_assert_int_eq(r.status, 0);
@@ -239,7 +211,7 @@ START_TEST(localhost_from_hosts_file) {
   dres r;
   /* The servers swallow queries (for 30 s): an answer proves /etc/hosts
    * gave it. */
-  int fd = use_silent(loop, 30, 1);
+  int fd = use_silent_dns(loop, 30, 1);
   double t = now_s();
   r = resolve(loop, "localhost", CLTCP_AF_UNSPEC);
   ck_assert_int_eq(r.status, 0);
@@ -267,7 +239,7 @@ START_TEST(localhost_names_are_loopback) {
                                       "localhost", NULL};
   cltcp_id loop = new_loop(), req;
   dres r;
-  int fd = use_silent(loop, 5, 1), i;
+  int fd = use_silent_dns(loop, 5, 1), i;
   size_t k;
   for (i = 0; names[i] != NULL; i++) {
     r = resolve(loop, names[i], CLTCP_AF_INET);
@@ -318,7 +290,7 @@ END_TEST
 START_TEST(nxdomain_is_enotfound) {
   cltcp_id loop = new_loop();
   dres r;
-  use_srv(loop);
+  use_suite_dns(loop);
   r = resolve(loop, "nosuch.example", CLTCP_AF_UNSPEC);
   ck_assert_int_eq(r.status, CLTCP_ENOTFOUND);
   ck_assert_str_eq(cltcp_err_name(r.status), "ENOTFOUND");
@@ -333,7 +305,7 @@ START_TEST(bad_names) {
   cltcp_id loop = new_loop();
   dres r;
   char longlabel[100];
-  use_srv(loop);
+  use_suite_dns(loop);
   r = resolve(loop, "", CLTCP_AF_UNSPEC);
   ck_assert_int_eq(r.status, CLTCP_EBADNAME);
   /* A label longer than 63 bytes cannot be put in a query. */
@@ -363,7 +335,7 @@ END_TEST
 START_TEST(unreachable_server_times_out) {
   cltcp_id loop = new_loop();
   dres r4, r6;
-  int fd = use_silent(loop, 0.5, 1);
+  int fd = use_silent_dns(loop, 0.5, 1);
   double t = now_s(), dt;
   memset(&r4, 0, sizeof r4);
   memset(&r6, 0, sizeof r6);
@@ -418,7 +390,7 @@ START_TEST(thousand_in_flight) {
   size_t i;
   double t;
   ck_assert_ptr_nonnull(r);
-  use_srv(loop);
+  use_suite_dns(loop);
   /* Replies dropped by a full socket buffer are retried quickly. */
   ck_assert_int_eq(cltcp_loop_set_dns_timeout(loop, 1.0, 4), 0);
   t = now_s();
@@ -450,7 +422,7 @@ START_TEST(connect_by_name) {
   const ev *e;
   uint8_t *got;
   size_t len;
-  use_srv(loop);
+  use_suite_dns(loop);
   echo_start(&es, loop, "127.0.0.1");
   ck_assert_int_eq(cltcp_socket_new(&s, loop, rec_cb, 7), 0);
   track(s);
@@ -487,7 +459,7 @@ END_TEST
 START_TEST(connect_by_name_nxdomain) {
   cltcp_id loop = new_loop(), s = 0;
   const ev *e;
-  use_srv(loop);
+  use_suite_dns(loop);
   ck_assert_int_eq(cltcp_socket_new(&s, loop, rec_cb, 7), 0);
   track(s);
   ck_assert_int_eq(cltcp_socket_connect(s, "nosuch.example", 80), 0);
@@ -503,7 +475,7 @@ END_TEST
 
 START_TEST(socket_closed_while_resolving) {
   cltcp_id loop = new_loop(), s = 0;
-  int fd = use_silent(loop, 5, 1);
+  int fd = use_silent_dns(loop, 5, 1);
   ck_assert_int_eq(cltcp_socket_new(&s, loop, rec_cb, 7), 0);
   track(s);
   ck_assert_int_eq(cltcp_socket_connect(s, "slow.example", 80), 0);
@@ -555,7 +527,7 @@ END_TEST
 START_TEST(cancel_lookup) {
   cltcp_id loop = new_loop(), req;
   dres r, r2, r3;
-  int alive = 1, fd = use_silent(loop, 5, 1);
+  int alive = 1, fd = use_silent_dns(loop, 5, 1);
   memset(&r, 0, sizeof r);
   memset(&r2, 0, sizeof r2);
   req = lookup(loop, "slow.example", CLTCP_AF_UNSPEC, &r);
@@ -583,7 +555,7 @@ START_TEST(cancel_lookup) {
 
   /* The cancelled query still sits in c-ares; that does not block a new
    * configuration, and the new servers work. */
-  use_srv(loop);
+  use_suite_dns(loop);
   r3 = resolve(loop, "v4.example", CLTCP_AF_INET);
   ck_assert_int_eq(r3.status, 0);
   run_for(loop, 0.1);
@@ -627,7 +599,7 @@ static void chain_hook(dres *r) {
    * in flight), then start the next lookup. */
   if (r->aux > 0) {
     r->aux--;
-    ck_assert_int_eq(cltcp_loop_set_dns_servers(r->loop, srv.servers), 0);
+    ck_assert_int_eq(cltcp_loop_set_dns_servers(r->loop, suite_dns.servers), 0);
     r->calls = 0;
     ck_assert_int_eq(cltcp_dns_lookup(&req, r->loop, "dual.example",
                                       CLTCP_AF_UNSPEC, dns_cb, (uintptr_t)r),
@@ -639,7 +611,7 @@ START_TEST(lookup_from_callback) {
   cltcp_id loop = new_loop();
   dres r;
   memset(&r, 0, sizeof r);
-  use_srv(loop);
+  use_suite_dns(loop);
   r.hook = chain_hook;
   r.loop = loop;
   r.aux = 5;
@@ -665,7 +637,7 @@ static void teardown_hook(dres *r) {
 START_TEST(loop_closed_with_lookups_pending) {
   cltcp_id loop = new_loop(), s = 0, c;
   dres r[4];
-  int i, fd = use_silent(loop, 5, 2);
+  int i, fd = use_silent_dns(loop, 5, 2);
   memset(r, 0, sizeof r);
   for (i = 0; i < 4; i++) r[i].loop = loop;
   r[0].hook = teardown_hook;
@@ -708,7 +680,7 @@ START_TEST(queued_lookups_cancel_abort_close) {
   cltcp_id loop = new_loop(), s = 0, *ids = calloc(N, sizeof *ids);
   dres *r = calloc(N, sizeof *r);
   char name[64];
-  int i, fd = use_silent(loop, 5, 1);
+  int i, fd = use_silent_dns(loop, 5, 1);
   ck_assert_ptr_nonnull(r);
   ck_assert_ptr_nonnull(ids);
   for (i = 0; i < N; i++) {
@@ -750,7 +722,7 @@ START_TEST(loop_closed_idle_resolver) {
   /* A resolver that was used and is idle, and one that never was. */
   cltcp_id loop = new_loop();
   dres r;
-  use_srv(loop);
+  use_suite_dns(loop);
   r = resolve(loop, "v4.example", CLTCP_AF_UNSPEC);
   ck_assert_int_eq(r.status, 0);
   finish_loop(loop);
@@ -788,7 +760,7 @@ START_TEST(server_list_and_timeout_settings) {
   ck_assert_int_eq(cltcp_loop_set_dns_timeout(loop, 0.0001, 0), 0);
 
   /* Lookups in flight: the configuration stays. */
-  fd = use_silent(loop, 5, 1);
+  fd = use_silent_dns(loop, 5, 1);
   memset(&r, 0, sizeof r);
   req = lookup(loop, "slow.example", CLTCP_AF_INET, &r);
   ck_assert_int_eq(cltcp_loop_set_dns_servers(loop, "127.0.0.1"),
@@ -872,7 +844,7 @@ START_TEST(server_binds_dot_localhost) {
   cltcp_id loop = new_loop(), sv = 0, c = 0;
   char addr[64];
   int port = 0, family = 0;
-  int fd = use_silent(loop, 5, 1);
+  int fd = use_silent_dns(loop, 5, 1);
   ck_assert_int_eq(cltcp_server_listen(&sv, loop, "api.localhost", 0, -1,
                                        rec_cb, 1, rec_cb, 2),
                    0);
@@ -894,7 +866,8 @@ END_TEST
 static Suite *dns_suite(void) {
   Suite *s = suite_create("dns");
   TCase *tc = tcase_create("dns");
-  tcase_add_unchecked_fixture(tc, srv_setup, srv_teardown);
+  suite_dns_config(srv_args, "v4.example");
+  tcase_add_unchecked_fixture(tc, suite_dns_setup, suite_dns_teardown);
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, a_and_aaaa);
   tcase_add_test(tc, unspec_gives_both_ipv4_first);

@@ -332,14 +332,8 @@ END_TEST
  * the socket's uv handle and makes a fresh one, which libuv creates
  * referenced.  The owner's unref must hold for the fresh one too. */
 
-static dns_server srv;
-static int srv_ok;
 static const char *const srv_args[] = {
     "--host-record=two.example,127.0.0.1,::1", "--local=/example/", NULL};
-static void srv_setup(void) {
-  srv_ok = dns_server_start(&srv, srv_args, "two.example") == 0;
-}
-static void srv_teardown(void) { dns_server_stop(&srv); }
 
 static bool pred_not_alive(void *arg) {
   int alive = 1;
@@ -355,8 +349,7 @@ START_TEST(unref_holds_across_reconnect) {
     fprintf(stderr, "handles: no ::1 here, reconnect case not run\n");
     return;
   }
-  ck_assert_msg(srv_ok, "dnsmasq did not start");
-  ck_assert_int_eq(cltcp_loop_set_dns_servers(loop, srv.servers), 0);
+  use_suite_dns(loop);
   /* Listening on ::1 only: the IPv4 attempt (first) is refused, the IPv6
    * one, on a fresh uv handle, connects.  A socket bound to 127.0.0.1 on
    * that port without listening makes sure of the refusal. */
@@ -419,7 +412,8 @@ static Suite *suite(void) {
   tcase_add_test(tc, list_bad_arguments);
   suite_add_tcase(s, tc);
   tc = tcase_create("reconnect");
-  tcase_add_unchecked_fixture(tc, srv_setup, srv_teardown);
+  suite_dns_config(srv_args, "two.example");
+  tcase_add_unchecked_fixture(tc, suite_dns_setup, suite_dns_teardown);
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, unref_holds_across_reconnect);
   suite_add_tcase(s, tc);

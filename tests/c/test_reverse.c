@@ -16,9 +16,6 @@
 #include "dns_server.h"
 #include "helpers.h"
 
-static dns_server srv;
-static int srv_ok;
-
 static const char *const srv_args[] = {
     /* A, AAAA and the matching PTR records */
     "--host-record=rev.example,192.0.2.7,2001:db8::7",
@@ -33,25 +30,6 @@ static const char *const srv_args[] = {
     "--local=/127.in-addr.arpa/",
     NULL};
 
-static void srv_setup(void) {
-  srv_ok = dns_server_start(&srv, srv_args, "rev.example") == 0;
-}
-static void srv_teardown(void) { dns_server_stop(&srv); }
-
-static void use_srv(cltcp_id loop) {
-  ck_assert_msg(srv_ok, "dnsmasq did not start");
-  ck_assert_int_eq(cltcp_loop_set_dns_servers(loop, srv.servers), 0);
-}
-
-static int use_silent(cltcp_id loop, double timeout, int tries) {
-  char servers[64];
-  int fd, port = silent_udp_port(&fd);
-  ck_assert_int_gt(port, 0);
-  snprintf(servers, sizeof servers, "127.0.0.1:%d", port);
-  ck_assert_int_eq(cltcp_loop_set_dns_servers(loop, servers), 0);
-  ck_assert_int_eq(cltcp_loop_set_dns_timeout(loop, timeout, tries), 0);
-  return fd;
-}
 
 /* ---- recording results -------------------------------------------------- */
 
@@ -113,7 +91,7 @@ static rres reverse(cltcp_id loop, const char *addr) {
 START_TEST(ipv4_ptr) {
   cltcp_id loop = new_loop();
   rres r;
-  use_srv(loop);
+  use_suite_dns(loop);
   r = reverse(loop, "192.0.2.7");
   assert_name(r, "rev.example");
   ck_assert_uint_eq(r.len, strlen("rev.example"));
@@ -126,7 +104,7 @@ END_TEST
 START_TEST(ipv6_ptr) {
   cltcp_id loop = new_loop();
   rres r;
-  use_srv(loop);
+  use_suite_dns(loop);
   r = reverse(loop, "2001:db8::7");
   assert_name(r, "rev.example");
   /* Any spelling of the address. */
@@ -141,7 +119,7 @@ END_TEST
 START_TEST(not_found) {
   cltcp_id loop = new_loop();
   rres r;
-  use_srv(loop);
+  use_suite_dns(loop);
   r = reverse(loop, "192.0.2.99");
   ck_assert_int_eq(r.status, CLTCP_ENOTFOUND);
   r = reverse(loop, "2001:db8::99");
@@ -158,7 +136,7 @@ START_TEST(refused) {
    * ARES_ENOTFOUND). */
   cltcp_id loop = new_loop();
   rres r;
-  use_srv(loop);
+  use_suite_dns(loop);
   ck_assert_int_eq(cltcp_loop_set_dns_timeout(loop, 2, 1), 0);
   r = reverse(loop, "198.51.100.1");
   ck_assert_msg(r.status == CLTCP_EDNSCONN, "status %d (%s)", r.status,
@@ -193,7 +171,7 @@ START_TEST(hosts_file) {
   cltcp_id loop = new_loop();
   char want[256];
   rres r;
-  use_srv(loop);
+  use_suite_dns(loop);
   hosts_name(want, sizeof want, "127.0.0.1");
   r = reverse(loop, "127.0.0.1");
   if (want[0] != '\0') {
@@ -207,7 +185,7 @@ END_TEST
 
 START_TEST(timeout) {
   cltcp_id loop = new_loop();
-  int fd = use_silent(loop, 0.3, 1);
+  int fd = use_silent_dns(loop, 0.3, 1);
   double t0 = now_s();
   rres r = reverse(loop, "192.0.2.7");
   ck_assert_int_eq(r.status, CLTCP_EDNSTIMEOUT);
@@ -224,7 +202,7 @@ START_TEST(cancel) {
   cltcp_handle_info v[4];
   size_t n = 0;
   rres r;
-  int fd = use_silent(loop, 5, 1);
+  int fd = use_silent_dns(loop, 5, 1);
   memset(&r, 0, sizeof r);
   ck_assert_int_eq(
       cltcp_dns_reverse(&req, loop, "192.0.2.7", name_cb, (uintptr_t)&r), 0);
@@ -249,7 +227,7 @@ END_TEST
 START_TEST(teardown) {
   cltcp_id loop = new_loop();
   rres r[2];
-  int fd = use_silent(loop, 5, 1);
+  int fd = use_silent_dns(loop, 5, 1);
   memset(r, 0, sizeof r);
   ck_assert_int_eq(
       cltcp_dns_reverse(NULL, loop, "192.0.2.7", name_cb, (uintptr_t)&r[0]), 0);
@@ -272,7 +250,7 @@ START_TEST(burst_beyond_in_flight_limit) {
   static rres r[N];
   size_t i, done;
   double deadline = now_s() + 60;
-  use_srv(loop);
+  use_suite_dns(loop);
   memset(r, 0, sizeof r);
   for (i = 0; i < N; i++) {
     const char *a = i % 3 == 0   ? "192.0.2.7"
@@ -330,7 +308,8 @@ END_TEST
 static Suite *suite(void) {
   Suite *s = suite_create("reverse");
   TCase *tc = tcase_create("reverse");
-  tcase_add_unchecked_fixture(tc, srv_setup, srv_teardown);
+  suite_dns_config(srv_args, "rev.example");
+  tcase_add_unchecked_fixture(tc, suite_dns_setup, suite_dns_teardown);
   tcase_set_timeout(tc, 90);
   tcase_add_test(tc, ipv4_ptr);
   tcase_add_test(tc, ipv6_ptr);
