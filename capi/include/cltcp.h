@@ -23,8 +23,9 @@
  *    make the library touch freed memory (for threads, see below).
  *
  *  - Every fallible call returns 0 or a negative error code.  Codes are
- *    libuv's where libuv has one (UV_ECONNREFUSED, ...) and the CLTCP_E*
- *    values below otherwise.  cltcp_err_name() and cltcp_strerror() name and
+ *    libuv's where libuv has one (UV_ECONNREFUSED, ...; those the library
+ *    returns are named here too, CLTCP_ECONNREFUSED and so on, so that
+ *    uv.h is not needed) and the library's own CLTCP_E* values otherwise.  cltcp_err_name() and cltcp_strerror() name and
  *    describe any code, known or not, with static strings.  Results come back
  *    through out-parameters, which come first.
  *
@@ -58,6 +59,15 @@
  *    run its loop races with that thread: not allowed.  The one exception
  *    to the thread rule is cltcp_async_send(), safe from any thread at any
  *    time, with any id.
+ *
+ * The sections, in order: version; errors (the library's codes, the names
+ * of libuv's, name and message of any code); ids, events and the callback
+ * type; loops; timers; signals; async wake-ups; what every handle shares
+ * (references, the listing of a loop's handles); sockets (connect, read
+ * modes, writes, timeouts, shutdown, close, options, addresses); servers;
+ * DNS (forward and reverse lookups, cancel, the loop's servers and
+ * timeout).  The implementation is in capi/src, one concern per file
+ * (README.md, "Layout").
  */
 #ifndef CLTCP_H
 #define CLTCP_H

@@ -18,7 +18,7 @@
 #include <uv.h>
 
 /* Write buffers: the first size of a socket's buffers, and how many spare
- * ones a loop keeps (tcp.c). */
+ * ones a loop keeps (stream.c). */
 #define CLTCP__WBUF_SIZE 4096u
 #define CLTCP__WBUF_SPARES 64u
 
@@ -304,7 +304,7 @@ static inline uint64_t cltcp__seconds_to_ms(double s) {
   return (uint64_t)(s * 1000.0 + 0.5);
 }
 
-/* ---- tcp.c / connect.c: what server.c uses of sockets --------------------- */
+/* ---- connect.c: what server.c uses of sockets ---------------------------- */
 /* The one accept entry: makes a socket of `loop' for the connected
  * descriptor fd (non-blocking), calls announce(arg, id) with its id (the
  * server's ACCEPT event), then starts it unless the announcement closed
