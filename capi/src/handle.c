@@ -19,6 +19,23 @@ void cltcp__handle_init(cltcp__handle *h, cltcp__loop *loop, int kind,
   h->ctx = ctx;
 }
 
+int cltcp__handle_new(cltcp__handle **out, size_t size, cltcp__loop *loop,
+                      int kind, const cltcp__handle_kind *ops, cltcp_cb cb,
+                      uintptr_t ctx) {
+  cltcp__handle *h = calloc(1, size);
+  int rc;
+  if (h == NULL)
+    return UV_ENOMEM;
+  rc = cltcp__id_alloc(&h->id, loop, kind, h);
+  if (rc != 0) {
+    free(h);
+    return rc;
+  }
+  cltcp__handle_init(h, loop, kind, ops, cb, ctx);
+  *out = h;
+  return 0;
+}
+
 void cltcp__handle_link(cltcp__handle *h) {
   cltcp__queue_insert_head(&h->loop->handles, &h->hq);
 }

@@ -259,6 +259,13 @@ CLTCP__HIDDEN void cltcp__undefer(cltcp__deferred *d);
 CLTCP__HIDDEN void cltcp__handle_init(cltcp__handle *h, cltcp__loop *loop,
                                       int kind, const cltcp__handle_kind *ops,
                                       cltcp_cb cb, uintptr_t ctx);
+/* A new handle of `size' bytes (the cltcp__handle first), zeroed, with its
+ * id and head filled, not linked yet.  Returns 0, UV_ENOMEM or an id
+ * allocation failure. */
+CLTCP__HIDDEN int cltcp__handle_new(cltcp__handle **out, size_t size,
+                                    cltcp__loop *loop, int kind,
+                                    const cltcp__handle_kind *ops, cltcp_cb cb,
+                                    uintptr_t ctx);
 CLTCP__HIDDEN void cltcp__handle_link(cltcp__handle *h);
 CLTCP__HIDDEN void cltcp__handle_unlink(cltcp__handle *h);
 /* Starts closing h with the given CLOSE status; false if it was closing

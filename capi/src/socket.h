@@ -124,6 +124,13 @@ static inline int sock_get(cltcp__socket **out, cltcp_id id) {
                               false);
 }
 
+/* A socket by id, also a closing one (whose kept bytes stay readable until
+ * its CLOSE event). */
+static inline int sock_get_closing(cltcp__socket **out, cltcp_id id) {
+  return cltcp__handle_lookup((cltcp__handle **)out, id, CLTCP_KIND_SOCKET,
+                              true);
+}
+
 /* Stops reading if the socket reads. */
 static inline void sock_read_stop(cltcp__socket *s) {
   if (s->reading) {

@@ -422,8 +422,7 @@ int cltcp_socket_buffered(size_t *n, cltcp_id id) {
   int rc;
   if (n == NULL)
     return UV_EINVAL;
-  rc = cltcp__handle_lookup((cltcp__handle **)&s, id, CLTCP_KIND_SOCKET,
-                            true);
+  rc = sock_get_closing(&s, id);
   if (rc != 0)
     return rc;
   *n = s->kend - s->kstart + s->blen;
@@ -436,8 +435,7 @@ int cltcp_socket_read(size_t *n, cltcp_id id, uint8_t *dst, size_t max) {
   int rc;
   if (n == NULL || (dst == NULL && max > 0))
     return UV_EINVAL;
-  rc = cltcp__handle_lookup((cltcp__handle **)&s, id, CLTCP_KIND_SOCKET,
-                            true);
+  rc = sock_get_closing(&s, id);
   if (rc != 0)
     return rc;
   /* Kept bytes come first: the shared buffer is only borrowed when none

@@ -18,16 +18,11 @@ static const cltcp__handle_kind socket_kind = {socket_teardown, socket_recover,
 
 int cltcp__socket_create(cltcp__socket **out, cltcp__loop *loop, cltcp_cb cb,
                          uintptr_t ctx) {
-  cltcp__socket *s = calloc(1, sizeof(*s));
-  int rc;
-  if (s == NULL)
-    return UV_ENOMEM;
-  rc = cltcp__id_alloc(&s->h.id, loop, CLTCP_KIND_SOCKET, s);
-  if (rc != 0) {
-    free(s);
+  cltcp__socket *s;
+  int rc = cltcp__handle_new((cltcp__handle **)&s, sizeof(*s), loop,
+                             CLTCP_KIND_SOCKET, &socket_kind, cb, ctx);
+  if (rc != 0)
     return rc;
-  }
-  cltcp__handle_init(&s->h, loop, CLTCP_KIND_SOCKET, &socket_kind, cb, ctx);
   s->read_enabled = s->write_enabled = true;
   s->drain_mark = (size_t)-1;
   cltcp__deferred_init(&s->dfr);
@@ -320,8 +315,7 @@ int cltcp_socket_send_count(uint64_t *n, cltcp_id id) {
   int rc;
   if (n == NULL)
     return UV_EINVAL;
-  rc = cltcp__handle_lookup((cltcp__handle **)&s, id, CLTCP_KIND_SOCKET,
-                            true);
+  rc = sock_get_closing(&s, id);
   if (rc != 0)
     return rc;
   *n = s->sends;

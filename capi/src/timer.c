@@ -92,15 +92,10 @@ int cltcp_timer_start(cltcp_id *out, cltcp_id loop_id, double seconds,
   rc = cltcp__loop_lookup(&loop, loop_id);
   if (rc != 0)
     return rc;
-  t = calloc(1, sizeof(*t));
-  if (t == NULL)
-    return UV_ENOMEM;
-  rc = cltcp__id_alloc(&t->h.id, loop, CLTCP_KIND_TIMER, t);
-  if (rc != 0) {
-    free(t);
+  rc = cltcp__handle_new((cltcp__handle **)&t, sizeof(*t), loop,
+                         CLTCP_KIND_TIMER, &timer_kind, cb, ctx);
+  if (rc != 0)
     return rc;
-  }
-  cltcp__handle_init(&t->h, loop, CLTCP_KIND_TIMER, &timer_kind, cb, ctx);
   uv_timer_init(&loop->uv, &t->timer);
   t->timer.data = t;
   t->h.uvh[0] = (uv_handle_t *)&t->timer;

@@ -551,12 +551,3 @@ cltcp_id new_loop(void) {
   ck_assert_int_eq(cltcp_id_kind(loop), CLTCP_KIND_LOOP);
   return loop;
 }
-
-int run_suite(Suite *s) {
-  SRunner *sr = srunner_create(s);
-  int failed;
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}

@@ -13,6 +13,8 @@
 #include "../../capi/src/ids.c"
 
 #include <check.h>
+
+int run_suite(Suite *s); /* runner.c */
 #include <stdlib.h>
 
 static int cmp_id(const void *a, const void *b) {
@@ -152,16 +154,10 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("ids_gen");
   TCase *tc = tcase_create("ids_gen");
-  SRunner *sr;
-  int failed;
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, worn_slot_retired);
   tcase_add_test(tc, index_retired_by_floor);
   tcase_add_test(tc, all_indexes_retired);
   suite_add_tcase(s, tc);
-  sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? 0 : 1;
+  return run_suite(s);
 }
