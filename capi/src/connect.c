@@ -19,14 +19,23 @@ static void start_io(cltcp__socket *s) {
   cltcp__socket_arm_timer(s);
 }
 
+/* The connecting part is no longer needed (its request has completed). */
+static void connecting_done(cltcp__socket *s) {
+  if (s->conn != NULL) {
+    free(s->conn->addrs);
+    free(s->conn);
+    s->conn = NULL;
+  }
+}
+
 static void connected(cltcp__socket *s) {
-  uint64_t n = sock_now();
   s->state = ST_CONNECTED;
-  s->last_read = s->last_write = n;
-  s->last_queued = 0;
-  free(s->addrs);
-  s->addrs = NULL;
-  s->naddrs = 0;
+  if (s->tmo != NULL) {
+    uint64_t n = sock_now();
+    s->tmo->last_read = s->tmo->last_write = n;
+    s->tmo->last_queued = 0;
+  }
+  connecting_done(s);
   cltcp__socket_apply_options(s);
   if (!s->h.closing) {
     sock_emit(s, CLTCP_EV_CONNECT, 0, NULL, 0);
@@ -44,8 +53,8 @@ static void connect_cb(uv_connect_t *req, int status) {
     connected(s);
     return;
   }
-  s->last_err = status;
-  if (s->next_addr < s->naddrs && !s->h.closing) {
+  s->conn->last_err = status;
+  if (s->conn->next_addr < s->conn->naddrs && !s->h.closing) {
     try_connect_next(s);
     return;
   }
@@ -55,8 +64,8 @@ static void connect_cb(uv_connect_t *req, int status) {
 static int start_connect(cltcp__socket *s, const struct sockaddr *sa) {
   int rc;
   s->state = ST_CONNECTING;
-  s->creq.data = s;
-  rc = uv_tcp_connect(&s->creq, &s->tcp, sa, connect_cb);
+  s->conn->creq.data = s;
+  rc = uv_tcp_connect(&s->conn->creq, &s->tcp, sa, connect_cb);
   return rc;
 }
 
@@ -78,6 +87,7 @@ static void reopen_cb(uv_handle_t *h) {
  * handle, later ones close and reopen it (a socket that failed to connect
  * cannot be reused, and the family may differ). */
 static void try_connect_next(cltcp__socket *s) {
+  cltcp__sock_connecting *c = s->conn;
   struct sockaddr_storage ss;
   int rc;
   if (uv_fileno((uv_handle_t *)&s->tcp, &(uv_os_fd_t){0}) == 0) {
@@ -85,14 +95,14 @@ static void try_connect_next(cltcp__socket *s) {
     uv_close((uv_handle_t *)&s->tcp, reopen_cb);
     return;
   }
-  while (s->next_addr < s->naddrs) {
-    const cltcp_addr *a = &s->addrs[s->next_addr++];
-    if (cltcp__parse_addr(&ss, a->addr, s->port) != 0)
+  while (c->next_addr < c->naddrs) {
+    const cltcp_addr *a = &c->addrs[c->next_addr++];
+    if (cltcp__parse_addr(&ss, a->addr, c->port) != 0)
       continue;
     rc = start_connect(s, (struct sockaddr *)&ss);
     if (rc == 0)
       return;
-    s->last_err = rc;
+    c->last_err = rc;
     /* uv_tcp_connect may have opened the fd before failing. */
     if (uv_fileno((uv_handle_t *)&s->tcp, &(uv_os_fd_t){0}) == 0) {
       s->tcp_reopening = true;
@@ -100,13 +110,14 @@ static void try_connect_next(cltcp__socket *s) {
       return;
     }
   }
-  cltcp__socket_fail(s, s->last_err != 0 ? s->last_err : CLTCP_ENOTFOUND);
+  cltcp__socket_fail(s, c->last_err != 0 ? c->last_err : CLTCP_ENOTFOUND);
 }
 
 static void dns_done(void *arg, int status, const cltcp_addr *addrs,
                      size_t n) {
   cltcp__socket *s = arg;
-  s->dns = NULL;
+  cltcp__sock_connecting *c = s->conn;
+  c->dns = NULL;
   if (s->uv_closed)
     return;
   if (status == UV_ECANCELED && s->h.loop->tearing_down)
@@ -115,14 +126,14 @@ static void dns_done(void *arg, int status, const cltcp_addr *addrs,
     cltcp__socket_fail(s, status < 0 ? status : CLTCP_ENOTFOUND);
     return;
   }
-  s->addrs = malloc(n * sizeof(*addrs));
-  if (s->addrs == NULL) {
+  c->addrs = malloc(n * sizeof(*addrs));
+  if (c->addrs == NULL) {
     cltcp__socket_fail(s, UV_ENOMEM);
     return;
   }
-  memcpy(s->addrs, addrs, n * sizeof(*addrs));
-  s->naddrs = n;
-  s->next_addr = 0;
+  memcpy(c->addrs, addrs, n * sizeof(*addrs));
+  c->naddrs = n;
+  c->next_addr = 0;
   s->state = ST_CONNECTING;
   try_connect_next(s);
 }
@@ -138,19 +149,22 @@ int cltcp_socket_connect(cltcp_id id, const char *host, int port) {
     return rc;
   if (s->state != ST_NEW)
     return CLTCP_ESTATE;
-  s->port = port;
-  s->connect_start = sock_now();
+  s->conn = calloc(1, sizeof(*s->conn));
+  if (s->conn == NULL)
+    return UV_ENOMEM;
+  s->conn->port = port;
+  s->conn->start = sock_now();
   if (cltcp__parse_addr(&ss, host, port) == 0) {
     rc = start_connect(s, (struct sockaddr *)&ss);
     if (rc != 0)
       cltcp__socket_fail_later(s, rc);
   } else {
     s->state = ST_RESOLVING;
-    rc = cltcp__dns_start(&s->dns, s->h.loop, host, CLTCP_AF_UNSPEC,
+    rc = cltcp__dns_start(&s->conn->dns, s->h.loop, host, CLTCP_AF_UNSPEC,
                           dns_done, s);
     if (rc != 0) {
       s->state = ST_NEW;
-      s->dns = NULL;
+      connecting_done(s);
       return rc;
     }
   }
@@ -164,7 +178,6 @@ int cltcp__socket_accept(cltcp__loop *loop, int fd, cltcp_cb cb, uintptr_t ctx,
                          void (*announce)(void *arg, cltcp_id id), void *arg,
                          bool *made) {
   cltcp__socket *s;
-  uint64_t n;
   int rc = cltcp__socket_create(&s, loop, cb, ctx);
   *made = rc == 0;
   if (rc != 0) {
@@ -177,10 +190,8 @@ int cltcp__socket_accept(cltcp__loop *loop, int fd, cltcp_cb cb, uintptr_t ctx,
     cltcp__socket_destroy_unused(s);
     return rc;
   }
-  n = sock_now();
   s->state = ST_CONNECTED;
   s->accepted = true;
-  s->last_read = s->last_write = n;
   announce(arg, s->h.id);
   /* The socket is still valid memory even if the announcement closed it
    * (its free waits for uv's close callback). */

@@ -11,7 +11,6 @@ static void run_batch(cltcp__queue *batch) {
     cltcp__deferred *d =
         cltcp__container_of(batch->next, cltcp__deferred, q);
     cltcp__queue_remove(&d->q);
-    d->queued = false;
     d->fn(d);
   }
 }
@@ -47,10 +46,9 @@ static void turn_check_cb(uv_check_t *check) {
 /* Links d at the tail of `queue' unless it is queued already. */
 static bool enqueue(cltcp__queue *queue, cltcp__deferred *d,
                     cltcp__deferred_fn fn) {
-  if (d->queued)
+  if (cltcp__deferred_queued(d))
     return false;
   d->fn = fn;
-  d->queued = true;
   cltcp__queue_insert_tail(queue, &d->q);
   return true;
 }
@@ -58,7 +56,6 @@ static bool enqueue(cltcp__queue *queue, cltcp__deferred *d,
 void cltcp__deferred_init(cltcp__deferred *d) {
   cltcp__queue_init(&d->q);
   d->fn = NULL;
-  d->queued = false;
 }
 
 void cltcp__defer(cltcp__loop *loop, cltcp__deferred *d,
@@ -79,10 +76,7 @@ void cltcp__at_turn_end(cltcp__loop *loop, cltcp__deferred *d,
 }
 
 void cltcp__undefer(cltcp__deferred *d) {
-  if (!d->queued)
-    return;
-  cltcp__queue_remove(&d->q);
-  d->queued = false;
+  cltcp__queue_remove(&d->q); /* a no-op for an unlinked node */
 }
 
 void cltcp__defer_loop_init(cltcp__loop *loop) {

@@ -44,7 +44,7 @@ static void ares_start(cltcp__dns_req *r, const char *host);
 /* Frees a request nobody needs any more: c-ares is done with it, its owner
  * was called (or gave up) and no delivery is queued. */
 static void req_maybe_free(cltcp__dns_req *r) {
-  if (r->in_ares || r->owed || r->d.queued || r->delivering || r->waiting)
+  if (r->in_ares || r->owed || cltcp__deferred_queued(&r->d) || r->delivering || r->waiting)
     return;
   cltcp__queue_remove(&r->rq);
   free(r->addrs);

@@ -116,10 +116,13 @@ typedef struct cltcp__slot {
 typedef struct cltcp__deferred cltcp__deferred;
 typedef void (*cltcp__deferred_fn)(cltcp__deferred *d);
 struct cltcp__deferred {
-  cltcp__queue q;
+  cltcp__queue q; /* linked while queued; an unlinked node points at itself */
   cltcp__deferred_fn fn;
-  bool queued;
 };
+
+static inline bool cltcp__deferred_queued(const cltcp__deferred *d) {
+  return !cltcp__queue_empty(&d->q);
+}
 
 /* ---- loop ---------------------------------------------------------------- */
 typedef struct cltcp__dns cltcp__dns; /* resolver.h */
@@ -199,9 +202,14 @@ struct cltcp__handle {
   const cltcp__handle_kind *ops;
   cltcp__loop *loop;
   cltcp_id id;
-  int kind;
   cltcp_cb cb;
   uintptr_t ctx;
+  /* The uv handles cltcp_handle_ref() acts on (NULL when unused).  A kind
+   * that re-initializes one of them (a socket between connect attempts) or
+   * adds one later (a socket's timer) applies `unref' again with
+   * cltcp__handle_apply_ref(). */
+  uv_handle_t *uvh[3];
+  int kind;
   int close_status;  /* status of the CLOSE event */
   int pending_closes; /* uv handles still closing */
   /* Set when the owner or the library started closing the handle.  Its id
@@ -209,12 +217,7 @@ struct cltcp__handle {
    * keep-mode socket's last bytes stay readable), but every call other than
    * reading returns CLTCP_ECLOSED from then on. */
   bool closing;
-  /* The uv handles cltcp_handle_ref() acts on (NULL when unused), and
-   * whether the owner unreferenced the handle.  A kind that re-initializes
-   * one of them (a socket between connect attempts) applies `unref' again
-   * with cltcp__handle_apply_ref(). */
-  uv_handle_t *uvh[3];
-  bool unref;
+  bool unref; /* the owner unreferenced the handle */
 };
 
 /* ---- ids.c ---------------------------------------------------------------- */

@@ -23,82 +23,118 @@ enum {
   ST_CONNECTED    /* connected (or accepted) */
 };
 
-typedef struct cltcp__socket {
-  cltcp__handle h;
-  uv_tcp_t tcp;
+/* What a socket holds only while it uses it, each allocated on first use so
+ * that an idle connection costs little more than its uv_tcp_t (issue 12):
+ *   timeouts   the timer and the clocks, from the first timeout set
+ *   connecting the connect request and the addresses to try, until connected
+ *   keep       the keep-mode input buffer, from cltcp_socket_set_read_mode()
+ *   writer     the uv_write in flight and its buffer, the FLUSHED marks:
+ *              from the first write the kernel does not take at once or the
+ *              first NOTIFY write, given back when all has left */
+typedef struct cltcp__sock_timeouts {
   uv_timer_t timer;
+  /* timeouts (ms, 0 = none) and clocks (ms of the precise clock) */
+  uint64_t read_to, write_to, connect_to;
+  uint64_t last_read, last_write;
+  uint64_t timer_due;   /* when the armed timer fires; 0 = not armed */
+  size_t last_queued;   /* queue size at the last write-progress check */
+} cltcp__sock_timeouts;
+
+typedef struct cltcp__sock_connecting {
   uv_connect_t creq;
-  uv_write_t wreq;
-  uv_shutdown_t sreq;
-  cltcp__deferred dfr;
-  cltcp__deferred fq;   /* queued for the end of the turn (coalescing) */
-  int state;
-  int mode;
-  /* flags */
-  bool uv_closed;       /* uv_close called on tcp and timer (close_now) */
-  bool tcp_reopening;   /* tcp closing between two connect attempts */
-  bool reading;         /* uv_read_start active */
-  bool read_enabled;
-  bool write_enabled;
-  bool eof;             /* peer's EOF seen */
-  bool writing;         /* wreq in flight */
-  bool flush_close;     /* close once the queue is empty */
-  bool shut_wanted;     /* cltcp_socket_shutdown called */
-  bool shut_started;
-  bool above_mark;
-  bool nodelay;
-  bool keepalive;
-  unsigned keepalive_delay;
-  bool accepted;        /* made by a server (cltcp_loop_handles()) */
-  /* deferred events */
-  int dfr_error;        /* an ERROR to deliver on the next turn */
-  bool dfr_flushed;     /* a FLUSHED to deliver on the next turn */
-  /* keep-mode input buffer: bytes [kstart, kend) of kbuf, then, during a
-   * DATA callback only, the `blen' bytes at `bptr' still unread in the
-   * loop's shared read buffer (see read_cb). */
+  cltcp__dns_req *dns;
+  cltcp_addr *addrs;
+  size_t naddrs, next_addr;
+  uint64_t start;       /* sock_now() when cltcp_socket_connect() was called */
+  int port;
+  int last_err;
+} cltcp__sock_connecting;
+
+typedef struct cltcp__sock_keep {
+  /* bytes [kstart, kend) of kbuf, then, during a DATA callback only, the
+   * `blen' bytes at `bptr' still unread in the loop's shared read buffer
+   * (see read_cb). */
   uint8_t *kbuf;
   size_t kcap, kstart, kend;
   const uint8_t *bptr;
   size_t blen;
-  /* write queue: `wf' is being handed to uv_write, chunk by chunk: bytes
-   * [0, wf_off) are sent, [wf_off, wf_off + wf_chunk) are in the uv_write
-   * in flight.  `wq' collects what is written meanwhile, and the writes of
-   * the current turn until its end; they swap, so the steady state
-   * allocates nothing. */
-  uint8_t *wf, *wq;
-  size_t wf_len, wf_cap, wq_len, wq_cap;
-  size_t wf_off, wf_chunk;
+} cltcp__sock_keep;
+
+typedef struct cltcp__sock_writer {
+  uv_write_t wreq;
+  /* `wf' is being handed to uv_write, chunk by chunk: bytes [0, wf_off)
+   * are sent, [wf_off, wf_off + wf_chunk) are in the uv_write in flight. */
+  uint8_t *wf;
+  size_t wf_len, wf_cap, wf_off, wf_chunk;
+  uint64_t *marks;      /* ring of due counts, one per NOTIFY write */
+  size_t marks_head, marks_len, marks_cap;
+} cltcp__sock_writer;
+
+typedef struct cltcp__socket {
+  cltcp__handle h;
+  uv_tcp_t tcp;
+  cltcp__deferred dfr;
+  cltcp__deferred fq;   /* queued for the end of the turn (coalescing) */
+  /* `wq' collects the writes of the current turn until its end, and what is
+   * written while a uv_write is in flight; it swaps with the writer's `wf',
+   * so the steady state allocates nothing. */
+  uint8_t *wq;
+  size_t wq_len, wq_cap;
   /* byte counts since the socket was made: accepted by cltcp_socket_write,
    * and handed to the kernel for good.  A NOTIFY write's FLUSHED is due
    * once `sent' reaches the `written' count its write ended at. */
   uint64_t written, sent;
-  uint64_t *marks;      /* ring of due counts, one per NOTIFY write */
-  size_t marks_head, marks_len, marks_cap;
   uint64_t sends;       /* uv_try_write and uv_write calls (for tests) */
   size_t drain_mark;
-  size_t last_queued;   /* queue size at the last write-progress check */
-  /* timeouts (ms, 0 = none) and clocks (loop time, ms) */
-  uint64_t read_to, write_to, connect_to;
-  uint64_t last_read, last_write, connect_start;
-  uint64_t timer_due;   /* when the armed timer fires; 0 = not armed */
-  /* connecting by name */
-  cltcp__dns_req *dns;
-  cltcp_addr *addrs;
-  size_t naddrs, next_addr;
-  int port;
-  int last_err;
+  cltcp__sock_timeouts *tmo;
+  cltcp__sock_connecting *conn;
+  cltcp__sock_keep *keep;
+  cltcp__sock_writer *w;
+  uv_shutdown_t *sreq;
+  int dfr_error;        /* an ERROR to deliver on the next turn */
+  unsigned keepalive_delay;
+  uint8_t state;
+  uint8_t mode;
+  /* flags */
+  bool uv_closed : 1;     /* uv_close called on the uv handles (close_now) */
+  bool tcp_reopening : 1; /* tcp closing between two connect attempts */
+  bool reading : 1;       /* uv_read_start active */
+  bool read_enabled : 1;
+  bool write_enabled : 1;
+  bool eof : 1;           /* peer's EOF seen */
+  bool writing : 1;       /* wreq in flight */
+  bool flush_close : 1;   /* close once the queue is empty */
+  bool shut_wanted : 1;   /* cltcp_socket_shutdown called */
+  bool shut_started : 1;
+  bool above_mark : 1;
+  bool nodelay : 1;
+  bool keepalive : 1;
+  bool accepted : 1;      /* made by a server (cltcp_loop_handles()) */
+  bool dfr_flushed : 1;   /* a FLUSHED to deliver on the next turn */
 } cltcp__socket;
 
 /* Bytes accepted by cltcp_socket_write() and not yet handed to the kernel
  * for good: in libuv's queue, the rest of `wf', and `wq'. */
 static inline size_t sock_queued(const cltcp__socket *s) {
-  return s->tcp.write_queue_size + (s->wf_len - s->wf_off - s->wf_chunk) +
-         s->wq_len;
+  const cltcp__sock_writer *w = s->w;
+  return s->tcp.write_queue_size +
+         (w != NULL ? w->wf_len - w->wf_off - w->wf_chunk : 0) + s->wq_len;
 }
 
 /* Nothing handed to libuv is still in flight and nothing waits in `wf'. */
 static inline bool sock_idle_writer(const cltcp__socket *s) {
-  return !s->writing && s->wf_len == 0;
+  return !s->writing && (s->w == NULL || s->w->wf_len == 0);
+}
+
+/* FLUSHED marks still owed. */
+static inline size_t sock_marks(const cltcp__socket *s) {
+  return s->w != NULL ? s->w->marks_len : 0;
+}
+
+/* Bytes kept in keep mode (in kbuf, and unread in the shared buffer). */
+static inline size_t sock_kept(const cltcp__socket *s) {
+  const cltcp__sock_keep *k = s->keep;
+  return k != NULL ? k->kend - k->kstart + k->blen : 0;
 }
 
 /* The socket clocks (last_read, last_write, connect_start, deadlines) are
@@ -112,6 +148,17 @@ static inline uint64_t sock_now(void) {
 }
 
 static inline uint64_t sock_now_floor(void) { return uv_hrtime() / 1000000; }
+
+/* Activity that restarts a clock: only a socket with timeouts keeps clocks,
+ * so the others read no clock per read or write. */
+static inline void sock_read_happened(cltcp__socket *s) {
+  if (s->tmo != NULL)
+    s->tmo->last_read = sock_now();
+}
+static inline void sock_write_happened(cltcp__socket *s) {
+  if (s->tmo != NULL)
+    s->tmo->last_write = sock_now();
+}
 
 static inline void sock_emit(cltcp__socket *s, int event, int status,
                              const uint8_t *data, size_t len) {
@@ -162,6 +209,8 @@ CLTCP__HIDDEN void cltcp__socket_fail(cltcp__socket *s, int err);
  * after a deadline moved later. */
 CLTCP__HIDDEN void cltcp__socket_arm_timer(cltcp__socket *s);
 CLTCP__HIDDEN void cltcp__socket_rearm_timer(cltcp__socket *s);
+/* The socket's timeouts part, made on first use (UV_ENOMEM). */
+CLTCP__HIDDEN int cltcp__socket_timeouts(cltcp__socket *s);
 
 /* ---- stream.c ------------------------------------------------------------- */
 /* Reports err on the next turn (ERROR, then close): for failures known
@@ -172,5 +221,7 @@ CLTCP__HIDDEN void cltcp__socket_start_reading(cltcp__socket *s);
 /* Hands the queue (or a pending shutdown) to libuv if nothing is in flight
  * and the socket is connected. */
 CLTCP__HIDDEN void cltcp__socket_start_write(cltcp__socket *s);
+/* Gives the writer back once nothing is in flight and no mark is owed. */
+CLTCP__HIDDEN void cltcp__socket_writer_release(cltcp__socket *s);
 
 #endif /* CLTCP_SOCKET_H */

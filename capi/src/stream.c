@@ -54,30 +54,49 @@ static void deferred_run(cltcp__deferred *d) {
  * everything before them) have left, stopping if the owner closes the
  * socket from one of them. */
 static void emit_flushed(cltcp__socket *s) {
-  while (s->marks_len > 0 && !s->uv_closed &&
-         s->marks[s->marks_head] <= s->sent) {
-    s->marks_head = (s->marks_head + 1) % s->marks_cap;
-    s->marks_len--;
+  cltcp__sock_writer *w;
+  while ((w = s->w) != NULL && w->marks_len > 0 && !s->uv_closed &&
+         w->marks[w->marks_head] <= s->sent) {
+    w->marks_head = (w->marks_head + 1) % w->marks_cap;
+    w->marks_len--;
     sock_emit(s, CLTCP_EV_FLUSHED, 0, NULL, 0);
   }
 }
 
+/* The socket's writer, made on first use. */
+static int writer_get(cltcp__sock_writer **out, cltcp__socket *s) {
+  if (s->w == NULL) {
+    s->w = calloc(1, sizeof(*s->w));
+    if (s->w == NULL)
+      return UV_ENOMEM;
+    s->w->wreq.data = s;
+  }
+  *out = s->w;
+  return 0;
+}
+
 /* Remembers that a FLUSHED is owed once `sent' reaches `due'. */
 static int push_mark(cltcp__socket *s, uint64_t due) {
-  if (s->marks_len == s->marks_cap) {
-    size_t cap = s->marks_cap ? s->marks_cap * 2 : 8, i;
+  cltcp__sock_writer *w;
+  int rc = writer_get(&w, s);
+  if (rc != 0)
+    return rc;
+  if (w->marks_len == w->marks_cap) {
+    size_t cap = w->marks_cap ? w->marks_cap * 2 : 8, i;
     uint64_t *nm = malloc(cap * sizeof(*nm));
-    if (nm == NULL)
+    if (nm == NULL) {
+      cltcp__socket_writer_release(s);
       return UV_ENOMEM;
-    for (i = 0; i < s->marks_len; i++)
-      nm[i] = s->marks[(s->marks_head + i) % s->marks_cap];
-    free(s->marks);
-    s->marks = nm;
-    s->marks_cap = cap;
-    s->marks_head = 0;
+    }
+    for (i = 0; i < w->marks_len; i++)
+      nm[i] = w->marks[(w->marks_head + i) % w->marks_cap];
+    free(w->marks);
+    w->marks = nm;
+    w->marks_cap = cap;
+    w->marks_head = 0;
   }
-  s->marks[(s->marks_head + s->marks_len) % s->marks_cap] = due;
-  s->marks_len++;
+  w->marks[(w->marks_head + w->marks_len) % w->marks_cap] = due;
+  w->marks_len++;
   return 0;
 }
 
@@ -91,80 +110,83 @@ void cltcp__socket_fail_later(cltcp__socket *s, int err) {
 
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   cltcp__socket *s = h->data;
+  cltcp__sock_keep *k;
   (void)hint;
   if (s->mode == CLTCP_READ_DRAIN) {
     buf->base = (char *)s->h.loop->readbuf;
     buf->len = s->h.loop->readbuf_len;
     return;
   }
-  if (s->kstart == s->kend) {
+  k = s->keep;
+  if (k->kstart == k->kend) {
     /* Nothing kept: read into the loop's shared buffer.  A reader that
      * takes everything during the DATA callback (the usual case) then costs
      * no per-socket memory and one copy in all; only what it leaves is
      * copied into kbuf.  An idle keep-mode socket holds no buffer. */
-    if (s->kbuf != NULL) {
-      free(s->kbuf);
-      s->kbuf = NULL;
-      s->kcap = 0;
+    if (k->kbuf != NULL) {
+      free(k->kbuf);
+      k->kbuf = NULL;
+      k->kcap = 0;
     }
-    s->kstart = s->kend = 0;
+    k->kstart = k->kend = 0;
     buf->base = (char *)s->h.loop->readbuf;
     buf->len = s->h.loop->readbuf_len;
     return;
   }
-  if (s->kcap - s->kend < KEEP_MIN_FREE) {
-    size_t used = s->kend - s->kstart;
-    if (s->kstart > 0 && s->kcap - used >= KEEP_MIN_FREE &&
-        s->kstart >= used) {
+  if (k->kcap - k->kend < KEEP_MIN_FREE) {
+    size_t used = k->kend - k->kstart;
+    if (k->kstart > 0 && k->kcap - used >= KEEP_MIN_FREE &&
+        k->kstart >= used) {
       /* Compact only when the live bytes are at most as many as the
        * consumed ones, so each byte moves O(1) times on average. */
-      memmove(s->kbuf, s->kbuf + s->kstart, used);
-      s->kstart = 0;
-      s->kend = used;
+      memmove(k->kbuf, k->kbuf + k->kstart, used);
+      k->kstart = 0;
+      k->kend = used;
     } else {
-      size_t cap = s->kcap ? s->kcap : KEEP_MIN_FREE;
+      size_t cap = k->kcap ? k->kcap : KEEP_MIN_FREE;
       uint8_t *nb;
-      while (cap - s->kend < KEEP_MIN_FREE)
+      while (cap - k->kend < KEEP_MIN_FREE)
         cap *= 2;
-      nb = realloc(s->kbuf, cap);
+      nb = realloc(k->kbuf, cap);
       if (nb == NULL) {
         buf->base = NULL;
         buf->len = 0; /* libuv reports UV_ENOBUFS */
         return;
       }
-      s->kbuf = nb;
-      s->kcap = cap;
+      k->kbuf = nb;
+      k->kcap = cap;
     }
   }
-  buf->base = (char *)s->kbuf + s->kend;
-  buf->len = s->kcap - s->kend;
+  buf->base = (char *)k->kbuf + k->kend;
+  buf->len = k->kcap - k->kend;
 }
 
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   cltcp__socket *s = stream->data;
   if (nread > 0) {
-    s->last_read = sock_now();
+    sock_read_happened(s);
     if (s->mode == CLTCP_READ_DRAIN) {
       sock_emit(s, CLTCP_EV_DATA, 0, (const uint8_t *)buf->base, (size_t)nread);
     } else {
+      cltcp__sock_keep *k = s->keep;
       if ((uint8_t *)buf->base == s->h.loop->readbuf) {
-        s->bptr = (const uint8_t *)buf->base;
-        s->blen = (size_t)nread;
-        sock_emit(s, CLTCP_EV_DATA, 0, s->bptr, (size_t)nread);
+        k->bptr = (const uint8_t *)buf->base;
+        k->blen = (size_t)nread;
+        sock_emit(s, CLTCP_EV_DATA, 0, k->bptr, (size_t)nread);
         /* Keep what the callback did not read (also when it closed the
          * socket: the bytes stay readable until CLOSE). */
-        if (s->blen > 0 &&
-            append(&s->kbuf, &s->kend, &s->kcap, s->bptr, s->blen) != 0) {
-          s->bptr = NULL;
-          s->blen = 0;
+        if (k->blen > 0 &&
+            append(&k->kbuf, &k->kend, &k->kcap, k->bptr, k->blen) != 0) {
+          k->bptr = NULL;
+          k->blen = 0;
           cltcp__socket_fail(s, UV_ENOMEM);
           return;
         }
-        s->bptr = NULL;
-        s->blen = 0;
+        k->bptr = NULL;
+        k->blen = 0;
       } else {
-        s->kend += (size_t)nread;
-        sock_emit(s, CLTCP_EV_DATA, 0, s->kbuf + s->kend - nread, (size_t)nread);
+        k->kend += (size_t)nread;
+        sock_emit(s, CLTCP_EV_DATA, 0, k->kbuf + k->kend - nread, (size_t)nread);
       }
     }
     return;
@@ -241,6 +263,8 @@ static void queue_emptied(cltcp__socket *s) {
 
 static void shutdown_cb(uv_shutdown_t *req, int status) {
   cltcp__socket *s = req->data;
+  free(req);
+  s->sreq = NULL;
   if (status == UV_ECANCELED || s->h.closing)
     return;
   sock_emit(s, CLTCP_EV_SHUTDOWN, status, NULL, 0);
@@ -269,74 +293,102 @@ static void after_progress(cltcp__socket *s) {
 
 static void write_cb(uv_write_t *req, int status) {
   cltcp__socket *s = req->data;
+  cltcp__sock_writer *w = s->w;
   s->writing = false;
   if (status == UV_ECANCELED || s->uv_closed) {
-    s->wf_len = s->wf_off = s->wf_chunk = 0;
+    w->wf_len = w->wf_off = w->wf_chunk = 0;
     return;
   }
   if (status < 0) {
-    s->wf_len = s->wf_off = s->wf_chunk = 0;
+    w->wf_len = w->wf_off = w->wf_chunk = 0;
     cltcp__socket_fail(s, status);
     return;
   }
-  s->sent += s->wf_chunk;
-  s->wf_off += s->wf_chunk;
-  s->wf_chunk = 0;
-  if (s->wf_off >= s->wf_len) {
-    s->wf_len = s->wf_off = 0;
-    wbuf_release(s->h.loop, &s->wf, &s->wf_cap);
+  s->sent += w->wf_chunk;
+  w->wf_off += w->wf_chunk;
+  w->wf_chunk = 0;
+  if (w->wf_off >= w->wf_len) {
+    w->wf_len = w->wf_off = 0;
+    wbuf_release(s->h.loop, &w->wf, &w->wf_cap);
   }
-  s->last_write = sock_now();
-  s->last_queued = sock_queued(s);
-  if (s->wf_len > 0 || s->wq_len > 0) {
+  sock_write_happened(s);
+  if (s->tmo != NULL)
+    s->tmo->last_queued = sock_queued(s);
+  if (w->wf_len > 0 || s->wq_len > 0) {
     cltcp__socket_start_write(s);
     if (s->uv_closed)
       return;
   }
   after_progress(s);
+  if (!s->uv_closed)
+    cltcp__socket_writer_release(s);
+}
+
+void cltcp__socket_writer_release(cltcp__socket *s) {
+  cltcp__sock_writer *w = s->w;
+  if (w == NULL || s->writing || w->wf_len != 0 || w->marks_len != 0)
+    return;
+  wbuf_release(s->h.loop, &w->wf, &w->wf_cap);
+  free(w->marks);
+  free(w);
+  s->w = NULL;
 }
 
 /* Hands the next chunk of `wf' to libuv -- or, when `wf' is done, the bytes
  * collected in `wq' -- or starts a pending shutdown. */
 void cltcp__socket_start_write(cltcp__socket *s) {
+  cltcp__sock_writer *w;
   uv_buf_t b;
   uint8_t *tb;
   size_t tc;
   int rc;
   if (s->writing || s->state != ST_CONNECTED || s->uv_closed)
     return;
-  if (s->wf_len == 0) {
+  if (s->w == NULL || s->w->wf_len == 0) {
     if (s->wq_len == 0) {
       if (s->shut_wanted && !s->shut_started) {
         s->shut_started = true;
-        s->sreq.data = s;
-        rc = uv_shutdown(&s->sreq, (uv_stream_t *)&s->tcp, shutdown_cb);
-        if (rc != 0)
+        s->sreq = malloc(sizeof(*s->sreq));
+        if (s->sreq == NULL) {
+          cltcp__socket_fail_later(s, UV_ENOMEM);
+          return;
+        }
+        s->sreq->data = s;
+        rc = uv_shutdown(s->sreq, (uv_stream_t *)&s->tcp, shutdown_cb);
+        if (rc != 0) {
+          free(s->sreq);
+          s->sreq = NULL;
           cltcp__socket_fail_later(s, rc);
+        }
       }
       return;
     }
-    tb = s->wf;
-    tc = s->wf_cap;
-    s->wf = s->wq;
-    s->wf_cap = s->wq_cap;
-    s->wf_len = s->wq_len;
-    s->wf_off = 0;
+    rc = writer_get(&w, s);
+    if (rc != 0) {
+      cltcp__socket_fail_later(s, rc);
+      return;
+    }
+    tb = w->wf;
+    tc = w->wf_cap;
+    w->wf = s->wq;
+    w->wf_cap = s->wq_cap;
+    w->wf_len = s->wq_len;
+    w->wf_off = 0;
     s->wq = tb;
     s->wq_cap = tc;
     s->wq_len = 0;
   }
-  s->wf_chunk = s->wf_len - s->wf_off;
-  if (s->wf_chunk > MAX_CHUNK)
-    s->wf_chunk = MAX_CHUNK;
+  w = s->w;
+  w->wf_chunk = w->wf_len - w->wf_off;
+  if (w->wf_chunk > MAX_CHUNK)
+    w->wf_chunk = MAX_CHUNK;
   /* Not uv_buf_init(): its length parameter is `unsigned'. */
-  b.base = (char *)s->wf + s->wf_off;
-  b.len = s->wf_chunk;
-  s->wreq.data = s;
+  b.base = (char *)w->wf + w->wf_off;
+  b.len = w->wf_chunk;
   s->sends++;
-  rc = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, write_cb);
+  rc = uv_write(&w->wreq, (uv_stream_t *)&s->tcp, &b, 1, write_cb);
   if (rc != 0) {
-    s->wf_len = s->wf_off = s->wf_chunk = 0;
+    w->wf_len = w->wf_off = w->wf_chunk = 0;
     cltcp__socket_fail_later(s, rc);
     return;
   }
@@ -346,8 +398,9 @@ void cltcp__socket_start_write(cltcp__socket *s) {
 /* Sends what `wq' collected: one uv_try_write of all of it (up to
  * MAX_CHUNK), the rest through uv_write.  Nothing is emitted here. */
 static void send_collected(cltcp__socket *s) {
+  cltcp__sock_writer *w;
   uv_buf_t b;
-  int n;
+  int n, rc;
   if (s->state != ST_CONNECTED || s->uv_closed || s->wq_len == 0 ||
       !sock_idle_writer(s) || s->tcp.write_queue_size != 0)
     return; /* connected() or write_cb() sends it */
@@ -359,7 +412,7 @@ static void send_collected(cltcp__socket *s) {
    * callback, so failures arrive as events, never from here. */
   if (n > 0) {
     s->sent += (uint64_t)n;
-    s->last_write = sock_now();
+    sock_write_happened(s);
     if ((size_t)n == s->wq_len) {
       /* All of it left: an idle socket keeps no buffer. */
       s->wq_len = 0;
@@ -371,13 +424,18 @@ static void send_collected(cltcp__socket *s) {
   }
   /* Hand the rest to uv_write from where the kernel stopped: `wq' becomes
    * `wf' (empty, as nothing is in flight) without moving a byte. */
+  rc = writer_get(&w, s);
+  if (rc != 0) {
+    cltcp__socket_fail_later(s, rc);
+    return;
+  }
   {
-    uint8_t *tb = s->wf;
-    size_t tc = s->wf_cap;
-    s->wf = s->wq;
-    s->wf_cap = s->wq_cap;
-    s->wf_len = s->wq_len;
-    s->wf_off = (size_t)n;
+    uint8_t *tb = w->wf;
+    size_t tc = w->wf_cap;
+    w->wf = s->wq;
+    w->wf_cap = s->wq_cap;
+    w->wf_len = s->wq_len;
+    w->wf_off = (size_t)n;
     s->wq = tb;
     s->wq_cap = tc;
     s->wq_len = 0;
@@ -395,10 +453,12 @@ static void turn_end_run(cltcp__deferred *d) {
   send_collected(s);
   if (s->uv_closed)
     return;
-  if (s->sent != before || (s->marks_len > 0 && sock_idle_writer(s)))
+  if (s->sent != before || (sock_marks(s) > 0 && sock_idle_writer(s)))
     after_progress(s);
   else
     cltcp__socket_arm_timer(s);
+  if (!s->uv_closed)
+    cltcp__socket_writer_release(s);
 }
 
 /* ---- public API -------------------------------------------------------- */
@@ -411,9 +471,18 @@ int cltcp_socket_set_read_mode(cltcp_id id, int mode) {
   rc = sock_get(&s, id);
   if (rc != 0)
     return rc;
-  if (mode == CLTCP_READ_DRAIN && (s->kend > s->kstart || s->blen > 0))
+  if (mode == CLTCP_READ_DRAIN && sock_kept(s) > 0)
     return CLTCP_EMODE;
-  s->mode = mode;
+  if (mode == CLTCP_READ_KEEP && s->keep == NULL) {
+    s->keep = calloc(1, sizeof(*s->keep));
+    if (s->keep == NULL)
+      return UV_ENOMEM;
+  } else if (mode == CLTCP_READ_DRAIN && s->keep != NULL) {
+    free(s->keep->kbuf);
+    free(s->keep);
+    s->keep = NULL;
+  }
+  s->mode = (uint8_t)mode;
   return 0;
 }
 
@@ -425,12 +494,13 @@ int cltcp_socket_buffered(size_t *n, cltcp_id id) {
   rc = sock_get_closing(&s, id);
   if (rc != 0)
     return rc;
-  *n = s->kend - s->kstart + s->blen;
+  *n = sock_kept(s);
   return 0;
 }
 
 int cltcp_socket_read(size_t *n, cltcp_id id, uint8_t *dst, size_t max) {
   cltcp__socket *s;
+  cltcp__sock_keep *k;
   size_t avail, done;
   int rc;
   if (n == NULL || (dst == NULL && max > 0))
@@ -438,23 +508,28 @@ int cltcp_socket_read(size_t *n, cltcp_id id, uint8_t *dst, size_t max) {
   rc = sock_get_closing(&s, id);
   if (rc != 0)
     return rc;
+  k = s->keep;
+  if (k == NULL) {
+    *n = 0; /* drain mode keeps nothing */
+    return 0;
+  }
   /* Kept bytes come first: the shared buffer is only borrowed when none
    * were kept (alloc_cb). */
-  avail = s->kend - s->kstart;
+  avail = k->kend - k->kstart;
   if (avail > max)
     avail = max;
   if (avail > 0) {
-    memcpy(dst, s->kbuf + s->kstart, avail);
-    s->kstart += avail;
-    if (s->kstart == s->kend)
-      s->kstart = s->kend = 0;
+    memcpy(dst, k->kbuf + k->kstart, avail);
+    k->kstart += avail;
+    if (k->kstart == k->kend)
+      k->kstart = k->kend = 0;
   }
   done = avail;
-  if (done < max && s->blen > 0) {
-    size_t take = s->blen < max - done ? s->blen : max - done;
-    memcpy(dst + done, s->bptr, take);
-    s->bptr += take;
-    s->blen -= take;
+  if (done < max && k->blen > 0) {
+    size_t take = k->blen < max - done ? k->blen : max - done;
+    memcpy(dst + done, k->bptr, take);
+    k->bptr += take;
+    k->blen -= take;
     done += take;
   }
   *n = done;
@@ -528,15 +603,17 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
       }
       rc = append(&s->wq, &s->wq_len, &s->wq_cap, data + done, len - done);
       if (rc != 0) {
-        if (flags & CLTCP_WRITE_NOTIFY)
-          s->marks_len--; /* the mark just pushed */
+        if (flags & CLTCP_WRITE_NOTIFY) {
+          s->w->marks_len--; /* the mark just pushed */
+          cltcp__socket_writer_release(s);
+        }
         return rc;
       }
     }
     s->written += len - done;
     if (done < len) {
       if (q == 0)
-        s->last_write = sock_now(); /* the write clock starts now */
+        sock_write_happened(s); /* the write clock starts now */
       if (tried)
         cltcp__socket_start_write(s); /* the kernel is full: no second try */
       else if (flags & CLTCP_WRITE_NOW)
@@ -586,12 +663,12 @@ int cltcp_socket_enable(cltcp_id id, int read, int write) {
     return rc;
   if (write == 0 || write == 1) {
     if (write && !s->write_enabled)
-      s->last_write = sock_now();
+      sock_write_happened(s);
     s->write_enabled = write;
   }
   if (read == 1 && !s->read_enabled) {
     s->read_enabled = true;
-    s->last_read = sock_now();
+    sock_read_happened(s);
     cltcp__socket_start_reading(s);
   } else if (read == 0 && s->read_enabled) {
     s->read_enabled = false;
@@ -640,7 +717,7 @@ int cltcp_socket_close(cltcp_id id, int mode) {
   if (mode == CLTCP_CLOSE_NOW) {
     /* What the kernel would have taken at once without coalescing still
      * goes: the writes of this turn get the one try they would have had. */
-    if (s->fq.queued)
+    if (cltcp__deferred_queued(&s->fq))
       send_collected(s);
     cltcp__socket_close_now(s, 0);
   } else {

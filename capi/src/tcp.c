@@ -28,11 +28,8 @@ int cltcp__socket_create(cltcp__socket **out, cltcp__loop *loop, cltcp_cb cb,
   cltcp__deferred_init(&s->dfr);
   cltcp__deferred_init(&s->fq);
   uv_tcp_init(&loop->uv, &s->tcp);
-  uv_timer_init(&loop->uv, &s->timer);
   s->tcp.data = s;
-  s->timer.data = s;
   s->h.uvh[0] = (uv_handle_t *)&s->tcp;
-  s->h.uvh[1] = (uv_handle_t *)&s->timer;
   cltcp__handle_link(&s->h);
   *out = s;
   return 0;
@@ -41,12 +38,42 @@ int cltcp__socket_create(cltcp__socket **out, cltcp__loop *loop, cltcp_cb cb,
 /* The kind's destroy: the socket's memory, after its CLOSE event. */
 static void socket_destroy(cltcp__handle *h) {
   cltcp__socket *s = (cltcp__socket *)h;
-  free(s->kbuf);
-  free(s->wf);
+  if (s->keep != NULL) {
+    free(s->keep->kbuf);
+    free(s->keep);
+  }
+  if (s->w != NULL) {
+    free(s->w->wf);
+    free(s->w->marks);
+    free(s->w);
+  }
+  if (s->conn != NULL) {
+    free(s->conn->addrs);
+    free(s->conn);
+  }
   free(s->wq);
-  free(s->marks);
-  free(s->addrs);
+  free(s->tmo);
+  free(s->sreq);
   free(s);
+}
+
+int cltcp__socket_timeouts(cltcp__socket *s) {
+  cltcp__sock_timeouts *t;
+  uint64_t n;
+  if (s->tmo != NULL)
+    return 0;
+  t = calloc(1, sizeof(*t));
+  if (t == NULL)
+    return UV_ENOMEM;
+  uv_timer_init(&s->h.loop->uv, &t->timer);
+  t->timer.data = s;
+  n = sock_now();
+  t->last_read = t->last_write = n;
+  t->last_queued = sock_queued(s);
+  s->tmo = t;
+  s->h.uvh[1] = (uv_handle_t *)&t->timer;
+  cltcp__handle_apply_ref(&s->h);
+  return 0;
 }
 
 static void unused_closed(uv_handle_t *h) {
@@ -61,9 +88,8 @@ static void unused_closed(uv_handle_t *h) {
 void cltcp__socket_destroy_unused(cltcp__socket *s) {
   s->uv_closed = true;
   s->h.closing = true;
-  s->h.pending_closes = 2;
+  s->h.pending_closes = 1;
   uv_close((uv_handle_t *)&s->tcp, unused_closed);
-  uv_close((uv_handle_t *)&s->timer, unused_closed);
 }
 
 /* ---- close ------------------------------------------------------------ */
@@ -84,8 +110,8 @@ void cltcp__socket_uv_closed(uv_handle_t *uvh) {
   /* NOTIFY writes whose bytes never left were cancelled by the close:
    * like libuv's pending writes, each completes with UV_ECANCELED before
    * the handle's last event. */
-  while (s->marks_len > 0) {
-    s->marks_len--;
+  while (s->w != NULL && s->w->marks_len > 0) {
+    s->w->marks_len--;
     sock_emit(s, CLTCP_EV_FLUSHED, UV_ECANCELED, NULL, 0);
   }
   /* The id is still valid here, so keep-mode bytes can be read during the
@@ -105,12 +131,15 @@ void cltcp__socket_close_now(cltcp__socket *s, int status) {
   }
   cltcp__undefer(&s->dfr);
   cltcp__undefer(&s->fq);
-  if (s->dns != NULL) {
-    cltcp__dns_abort(s->dns);
-    s->dns = NULL;
+  if (s->conn != NULL && s->conn->dns != NULL) {
+    cltcp__dns_abort(s->conn->dns);
+    s->conn->dns = NULL;
   }
-  s->h.pending_closes = 1;
-  uv_close((uv_handle_t *)&s->timer, cltcp__socket_uv_closed);
+  s->h.pending_closes = 0;
+  if (s->tmo != NULL) {
+    s->h.pending_closes++;
+    uv_close((uv_handle_t *)&s->tmo->timer, cltcp__socket_uv_closed);
+  }
   /* Between two connect attempts the tcp handle is already closing; its
    * close callback (reopen_cb) counts itself. */
   s->h.pending_closes++;
@@ -134,31 +163,33 @@ void cltcp__socket_close_flush(cltcp__socket *s) {
 
 /* ---- timeouts ------------------------------------------------------------ */
 
-static void socket_timer_cb(uv_timer_t *t) {
-  cltcp__socket *s = t->data;
+static void socket_timer_cb(uv_timer_t *timer) {
+  cltcp__socket *s = timer->data;
+  cltcp__sock_timeouts *t = s->tmo;
   uint64_t n = sock_now_floor();
   size_t q;
-  s->timer_due = 0;
+  t->timer_due = 0;
   if (s->uv_closed)
     return;
   if ((s->state == ST_RESOLVING || s->state == ST_CONNECTING) &&
-      s->connect_to != 0 && n >= s->connect_start + s->connect_to) {
+      t->connect_to != 0 && s->conn != NULL &&
+      n >= s->conn->start + t->connect_to) {
     cltcp__socket_fail(s, UV_ETIMEDOUT);
     return;
   }
   if (s->state == ST_CONNECTED) {
     /* libuv reports no partial progress of a write; compare queue sizes. */
     q = sock_queued(s);
-    if (q < s->last_queued)
-      s->last_write = sock_now();
-    s->last_queued = q;
-    if (s->write_to != 0 && s->write_enabled && q > 0 &&
-        n >= s->last_write + s->write_to) {
+    if (q < t->last_queued)
+      t->last_write = sock_now();
+    t->last_queued = q;
+    if (t->write_to != 0 && s->write_enabled && q > 0 &&
+        n >= t->last_write + t->write_to) {
       cltcp__socket_fail(s, UV_ETIMEDOUT);
       return;
     }
-    if (s->read_to != 0 && s->read_enabled && !s->eof && !s->h.closing &&
-        n >= s->last_read + s->read_to) {
+    if (t->read_to != 0 && s->read_enabled && !s->eof && !s->h.closing &&
+        n >= t->last_read + t->read_to) {
       cltcp__socket_fail(s, UV_ETIMEDOUT);
       return;
     }
@@ -168,34 +199,36 @@ static void socket_timer_cb(uv_timer_t *t) {
 
 /* Arms the timer for the earliest deadline.  Reads only move last_read:
  * the timer fires at the old deadline and re-arms itself, so a busy socket
- * costs no timer operation per read. */
+ * costs no timer operation per read.  A socket without timeouts has no
+ * timer. */
 void cltcp__socket_arm_timer(cltcp__socket *s) {
+  cltcp__sock_timeouts *t = s->tmo;
   uint64_t due = 0, d, n;
-  if (s->uv_closed)
+  if (s->uv_closed || t == NULL)
     return;
   if ((s->state == ST_RESOLVING || s->state == ST_CONNECTING) &&
-      s->connect_to != 0)
-    due = s->connect_start + s->connect_to;
+      t->connect_to != 0 && s->conn != NULL)
+    due = s->conn->start + t->connect_to;
   if (s->state == ST_CONNECTED) {
-    if (s->read_to != 0 && s->read_enabled && !s->eof && !s->h.closing) {
-      d = s->last_read + s->read_to;
+    if (t->read_to != 0 && s->read_enabled && !s->eof && !s->h.closing) {
+      d = t->last_read + t->read_to;
       if (due == 0 || d < due)
         due = d;
     }
-    if (s->write_to != 0 && s->write_enabled && sock_queued(s) > 0) {
-      d = s->last_write + s->write_to;
+    if (t->write_to != 0 && s->write_enabled && sock_queued(s) > 0) {
+      d = t->last_write + t->write_to;
       if (due == 0 || d < due)
         due = d;
     }
   }
   if (due == 0) {
-    if (s->timer_due != 0) {
-      uv_timer_stop(&s->timer);
-      s->timer_due = 0;
+    if (t->timer_due != 0) {
+      uv_timer_stop(&t->timer);
+      t->timer_due = 0;
     }
     return;
   }
-  if (s->timer_due != 0 && s->timer_due <= due)
+  if (t->timer_due != 0 && t->timer_due <= due)
     return; /* fires early enough; it re-arms itself */
   /* The uv timer only wakes socket_timer_cb, which checks the deadline on the
    * precise clock itself (and re-arms if it is not reached); the loop time
@@ -203,14 +236,14 @@ void cltcp__socket_arm_timer(cltcp__socket *s) {
    * of the precise clock, so the wait is never shorter than what is left. */
   uv_update_time(&s->h.loop->uv);
   n = uv_now(&s->h.loop->uv);
-  uv_timer_start(&s->timer, socket_timer_cb, due > n ? due - n : 1, 0);
-  s->timer_due = due;
+  uv_timer_start(&t->timer, socket_timer_cb, due > n ? due - n : 1, 0);
+  t->timer_due = due;
 }
 
 void cltcp__socket_rearm_timer(cltcp__socket *s) {
-  if (s->timer_due) {
-    uv_timer_stop(&s->timer);
-    s->timer_due = 0;
+  if (s->tmo != NULL && s->tmo->timer_due) {
+    uv_timer_stop(&s->tmo->timer);
+    s->tmo->timer_due = 0;
   }
   cltcp__socket_arm_timer(s);
 }
@@ -288,13 +321,22 @@ int cltcp_socket_set_timeouts(cltcp_id id, double read_seconds,
   int rc = sock_get(&s, id);
   if (rc != 0)
     return rc;
-  s->read_to = cltcp__seconds_to_ms(read_seconds);
-  s->write_to = cltcp__seconds_to_ms(write_seconds);
+  {
+    uint64_t r = cltcp__seconds_to_ms(read_seconds);
+    uint64_t w = cltcp__seconds_to_ms(write_seconds);
+    if (s->tmo == NULL && r == 0 && w == 0)
+      return 0; /* none set, none asked: nothing to make */
+    rc = cltcp__socket_timeouts(s);
+    if (rc != 0)
+      return rc;
+    s->tmo->read_to = r;
+    s->tmo->write_to = w;
+  }
   /* A new timeout counts from now, not from an old activity. */
   if (s->state == ST_CONNECTED) {
     uint64_t n = sock_now();
-    s->last_read = n;
-    s->last_write = n;
+    s->tmo->last_read = n;
+    s->tmo->last_write = n;
   }
   cltcp__socket_rearm_timer(s);
   return 0;
@@ -305,7 +347,15 @@ int cltcp_socket_set_connect_timeout(cltcp_id id, double seconds) {
   int rc = sock_get(&s, id);
   if (rc != 0)
     return rc;
-  s->connect_to = cltcp__seconds_to_ms(seconds);
+  {
+    uint64_t c = cltcp__seconds_to_ms(seconds);
+    if (s->tmo == NULL && c == 0)
+      return 0;
+    rc = cltcp__socket_timeouts(s);
+    if (rc != 0)
+      return rc;
+    s->tmo->connect_to = c;
+  }
   cltcp__socket_rearm_timer(s);
   return 0;
 }
