@@ -160,7 +160,8 @@ int cltcp_socket_connect(cltcp_id id, const char *host, int port) {
 
 /* ---- accepting (server.c) ------------------------------------------------ */
 
-int cltcp__socket_accept(cltcp__loop *loop, int fd, cltcp_cb cb, uintptr_t ctx,
+int cltcp__socket_accept(cltcp__loop *loop, int fd, cltcp_cb cb,
+                         uintptr_t ctx,
                          void (*announce)(void *arg, cltcp_id id), void *arg,
                          bool *made) {
   cltcp__socket *s;

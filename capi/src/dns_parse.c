@@ -50,7 +50,8 @@ size_t cltcp__addr_add_raw(cltcp_addr *out, size_t n, size_t max, int af,
   char text[INET6_ADDRSTRLEN + 1];
   if (uv_inet_ntop(af, raw, text, sizeof(text)) != 0)
     return n;
-  return cltcp__addr_add(out, n, max, af == AF_INET ? CLTCP_AF_INET : CLTCP_AF_INET6,
+  return cltcp__addr_add(out, n, max,
+                         af == AF_INET ? CLTCP_AF_INET : CLTCP_AF_INET6,
                   text);
 }
 

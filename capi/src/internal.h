@@ -2,8 +2,8 @@
  * internal.h -- private structures and cltcp__ functions shared between the
  * source files of libcltcp: the id layout, the loop and the common head of
  * every handle, then the prototypes of each file, grouped by file.  The
- * socket files share socket.h besides, the DNS files resolver.h.  Nothing here is
- * part of the ABI.
+ * socket files share socket.h besides, the DNS files resolver.h.  Nothing
+ * here is part of the ABI.
  */
 #ifndef CLTCP_INTERNAL_H
 #define CLTCP_INTERNAL_H
@@ -217,7 +217,7 @@ struct cltcp__handle {
   bool unref;
 };
 
-/* ---- ids.c ---------------------------------------------------------------- */
+/* ---- ids.c --------------------------------------------------------------- */
 CLTCP__HIDDEN int cltcp__loop_lookup(cltcp__loop **out, cltcp_id id);
 CLTCP__HIDDEN int cltcp__lookup(void **out, cltcp_id id, int kind);
 CLTCP__HIDDEN int cltcp__id_alloc(cltcp_id *out, cltcp__loop *loop, int kind,
@@ -235,7 +235,7 @@ CLTCP__HIDDEN int cltcp__handle_lookup(cltcp__handle **out, cltcp_id id,
 CLTCP__HIDDEN int cltcp__loop_register(cltcp__loop *loop);
 CLTCP__HIDDEN void cltcp__loop_unregister(cltcp__loop *loop);
 
-/* ---- defer.c -------------------------------------------------------------- */
+/* ---- defer.c ------------------------------------------------------------- */
 /* Sets up and closes the loop's deferred queues and their uv handles. */
 CLTCP__HIDDEN void cltcp__defer_loop_init(cltcp__loop *loop);
 CLTCP__HIDDEN void cltcp__defer_loop_close(cltcp__loop *loop);
@@ -254,7 +254,7 @@ CLTCP__HIDDEN void cltcp__at_turn_end(cltcp__loop *loop, cltcp__deferred *d,
 /* Unqueues d, from whichever queue holds it (a no-op when none does). */
 CLTCP__HIDDEN void cltcp__undefer(cltcp__deferred *d);
 
-/* ---- handle.c ------------------------------------------------------------- */
+/* ---- handle.c ------------------------------------------------------------ */
 /* Fills the head of a new handle (not linked yet, no id yet). */
 CLTCP__HIDDEN void cltcp__handle_init(cltcp__handle *h, cltcp__loop *loop,
                                       int kind, const cltcp__handle_kind *ops,
@@ -285,7 +285,7 @@ CLTCP__HIDDEN void cltcp__handle_apply_ref(cltcp__handle *h);
 CLTCP__HIDDEN void cltcp__handles_teardown(cltcp__loop *loop);
 CLTCP__HIDDEN void cltcp__handles_recover(cltcp__loop *loop);
 
-/* ---- sigpipe.c ------------------------------------------------------------ */
+/* ---- sigpipe.c ----------------------------------------------------------- */
 /* Block SIGPIPE in this thread unless it is ignored; returns whether it
  * did, to be passed to cltcp__sigpipe_restore(). */
 CLTCP__HIDDEN bool cltcp__sigpipe_block(sigset_t *old);
@@ -352,7 +352,7 @@ CLTCP__HIDDEN void cltcp__dns_loop_free(cltcp__loop *loop);
 CLTCP__HIDDEN size_t cltcp__dns_list(cltcp_handle_info *out, size_t max,
                                      size_t n, cltcp__loop *loop);
 
-/* ---- addr.c --------------------------------------------------------------- */
+/* ---- addr.c -------------------------------------------------------------- */
 /* Parses a numeric IPv4/IPv6 address ("[v6]" too) and port into *ss.
  * Returns 0 or UV_EINVAL. */
 CLTCP__HIDDEN int cltcp__parse_addr(struct sockaddr_storage *ss,
@@ -361,7 +361,7 @@ CLTCP__HIDDEN int cltcp__parse_addr(struct sockaddr_storage *ss,
 CLTCP__HIDDEN int cltcp__format_addr(char *buf, size_t buflen, int *port,
                                      int *family, const struct sockaddr *sa);
 
-/* ---- dns_parse.c (pure: no loop, no c-ares) ------------------------------- */
+/* ---- dns_parse.c (pure: no loop, no c-ares) ------------------------------ */
 /* "[addr]" without its brackets into buf (size max); returns buf, or NULL
  * when host is not bracketed or does not fit. */
 CLTCP__HIDDEN const char *cltcp__unbracket(char *buf, size_t max,
