@@ -103,8 +103,7 @@ static void try_connect_next(cltcp__socket *s) {
   cltcp__socket_fail(s, s->last_err != 0 ? s->last_err : CLTCP_ENOTFOUND);
 }
 
-static void dns_done(void *arg, int status, const cltcp_addr *addrs,
-                     size_t n) {
+static void dns_done(void *arg, int status, const cltcp_addr *addrs, size_t n) {
   cltcp__socket *s = arg;
   s->dns = NULL;
   if (s->uv_closed)
@@ -146,8 +145,8 @@ int cltcp_socket_connect(cltcp_id id, const char *host, int port) {
       cltcp__socket_fail_later(s, rc);
   } else {
     s->state = ST_RESOLVING;
-    rc = cltcp__dns_start(&s->dns, s->h.loop, host, CLTCP_AF_UNSPEC,
-                          dns_done, s);
+    rc = cltcp__dns_start(&s->dns, s->h.loop, host, CLTCP_AF_UNSPEC, dns_done,
+                          s);
     if (rc != 0) {
       s->state = ST_NEW;
       s->dns = NULL;
@@ -160,8 +159,7 @@ int cltcp_socket_connect(cltcp_id id, const char *host, int port) {
 
 /* ---- accepting (server.c) ------------------------------------------------ */
 
-int cltcp__socket_accept(cltcp__loop *loop, int fd, cltcp_cb cb,
-                         uintptr_t ctx,
+int cltcp__socket_accept(cltcp__loop *loop, int fd, cltcp_cb cb, uintptr_t ctx,
                          void (*announce)(void *arg, cltcp_id id), void *arg,
                          bool *made) {
   cltcp__socket *s;

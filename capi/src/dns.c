@@ -145,11 +145,13 @@ static void req_store(cltcp__dns_req *r, const struct ares_addrinfo *ai) {
       if (node->ai_family != af || node->ai_addr == NULL)
         continue;
       if (af == AF_INET)
-        n = cltcp__addr_add_raw(r->addrs, n, count, af,
-                         &((struct sockaddr_in *)node->ai_addr)->sin_addr);
+        n = cltcp__addr_add_raw(
+            r->addrs, n, count, af,
+            &((struct sockaddr_in *)node->ai_addr)->sin_addr);
       else
-        n = cltcp__addr_add_raw(r->addrs, n, count, af,
-                         &((struct sockaddr_in6 *)node->ai_addr)->sin6_addr);
+        n = cltcp__addr_add_raw(
+            r->addrs, n, count, af,
+            &((struct sockaddr_in6 *)node->ai_addr)->sin6_addr);
     }
   }
   r->naddrs = n;
@@ -342,8 +344,8 @@ static void req_launch(cltcp__dns_req *r, const char *host) {
     if (r->addrs == NULL) {
       r->status = UV_ENOMEM;
     } else {
-      r->naddrs = cltcp__ares_localhost(r->addrs, LOCALHOST_MAX, dns, host,
-                                   r->family);
+      r->naddrs =
+          cltcp__ares_localhost(r->addrs, LOCALHOST_MAX, dns, host, r->family);
       r->status = 0;
     }
     req_queue(r);

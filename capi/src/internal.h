@@ -318,10 +318,9 @@ static inline uint64_t cltcp__seconds_to_ms(double s) {
  * it.  Returns 0; or a negative code with fd closed and nothing announced,
  * *made telling whether the socket could be made at all (false: out of
  * memory or ids, true: libuv refused the descriptor). */
-CLTCP__HIDDEN int cltcp__socket_accept(cltcp__loop *loop, int fd,
-                                       cltcp_cb cb, uintptr_t ctx,
-                                       void (*announce)(void *arg,
-                                                        cltcp_id id),
+CLTCP__HIDDEN int cltcp__socket_accept(cltcp__loop *loop, int fd, cltcp_cb cb,
+                                       uintptr_t ctx,
+                                       void (*announce)(void *arg, cltcp_id id),
                                        void *arg, bool *made);
 
 /* ---- dns.c ----------------------------------------------------------------

@@ -126,8 +126,8 @@ CLTCP__HIDDEN int cltcp__dns_family(int family);
 CLTCP__HIDDEN size_t cltcp__addr_add(cltcp_addr *out, size_t n, size_t max,
                                      int family, const char *text);
 /* The same from a binary address of AF_INET / AF_INET6. */
-CLTCP__HIDDEN size_t cltcp__addr_add_raw(cltcp_addr *out, size_t n,
-                                         size_t max, int af, const void *raw);
+CLTCP__HIDDEN size_t cltcp__addr_add_raw(cltcp_addr *out, size_t n, size_t max,
+                                         int af, const void *raw);
 /* Returns 1 if host is numeric, with *status and out[0] set; else 0. */
 CLTCP__HIDDEN int cltcp__dns_numeric(cltcp_addr *out, int *status,
                                      const char *host, int family);

@@ -114,8 +114,7 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   }
   if (s->kcap - s->kend < KEEP_MIN_FREE) {
     size_t used = s->kend - s->kstart;
-    if (s->kstart > 0 && s->kcap - used >= KEEP_MIN_FREE &&
-        s->kstart >= used) {
+    if (s->kstart > 0 && s->kcap - used >= KEEP_MIN_FREE && s->kstart >= used) {
       /* Compact only when the live bytes are at most as many as the
        * consumed ones, so each byte moves O(1) times on average. */
       memmove(s->kbuf, s->kbuf + s->kstart, used);
