@@ -25,7 +25,8 @@
  *  - Every fallible call returns 0 or a negative error code.  Codes are
  *    libuv's where libuv has one (UV_ECONNREFUSED, ...; those the library
  *    returns are named here too, CLTCP_ECONNREFUSED and so on, so that
- *    uv.h is not needed) and the library's own CLTCP_E* values otherwise.  cltcp_err_name() and cltcp_strerror() name and
+ *    uv.h is not needed) and the library's own CLTCP_E* values otherwise.
+ *    cltcp_err_name() and cltcp_strerror() name and
  *    describe any code, known or not, with static strings.  Results come back
  *    through out-parameters, which come first.
  *

@@ -18,8 +18,7 @@ int cltcp__parse_addr(struct sockaddr_storage *ss, const char *host,
     const char *h = cltcp__unbracket(buf, sizeof(buf), host);
     if (h == NULL)
       return UV_EINVAL;
-    return uv_ip6_addr(h, port, (struct sockaddr_in6 *)ss) == 0 ? 0
-                                                                : UV_EINVAL;
+    return uv_ip6_addr(h, port, (struct sockaddr_in6 *)ss) == 0 ? 0 : UV_EINVAL;
   }
   if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
     return 0;

@@ -113,8 +113,7 @@ static void try_connect_next(cltcp__socket *s) {
   cltcp__socket_fail(s, c->last_err != 0 ? c->last_err : CLTCP_ENOTFOUND);
 }
 
-static void dns_done(void *arg, int status, const cltcp_addr *addrs,
-                     size_t n) {
+static void dns_done(void *arg, int status, const cltcp_addr *addrs, size_t n) {
   cltcp__socket *s = arg;
   cltcp__sock_connecting *c = s->conn;
   c->dns = NULL;

@@ -8,8 +8,7 @@
  * work queued by these callbacks waits for the next run. */
 static void run_batch(cltcp__queue *batch) {
   while (!cltcp__queue_empty(batch)) {
-    cltcp__deferred *d =
-        cltcp__container_of(batch->next, cltcp__deferred, q);
+    cltcp__deferred *d = cltcp__container_of(batch->next, cltcp__deferred, q);
     cltcp__queue_remove(&d->q);
     d->fn(d);
   }

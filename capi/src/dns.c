@@ -1,6 +1,7 @@
 /* dns.c -- asynchronous host name lookups: the requests and the public
  * DNS API.  The c-ares channel and its libuv glue are dns_ares.c's, the
- * text work dns_parse.c's (see resolver.h).  The channel is created on first use.
+ * text work dns_parse.c's (see resolver.h).  The channel is created on
+ * first use.
  *
  * Delivery: the c-ares completion callback never calls the user.  It stores
  * the result in the request and queues the delivery as deferred work of the
@@ -144,11 +145,13 @@ static void req_store(cltcp__dns_req *r, const struct ares_addrinfo *ai) {
       if (node->ai_family != af || node->ai_addr == NULL)
         continue;
       if (af == AF_INET)
-        n = cltcp__addr_add_raw(r->addrs, n, count, af,
-                         &((struct sockaddr_in *)node->ai_addr)->sin_addr);
+        n = cltcp__addr_add_raw(
+            r->addrs, n, count, af,
+            &((struct sockaddr_in *)node->ai_addr)->sin_addr);
       else
-        n = cltcp__addr_add_raw(r->addrs, n, count, af,
-                         &((struct sockaddr_in6 *)node->ai_addr)->sin6_addr);
+        n = cltcp__addr_add_raw(
+            r->addrs, n, count, af,
+            &((struct sockaddr_in6 *)node->ai_addr)->sin6_addr);
     }
   }
   r->naddrs = n;
@@ -179,7 +182,7 @@ static void gai_cb(void *arg, int status, int timeouts,
   req_maybe_free(r);
 }
 
-/* ---- into c-ares ---------------------------------------------------------- */
+/* ---- into c-ares --------------------------------------------------------- */
 
 /* Hands a request to c-ares.  Its callback may run inside (hosts file). */
 static void ares_start(cltcp__dns_req *r, const char *host) {
@@ -239,7 +242,8 @@ static int dns_get(cltcp__dns **out, cltcp__loop *loop) {
     dns->on_progress = dns_pump;
     dns->timeout_ms = DNS_DEFAULT_TIMEOUT_MS;
     dns->tries = DNS_DEFAULT_TRIES;
-    rc = cltcp__ares_channel_new(&dns->channel, dns, dns->timeout_ms, dns->tries, NULL);
+    rc = cltcp__ares_channel_new(&dns->channel, dns, dns->timeout_ms,
+                                 dns->tries, NULL);
     if (rc != 0) {
       free(dns);
       return rc;
@@ -340,8 +344,8 @@ static void req_launch(cltcp__dns_req *r, const char *host) {
     if (r->addrs == NULL) {
       r->status = UV_ENOMEM;
     } else {
-      r->naddrs = cltcp__ares_localhost(r->addrs, LOCALHOST_MAX, dns, host,
-                                   r->family);
+      r->naddrs =
+          cltcp__ares_localhost(r->addrs, LOCALHOST_MAX, dns, host, r->family);
       r->status = 0;
     }
     req_queue(r);
@@ -629,7 +633,8 @@ static void reverse_start(cltcp__dns_req *r, const char *addr) {
   char qname[80];
   char *name;
   int rc;
-  r->rev_af = cltcp__dns_reverse_parse(r->rev_addr, addr); /* checked by the caller */
+  /* checked by the caller */
+  r->rev_af = cltcp__dns_reverse_parse(r->rev_addr, addr);
   rc = cltcp__ares_hosts_reverse(&name, dns, r->rev_addr, r->rev_af);
   if (rc != CLTCP_ENOTFOUND) {
     r->name = name;
@@ -650,7 +655,8 @@ int cltcp_dns_reverse(cltcp_id *req, cltcp_id loop_id, const char *addr,
   cltcp__dns_req *r;
   unsigned char bin[16];
   int rc, af;
-  if (addr == NULL || cb == NULL || (af = cltcp__dns_reverse_parse(bin, addr)) == 0)
+  if (addr == NULL || cb == NULL ||
+      (af = cltcp__dns_reverse_parse(bin, addr)) == 0)
     return UV_EINVAL;
   rc = cltcp__loop_lookup(&loop, loop_id);
   if (rc != 0)

@@ -89,9 +89,7 @@ void cltcp__ares_schedule(cltcp__dns *dns) {
   cltcp__ares_update_ref(dns);
 }
 
-static void poll_close_cb(uv_handle_t *h) {
-  free(h->data);
-}
+static void poll_close_cb(uv_handle_t *h) { free(h->data); }
 
 void cltcp__ares_poll_close(cltcp__dns *dns, dns_poll *p) {
   (void)dns;
@@ -210,7 +208,7 @@ bool cltcp__ares_busy(cltcp__dns *dns) {
 /* ---- the channel --------------------------------------------------------- */
 
 int cltcp__ares_channel_new(ares_channel *out, cltcp__dns *dns, int timeout_ms,
-                       int tries, const char *servers) {
+                            int tries, const char *servers) {
   struct ares_options o;
   ares_channel ch;
   int rc;
@@ -252,8 +250,8 @@ int cltcp__ares_channel_new(ares_channel *out, cltcp__dns *dns, int timeout_ms,
 /* Appends the hosts file's addresses of family af (AF_INET/AF_INET6) for
  * host.  Returns the new count; *status gets a c-ares status. */
 size_t cltcp__ares_hosts_family(cltcp_addr *out, size_t n, size_t max,
-                           cltcp__dns *dns, const char *host, int af,
-                           int *status) {
+                                cltcp__dns *dns, const char *host, int af,
+                                int *status) {
   struct hostent *he = NULL;
   char **a;
   *status = ares_gethostbyname_file(dns->channel, host, af, &he);
@@ -266,10 +264,10 @@ size_t cltcp__ares_hosts_family(cltcp_addr *out, size_t n, size_t max,
   return n;
 }
 
-/* The addresses of a localhost name (cltcp__dns_is_localhost()), IPv4 first; at least
- * one per family asked for (max >= 1).  Returns the count. */
+/* The addresses of a localhost name (cltcp__dns_is_localhost()), IPv4 first; at
+ * least one per family asked for (max >= 1).  Returns the count. */
 size_t cltcp__ares_localhost(cltcp_addr *out, size_t max, cltcp__dns *dns,
-                               const char *host, int family) {
+                             const char *host, int family) {
   char name[256];
   size_t len = strlen(host), n = 0, before;
   int pass, status;
@@ -288,8 +286,9 @@ size_t cltcp__ares_localhost(cltcp_addr *out, size_t max, cltcp__dns *dns,
     before = n;
     n = cltcp__ares_hosts_family(out, n, max, dns, name, af, &status);
     if (n == before)
-      n = cltcp__addr_add(out, n, max, pass == 0 ? CLTCP_AF_INET : CLTCP_AF_INET6,
-                   pass == 0 ? "127.0.0.1" : "::1");
+      n = cltcp__addr_add(out, n, max,
+                          pass == 0 ? CLTCP_AF_INET : CLTCP_AF_INET6,
+                          pass == 0 ? "127.0.0.1" : "::1");
   }
   return n;
 }
@@ -323,8 +322,8 @@ static void hosts_cb(void *arg, int status, int timeouts, struct hostent *he) {
 }
 
 /* Returns 0 with a malloc'ed *name, CLTCP_ENOTFOUND, or UV_ENOMEM. */
-int cltcp__ares_hosts_reverse(char **name, cltcp__dns *dns, const unsigned char *bin,
-                         int af) {
+int cltcp__ares_hosts_reverse(char **name, cltcp__dns *dns,
+                              const unsigned char *bin, int af) {
   hosts_res *h;
   int rc;
   *name = NULL;

@@ -50,15 +50,15 @@ size_t cltcp__addr_add_raw(cltcp_addr *out, size_t n, size_t max, int af,
   char text[INET6_ADDRSTRLEN + 1];
   if (uv_inet_ntop(af, raw, text, sizeof(text)) != 0)
     return n;
-  return cltcp__addr_add(out, n, max, af == AF_INET ? CLTCP_AF_INET : CLTCP_AF_INET6,
-                  text);
+  return cltcp__addr_add(out, n, max,
+                         af == AF_INET ? CLTCP_AF_INET : CLTCP_AF_INET6, text);
 }
 
 /* A numeric address "resolves" to itself without c-ares (whose 1.18
  * getaddrinfo even queries the servers for a literal with AF_UNSPEC).
  * Returns 1 if host is numeric, with *status and out[0] set; else 0. */
 int cltcp__dns_numeric(cltcp_addr *out, int *status, const char *host,
-                          int family) {
+                       int family) {
   struct sockaddr_in sin;
   struct sockaddr_in6 sin6;
   char buf[64];
@@ -180,8 +180,8 @@ int cltcp__dns_servers_normalize(char **out, const char *list) {
     /* The rewritten entry is never longer than the original plus a
      * comma, except "v6" (no brackets) which is shorter. */
     if (v6 && port != NULL)
-      n = snprintf(res + used, cap - used, "%s[%s]:%s", used ? "," : "",
-                   host, port);
+      n = snprintf(res + used, cap - used, "%s[%s]:%s", used ? "," : "", host,
+                   port);
     else if (port != NULL)
       n = snprintf(res + used, cap - used, "%s%s:%s", used ? "," : "", host,
                    port);
@@ -212,7 +212,7 @@ int cltcp__dns_reverse_parse(unsigned char bin[16], const char *addr) {
 
 /* The PTR query name: "d.c.b.a.in-addr.arpa" or 32 nibbles + "ip6.arpa". */
 void cltcp__dns_arpa_name(char *out, size_t max, const unsigned char *bin,
-                      int af) {
+                          int af) {
   static const char hex[] = "0123456789abcdef";
   size_t n = 0;
   int i;

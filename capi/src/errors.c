@@ -2,8 +2,8 @@
 #include "internal.h"
 
 /* Each libuv code cltcp.h names is libuv's own value. */
-#define CLTCP__UV_ERR_CHECK(name, val)                                     \
-  _Static_assert((int)CLTCP_##name == (int)UV_##name,                    \
+#define CLTCP__UV_ERR_CHECK(name, val)                                         \
+  _Static_assert((int)CLTCP_##name == (int)UV_##name,                          \
                  "CLTCP_" #name " is UV_" #name);
 CLTCP_UV_ERRNO_MAP(CLTCP__UV_ERR_CHECK)
 #undef CLTCP__UV_ERR_CHECK

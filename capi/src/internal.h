@@ -2,8 +2,8 @@
  * internal.h -- private structures and cltcp__ functions shared between the
  * source files of libcltcp: the id layout, the loop and the common head of
  * every handle, then the prototypes of each file, grouped by file.  The
- * socket files share socket.h besides, the DNS files resolver.h.  Nothing here is
- * part of the ABI.
+ * socket files share socket.h besides, the DNS files resolver.h.  Nothing
+ * here is part of the ABI.
  */
 #ifndef CLTCP_INTERNAL_H
 #define CLTCP_INTERNAL_H
@@ -220,7 +220,7 @@ struct cltcp__handle {
   bool unref; /* the owner unreferenced the handle */
 };
 
-/* ---- ids.c ---------------------------------------------------------------- */
+/* ---- ids.c --------------------------------------------------------------- */
 CLTCP__HIDDEN int cltcp__loop_lookup(cltcp__loop **out, cltcp_id id);
 CLTCP__HIDDEN int cltcp__lookup(void **out, cltcp_id id, int kind);
 CLTCP__HIDDEN int cltcp__id_alloc(cltcp_id *out, cltcp__loop *loop, int kind,
@@ -238,7 +238,7 @@ CLTCP__HIDDEN int cltcp__handle_lookup(cltcp__handle **out, cltcp_id id,
 CLTCP__HIDDEN int cltcp__loop_register(cltcp__loop *loop);
 CLTCP__HIDDEN void cltcp__loop_unregister(cltcp__loop *loop);
 
-/* ---- defer.c -------------------------------------------------------------- */
+/* ---- defer.c ------------------------------------------------------------- */
 /* Sets up and closes the loop's deferred queues and their uv handles. */
 CLTCP__HIDDEN void cltcp__defer_loop_init(cltcp__loop *loop);
 CLTCP__HIDDEN void cltcp__defer_loop_close(cltcp__loop *loop);
@@ -257,7 +257,7 @@ CLTCP__HIDDEN void cltcp__at_turn_end(cltcp__loop *loop, cltcp__deferred *d,
 /* Unqueues d, from whichever queue holds it (a no-op when none does). */
 CLTCP__HIDDEN void cltcp__undefer(cltcp__deferred *d);
 
-/* ---- handle.c ------------------------------------------------------------- */
+/* ---- handle.c ------------------------------------------------------------ */
 /* Fills the head of a new handle (not linked yet, no id yet). */
 CLTCP__HIDDEN void cltcp__handle_init(cltcp__handle *h, cltcp__loop *loop,
                                       int kind, const cltcp__handle_kind *ops,
@@ -288,7 +288,7 @@ CLTCP__HIDDEN void cltcp__handle_apply_ref(cltcp__handle *h);
 CLTCP__HIDDEN void cltcp__handles_teardown(cltcp__loop *loop);
 CLTCP__HIDDEN void cltcp__handles_recover(cltcp__loop *loop);
 
-/* ---- sigpipe.c ------------------------------------------------------------ */
+/* ---- sigpipe.c ----------------------------------------------------------- */
 /* Block SIGPIPE in this thread unless it is ignored; returns whether it
  * did, to be passed to cltcp__sigpipe_restore(). */
 CLTCP__HIDDEN bool cltcp__sigpipe_block(sigset_t *old);
@@ -321,10 +321,9 @@ static inline uint64_t cltcp__seconds_to_ms(double s) {
  * it.  Returns 0; or a negative code with fd closed and nothing announced,
  * *made telling whether the socket could be made at all (false: out of
  * memory or ids, true: libuv refused the descriptor). */
-CLTCP__HIDDEN int cltcp__socket_accept(cltcp__loop *loop, int fd,
-                                       cltcp_cb cb, uintptr_t ctx,
-                                       void (*announce)(void *arg,
-                                                        cltcp_id id),
+CLTCP__HIDDEN int cltcp__socket_accept(cltcp__loop *loop, int fd, cltcp_cb cb,
+                                       uintptr_t ctx,
+                                       void (*announce)(void *arg, cltcp_id id),
                                        void *arg, bool *made);
 
 /* ---- dns.c ----------------------------------------------------------------
@@ -355,7 +354,7 @@ CLTCP__HIDDEN void cltcp__dns_loop_free(cltcp__loop *loop);
 CLTCP__HIDDEN size_t cltcp__dns_list(cltcp_handle_info *out, size_t max,
                                      size_t n, cltcp__loop *loop);
 
-/* ---- addr.c --------------------------------------------------------------- */
+/* ---- addr.c -------------------------------------------------------------- */
 /* Parses a numeric IPv4/IPv6 address ("[v6]" too) and port into *ss.
  * Returns 0 or UV_EINVAL. */
 CLTCP__HIDDEN int cltcp__parse_addr(struct sockaddr_storage *ss,
@@ -364,7 +363,7 @@ CLTCP__HIDDEN int cltcp__parse_addr(struct sockaddr_storage *ss,
 CLTCP__HIDDEN int cltcp__format_addr(char *buf, size_t buflen, int *port,
                                      int *family, const struct sockaddr *sa);
 
-/* ---- dns_parse.c (pure: no loop, no c-ares) ------------------------------- */
+/* ---- dns_parse.c (pure: no loop, no c-ares) ------------------------------ */
 /* "[addr]" without its brackets into buf (size max); returns buf, or NULL
  * when host is not bracketed or does not fit. */
 CLTCP__HIDDEN const char *cltcp__unbracket(char *buf, size_t max,

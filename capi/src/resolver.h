@@ -81,7 +81,7 @@ struct cltcp__dns {
   void (*on_progress)(cltcp__dns *dns);
 };
 
-/* ---- dns_ares.c ----------------------------------------------------------- */
+/* ---- dns_ares.c ---------------------------------------------------------- */
 /* A lookup whose owner still waits for c-ares: the channel must stay. */
 CLTCP__HIDDEN bool cltcp__ares_busy(cltcp__dns *dns);
 /* c-ares statuses are positive; the library's one code space is negative. */
@@ -119,15 +119,15 @@ CLTCP__HIDDEN size_t cltcp__ares_localhost(cltcp_addr *out, size_t max,
 CLTCP__HIDDEN int cltcp__ares_hosts_reverse(char **name, cltcp__dns *dns,
                                             const unsigned char *bin, int af);
 
-/* ---- dns_parse.c (pure) --------------------------------------------------- */
+/* ---- dns_parse.c (pure) -------------------------------------------------- */
 /* CLTCP_AF_* as given, or -1 for anything else. */
 CLTCP__HIDDEN int cltcp__dns_family(int family);
 /* Appends an address unless it is already there; returns the new count. */
 CLTCP__HIDDEN size_t cltcp__addr_add(cltcp_addr *out, size_t n, size_t max,
                                      int family, const char *text);
 /* The same from a binary address of AF_INET / AF_INET6. */
-CLTCP__HIDDEN size_t cltcp__addr_add_raw(cltcp_addr *out, size_t n,
-                                         size_t max, int af, const void *raw);
+CLTCP__HIDDEN size_t cltcp__addr_add_raw(cltcp_addr *out, size_t n, size_t max,
+                                         int af, const void *raw);
 /* Returns 1 if host is numeric, with *status and out[0] set; else 0. */
 CLTCP__HIDDEN int cltcp__dns_numeric(cltcp_addr *out, int *status,
                                      const char *host, int family);

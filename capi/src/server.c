@@ -322,8 +322,8 @@ int cltcp_server_listen_ex(cltcp_id *out, cltcp_id loop_id, const char *host,
     uv_close((uv_handle_t *)&sv->tcp, unused_closed);
     return rc;
   }
-  cltcp__handle_init(&sv->h, loop, CLTCP_KIND_SERVER, &server_kind,
-                     server_cb, server_ctx);
+  cltcp__handle_init(&sv->h, loop, CLTCP_KIND_SERVER, &server_kind, server_cb,
+                     server_ctx);
   sv->sock_cb = sock_cb;
   sv->sock_ctx = sock_ctx;
   sv->h.uvh[0] = (uv_handle_t *)&sv->tcp;

@@ -99,9 +99,8 @@ static void signal_info(cltcp__handle *h, cltcp_handle_info *info) {
   info->detail = ((cltcp__signal *)h)->signum;
 }
 
-static const cltcp__handle_kind signal_kind = {signal_teardown,
-                                               signal_recover, signal_info,
-                                               NULL};
+static const cltcp__handle_kind signal_kind = {signal_teardown, signal_recover,
+                                               signal_info, NULL};
 
 static void signal_cb(uv_signal_t *uvs, int signum) {
   cltcp__signal *s = uvs->data;

@@ -186,7 +186,7 @@ static inline void sock_read_stop(cltcp__socket *s) {
   }
 }
 
-/* ---- tcp.c ---------------------------------------------------------------- */
+/* ---- tcp.c --------------------------------------------------------------- */
 /* Makes a socket of the loop, linked and with an id. */
 CLTCP__HIDDEN int cltcp__socket_create(cltcp__socket **out, cltcp__loop *loop,
                                        cltcp_cb cb, uintptr_t ctx);
@@ -212,7 +212,7 @@ CLTCP__HIDDEN void cltcp__socket_rearm_timer(cltcp__socket *s);
 /* The socket's timeouts part, made on first use (UV_ENOMEM). */
 CLTCP__HIDDEN int cltcp__socket_timeouts(cltcp__socket *s);
 
-/* ---- stream.c ------------------------------------------------------------- */
+/* ---- stream.c ------------------------------------------------------------ */
 /* Reports err on the next turn (ERROR, then close): for failures known
  * inside a call. */
 CLTCP__HIDDEN void cltcp__socket_fail_later(cltcp__socket *s, int err);

@@ -186,7 +186,8 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         k->blen = 0;
       } else {
         k->kend += (size_t)nread;
-        sock_emit(s, CLTCP_EV_DATA, 0, k->kbuf + k->kend - nread, (size_t)nread);
+        sock_emit(s, CLTCP_EV_DATA, 0, k->kbuf + k->kend - nread,
+                  (size_t)nread);
       }
     }
     return;
@@ -698,7 +699,8 @@ int cltcp_socket_shutdown(cltcp_id id) {
   if (s->state == ST_NEW || s->shut_wanted)
     return CLTCP_ESTATE;
   s->shut_wanted = true;
-  /* cltcp__socket_start_write() starts the shutdown once connected and flushed. */
+  /* cltcp__socket_start_write() starts the shutdown once connected and
+   * flushed. */
   if (sock_queued(s) == 0 && sock_idle_writer(s))
     cltcp__socket_start_write(s);
   return 0;

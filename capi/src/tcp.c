@@ -152,7 +152,8 @@ void cltcp__socket_close_flush(cltcp__socket *s) {
   /* Bytes written before the connection completes are sent once it does
    * (connected() flushes them and the write completion closes). */
   if (s->state == ST_NEW ||
-      (s->state == ST_CONNECTED && sock_queued(s) == 0 && sock_idle_writer(s)) ||
+      (s->state == ST_CONNECTED && sock_queued(s) == 0 &&
+       sock_idle_writer(s)) ||
       (s->state != ST_CONNECTED && s->wq_len == 0)) {
     cltcp__socket_close_now(s, s->h.close_status);
     return;

@@ -57,8 +57,7 @@ static void timer_teardown(cltcp__handle *h) {
   timer_close((cltcp__timer *)h, UV_ECANCELED);
 }
 
-static const cltcp__handle_kind timer_kind = {timer_teardown, NULL, NULL,
-                                              NULL};
+static const cltcp__handle_kind timer_kind = {timer_teardown, NULL, NULL, NULL};
 
 static void timer_fired(uv_timer_t *uvt) {
   cltcp__timer *t = uvt->data;

@@ -33,8 +33,7 @@ START_TEST(brackets) {
   ck_assert_ptr_eq(cltcp__unbracket(buf, sizeof(buf), "[::1"), NULL);
   ck_assert_ptr_eq(cltcp__unbracket(buf, sizeof(buf), "::1]"), NULL);
   /* 7 bytes and the NUL fit in 8; 8 do not. */
-  ck_assert_str_eq(cltcp__unbracket(buf, sizeof(buf), "[1:2:3:4]"),
-                   "1:2:3:4");
+  ck_assert_str_eq(cltcp__unbracket(buf, sizeof(buf), "[1:2:3:4]"), "1:2:3:4");
   ck_assert_ptr_eq(cltcp__unbracket(buf, sizeof(buf), "[1:2:3:45]"), NULL);
 }
 END_TEST

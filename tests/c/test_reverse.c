@@ -30,7 +30,6 @@ static const char *const srv_args[] = {
     "--local=/127.in-addr.arpa/",
     NULL};
 
-
 /* ---- recording results -------------------------------------------------- */
 
 typedef struct rres {
