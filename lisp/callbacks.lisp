@@ -178,11 +178,12 @@ and EXIT-EVENT-LOOP established inside the callback.  Returns NIL."
             (when connect-cb (funcall (%fn connect-cb) socket)))
        (when (and (%sock-shutdown-pending-p socket) (not (%sock-closed-p socket)))
          (setf (%sock-shutdown-pending-p socket) nil)
-         (cltcp:socket-shutdown (%sock-id socket)))))
+         (with-status (socket)
+           (cltcp:socket-shutdown (%sock-id socket))))))
     (#.cltcp:+ev-eof+
      (setf (%sock-peer-closed-p socket) t)
      (unwind-protect
-          (%deliver socket (make-condition '%eof :code +uv-eof+ :socket socket))
+          (%deliver socket (make-condition '%eof :code *uv-eof* :socket socket))
        ;; Unless the event-cb closed it, C now closes gracefully: the queue is
        ;; still sent, but nothing more can be written.
        (setf (%sock-draining-p socket) t)))
@@ -224,14 +225,15 @@ at it, then run the server's connect-cb (reading starts after we return)."
                                           :server server)))
          (index (registry-add base socket)))
     (setf (%sock-index socket) index)
-    (let ((rc (cltcp:socket-set-cb new-id *event-callback-pointer* index)))
-      (when (< rc 0)
-        ;; The socket died already; it closes with the server's context word.
-        (registry-remove base index)
-        (setf (%sock-index socket) -1 (%sock-closed-p socket) t)
-        (return-from %accept nil)))
+    ;; RAW-STATUS: a failure means the socket died already; it closes with
+    ;; the server's context word.
+    (unless (zerop (cltcp:socket-set-cb new-id *event-callback-pointer* index))
+      (registry-remove base index)
+      (setf (%sock-index socket) -1 (%sock-closed-p socket) t)
+      (return-from %accept nil))
     (when (%srv-stream-p server)
-      (cltcp:socket-set-read-mode new-id cltcp:+read-keep+)
+      (with-status (socket)
+        (cltcp:socket-set-read-mode new-id cltcp:+read-keep+))
       (%make-socket-stream socket))
     (let ((connect-cb (%sock-connect-cb socket)))
       (when connect-cb (funcall (%fn connect-cb) socket)))))
@@ -260,6 +262,36 @@ at it, then run the server's connect-cb (reading starts after we return)."
   (when (and (= event cltcp:+ev-timer+) (not (%timer-freed-p timer)))
     (let ((callback (%timer-callback timer)))
       (when callback (funcall (%fn callback))))))
+
+;;; ---- a handle's life: registered when made, freed by its CLOSE event ----
+
+(declaim (ftype function %mark-dead))
+
+(defmacro with-new-handle ((id-pointer index)
+                           (base object &key context (about object))
+                           &body call)
+  "Register OBJECT (a %HANDLE-OBJECT or a DNS-REQUEST) in BASE's registry and run
+CALL, the libcltcp call that makes its C handle, with ID-POINTER bound to the
+id's out-parameter and INDEX to the context word, its status about ABOUT (in
+CONTEXT, see WITH-STATUS); store the new id in OBJECT.  When CALL fails nothing
+is left behind: the entry is freed and OBJECT reads as closed, then the
+condition goes on.  Returns OBJECT."
+  (let ((b (gensym "BASE")) (o (gensym "OBJECT")) (made (gensym "MADE")))
+    `(let* ((,b ,base) (,o ,object)
+            (,index (registry-add ,b ,o))
+            (,made nil))
+       (setf (%handle-index ,o) ,index)
+       (unwind-protect
+            (cffi:with-foreign-object (,id-pointer 'cltcp:id)
+              (with-status (,about ,@(when context (list context)))
+                ,@call)
+              (setf (%handle-id ,o) (cffi:mem-ref ,id-pointer 'cltcp:id)
+                    ,made t))
+         (unless ,made
+           (registry-remove ,b ,index)
+           (setf (%handle-index ,o) -1)
+           (%mark-dead ,o)))
+       ,o)))
 
 ;;; ---- close: bookkeeping only, never user code ----
 

@@ -152,7 +152,7 @@ accessor, as in cl-async."
       "Store VALUE as SOCKET's application data.")
 
 ;;; ---- generic functions where cl-async has them ----
-;;; Their methods live with the code they belong to (tcp.lisp, events.lisp,
+;;; Their methods live with the code they belong to (socket.lisp, server.lisp, events.lisp,
 ;;; handles.lisp ...); programs add methods for their subclasses.
 
 (defgeneric close-socket (socket &key force)

@@ -151,7 +151,7 @@
     (is (equal "ENOTFOUND" (as:event-errname c)))))
 
 (test aborted-and-accept-error-classes
-  (let ((c (as::make-event-condition (as::find-code-by-name "ECONNABORTED" -103) :s)))
+  (let ((c (as::make-event-condition (as:error-code "ECONNABORTED" -103) :s)))
     (is (typep c 'as:socket-aborted))
     (is (typep c 'as:tcp-error)))
   (let ((c (make-condition 'as::%accept-error :code -24 :socket :srv :listener 7 :tcp-server :srv)))
