@@ -85,6 +85,8 @@ from lisp/library.lisp, the component before it."))
                  (:file "loop-tests")
                  (:file "tcp-tests")
                  (:file "condition-tests")
+                 ;; lisp/ffi.lisp against the library
+                 (:file "ffi-tests")
                  (:file "error-tests")
                  (:file "extras-tests")
                  (:file "client-tests")
