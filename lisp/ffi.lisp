@@ -45,15 +45,25 @@ is signalled."))
 whose callers decide what a failure means.")
 
 (defmacro defconst (name value &optional doc)
+  "DEFCONSTANT and export; the docstring names the C constant (cltcp.h says
+what it means)."
   `(progn (export ',name)
-          (defconstant ,name ,value ,@(when doc (list doc)))))
+          (defconstant ,name ,value
+            ,(or doc (format nil "CLTCP_~A in capi/include/cltcp.h."
+                             (substitute #\_ #\- (string-trim "+" (symbol-name name))))))))
 
 (defmacro defun-c ((c-name lisp-name) return-type &body args)
-  "CFFI:DEFCFUN, declaimed inline (the hot calls are one alien call each) and exported."
+  "CFFI:DEFCFUN, declaimed inline (the hot calls are one alien call each) and
+exported; the docstring names the C function (cltcp.h documents it)."
   `(progn
      (export ',lisp-name)
      (declaim (inline ,lisp-name))
-     (cffi:defcfun (,c-name ,lisp-name) ,return-type ,@args)))
+     (cffi:defcfun (,c-name ,lisp-name) ,return-type
+       ,(format nil "~A in capi/include/cltcp.h~@[; ~A~]." c-name
+                (case return-type
+                  (status "a negative status signals its condition (the type STATUS)")
+                  (raw-status "returns the status as it is (the type RAW-STATUS)")))
+       ,@args)))
 
 ;;; ---- Version ----
 
@@ -89,7 +99,7 @@ whose callers decide what a failure means.")
 ;;; ---- Ids, events, callbacks ----
 
 (export 'id)
-(cffi:defctype id :uint64)
+(cffi:defctype id :uint64 "cltcp_id: a handle's id (slot and generation); 0 names none.")
 
 (defconst +kind-none+ 0)
 (defconst +kind-loop+ 1)
@@ -175,6 +185,7 @@ whose callers decide what a failure means.")
 
 (export '(handle-info kind state flags detail)) ; the struct and its slots (and ID)
 (cffi:defcstruct (handle-info :class handle-info)
+  "cltcp_handle_info, what cltcp_loop_handles fills in."
   (id id)
   (kind :int)
   (state :int)
@@ -254,6 +265,7 @@ whose callers decide what a failure means.")
 
 (export '(addr family))             ; the struct and its slot names
 (cffi:defcstruct (addr :class addr)
+  "cltcp_addr: one address a lookup found (family, numeric text)."
   (family :int)
   (addr :char :count 48))
 
