@@ -149,6 +149,10 @@ registry index is freed) or its loop was torn down."
   ;; not a socket: make that a type error naming the argument.
   (%argument-error 'socket object '(or socket async-stream)))
 
+(defun %signal-closed (socket)
+  "Signal SOCKET-CLOSED about SOCKET (a socket or tcp-server)."
+  (error 'socket-closed :socket socket :code cltcp:+eclosed+))
+
 (declaim (inline %open-socket))
 
 (defun %open-socket (thing)
@@ -158,7 +162,7 @@ when THING is neither a socket nor a stream)."
   (let ((socket (%socket-of thing)))
     (when (or (%sock-closed-p socket) (%loop-gone-p socket))
       (setf (%sock-closed-p socket) t)
-      (error 'socket-closed :socket socket :code cltcp:+eclosed+))
+      (%signal-closed socket))
     socket))
 
 (defun %open-server (server)
@@ -167,7 +171,7 @@ closed or its loop is gone."
   (check-argument server tcp-server tcp-server)
   (when (or (%srv-closed-p server) (%loop-gone-p server))
     (setf (%srv-closed-p server) t)
-    (error 'socket-closed :socket server :code cltcp:+eclosed+))
+    (%signal-closed server))
   server)
 
 ;;; ---- status codes: the one place a failed libcltcp call is signalled ----

@@ -45,10 +45,15 @@ address.")
 
 ;;; ---- requests ----
 
-(defstruct (dns-request (:include handle) (:constructor %make-dns-request) (:copier nil)
+(defstruct (dns-request (:constructor %make-dns-request) (:copier nil)
                         (:conc-name %dns-))
-  "A host name lookup in flight: what DNS-LOOKUP and DNS-LOOKUP-ALL return.
-CANCEL-DNS-LOOKUP cancels it."
+  "A host name lookup in flight: what DNS-LOOKUP, DNS-LOOKUP-ALL and
+REVERSE-DNS-LOOKUP return.  CANCEL-DNS-LOOKUP cancels it."
+  ;; The libcltcp request id, the registry index (its context word) and the
+  ;; loop, as a %HANDLE-OBJECT has them.
+  (id 0 :type (unsigned-byte 64))
+  (index -1 :type fixnum)
+  (base nil)
   (host "" :type string)
   (resolve-cb nil)
   (event-cb nil)
@@ -66,6 +71,8 @@ CANCEL-DNS-LOOKUP cancels it."
   (setf (%dns-index request) index))
 (defmethod (setf %handle-id) (id (request dns-request))
   (setf (%dns-id request) id))
+(defmethod %handle-id ((request dns-request))
+  (%dns-id request))
 (defmethod %mark-other-dead ((request dns-request))
   (setf (%dns-done-p request) t))
 

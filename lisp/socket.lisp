@@ -18,9 +18,6 @@
 
 (in-package #:cl-async-tcp)
 
-(defun %signal-closed (socket &optional (code cltcp:+eclosed+))
-  (error 'socket-closed :socket socket :code code))
-
 (defun %make-socket-stream (socket)
   "Make the async-io-stream of SOCKET (class defined in lisp/stream.lisp; it
 must accept :socket)."

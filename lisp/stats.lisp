@@ -80,7 +80,7 @@ Signals an error outside a running loop, as every loop operation does."
   (let ((loop-id (event-base-id base))
         (by-id (make-hash-table)))
     (dolist (object (registry-objects base))
-      (let ((id (if (typep object '%handle-object) (%handle-id object) (%dns-id object))))
+      (let ((id (%handle-id object)))
         (unless (zerop id)
           (setf (gethash id by-id) object))))
     (cffi:with-foreign-object (n :size)
