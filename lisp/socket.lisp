@@ -262,22 +262,24 @@ real, and SOCKET-CLOSED on a closed socket."
                                  (%c-seconds write-sec)))
     nil))
 
+(defun %socket-enable (socket read write on)
+  "Set the sides READ and WRITE name (true) of SOCKET to ON (1) or off (0); the
+others keep their state (-1)."
+  (let ((socket (%open-socket socket)))
+    (with-status (socket)
+      (cltcp:socket-enable (%sock-id socket) (if read on -1) (if write on -1)))
+    nil))
+
 (defun enable-socket (socket &key read write)
   "Turn read (and/or write) monitoring of SOCKET back on.  Signals SOCKET-CLOSED
 on a closed socket."
-  (let ((socket (%open-socket socket)))
-    (with-status (socket)
-      (cltcp:socket-enable (%sock-id socket) (if read 1 -1) (if write 1 -1)))
-    nil))
+  (%socket-enable socket read write 1))
 
 (defun disable-socket (socket &key read write)
   "Turn read (and/or write) monitoring of SOCKET off: a disabled read side neither
 reads nor times out; a disabled write side still sends its queue but does not
 time out.  Signals SOCKET-CLOSED on a closed socket."
-  (let ((socket (%open-socket socket)))
-    (with-status (socket)
-      (cltcp:socket-enable (%sock-id socket) (if read 0 -1) (if write 0 -1)))
-    nil))
+  (%socket-enable socket read write 0))
 
 (defun socket-closed-p (socket)
   "True once SOCKET was closed (by CLOSE-SOCKET, after an error, or after the
