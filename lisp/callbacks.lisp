@@ -183,7 +183,7 @@ and EXIT-EVENT-LOOP established inside the callback.  Returns NIL."
     (#.cltcp:+ev-eof+
      (setf (%sock-peer-closed-p socket) t)
      (unwind-protect
-          (%deliver socket (make-condition '%eof :code *uv-eof* :socket socket))
+          (%deliver socket (make-event-condition *uv-eof* socket))
        ;; Unless the event-cb closed it, C now closes gracefully: the queue is
        ;; still sent, but nothing more can be written.
        (setf (%sock-draining-p socket) t)))
@@ -251,7 +251,7 @@ at it, then run the server's connect-cb (reading starts after we return)."
         ((= event cltcp:+ev-accept+)
          (%accept base server other))
         ((= event cltcp:+ev-error+)
-         (%deliver server (make-condition '%accept-error
+         (%deliver server (make-condition (code-condition-class status :accept)
                                           :code status :socket server
                                           :listener (%srv-id server)
                                           :tcp-server server))))

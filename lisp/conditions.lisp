@@ -256,7 +256,8 @@ DNS-LOOKUP, DNS-LOOKUP-ALL or REVERSE-DNS-LOOKUP.")
   (:documentation "The condition class (a symbol) this library makes for the negative CODE
 met in CONTEXT, one of
   :SOCKET  an event delivered about a socket (its event-cb),
-  :CALL    a call about a socket or tcp-server that failed at once,
+  :CALL    a call about a socket or tcp-server that failed at once (a code
+           without a :CALL method of its own maps as in :SOCKET),
   :BIND    TCP-SERVER failing to listen,
   :ACCEPT  a tcp-server failing to accept,
   :DNS     a host name lookup (or a DNS setting) failing,

@@ -8,8 +8,9 @@
 ;;;; Status codes are checked here, in one place, as iolib checks errno: a
 ;;;; function whose C result is a status returns the foreign type STATUS,
 ;;;; whose translator returns a non-negative code and signals the condition
-;;;; of a negative one (CL-ASYNC-TCP::%STATUS-ERROR, lisp/conditions.lisp:
-;;;; the code's class, about the object the caller named with WITH-STATUS).
+;;;; of a negative one (CL-ASYNC-TCP::%STATUS-ERROR, lisp/checks.lisp: the
+;;;; class CODE-CONDITION-CLASS names for the code, about the object the
+;;;; caller named with WITH-STATUS).
 ;;;; The translator is expanded inline into each function (CFFI's
 ;;;; EXPAND-FROM-FOREIGN at compile time), so the check is one comparison and
 ;;;; a branch, with no generic dispatch per call.  A function every caller
@@ -259,9 +260,9 @@ exported; the docstring names the C function (cltcp.h documents it)."
 ;;; ---- DNS ----
 
 ;; CLTCP_AF_UNSPEC, CLTCP_AF_INET, CLTCP_AF_INET6 (see the top of the file).
-(defconst +family-unspec+ 0)
-(defconst +family-inet+ 4)
-(defconst +family-inet6+ 6)
+(defconst +family-unspec+ 0 "CLTCP_AF_UNSPEC in capi/include/cltcp.h.")
+(defconst +family-inet+ 4 "CLTCP_AF_INET in capi/include/cltcp.h (not AS:+AF-INET+, 2).")
+(defconst +family-inet6+ 6 "CLTCP_AF_INET6 in capi/include/cltcp.h (not AS:+AF-INET6+, 10).")
 
 (export '(addr family))             ; the struct and its slot names
 (cffi:defcstruct (addr :class addr)
