@@ -43,9 +43,12 @@ true when the loop should go on, NIL when the user chose to stop it."
       ;; IN-RUN stays true when a callback leaves by a non-local exit
       ;; (callbacks.lisp): %TEARDOWN then repairs the C loop first.
       (setf (event-base-in-run base) t)
-      (with-loop-turn
-        (cltcp:loop-run alive (event-base-id base) +turn-mode+))
-      (setf (event-base-in-run base) nil)
+      ;; RAW-STATUS, checked once the turn is over: not inside
+      ;; WITH-LOOP-TURN, where interrupts are deferred.
+      (let ((rc (with-loop-turn
+                  (cltcp:loop-run alive (event-base-id base) +turn-mode+))))
+        (setf (event-base-in-run base) nil)
+        (check-status rc nil :loop))
       (cond ((event-base-pending-errors base)
              (unless (%signal-pending-errors base)
                (return)))
@@ -113,6 +116,8 @@ and frees every handle, so a new loop can start at once in the same thread."
     (cffi:with-foreign-object (id 'cltcp:id)
       (cltcp:loop-new id)
       (setf (event-base-id base) (cffi:mem-ref id 'cltcp:id))
+      ;; RAW-STATUS: it cannot fail on a loop just made, and this is before
+      ;; the UNWIND-PROTECT that would close the loop again.
       (cltcp:loop-set-wakeup (event-base-id base) +wakeup-seconds+))
     (unwind-protect
          (progn

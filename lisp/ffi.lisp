@@ -140,11 +140,11 @@ exported; the docstring names the C function (cltcp.h documents it)."
 (defconst +run-once+ 1)
 (defconst +run-nowait+ 2)
 
-(defun-c ("cltcp_loop_run" loop-run) status (alive :pointer) (loop id) (mode :int))
+(defun-c ("cltcp_loop_run" loop-run) raw-status (alive :pointer) (loop id) (mode :int))
 (defun-c ("cltcp_loop_stop" loop-stop) raw-status (loop id))
 (defun-c ("cltcp_loop_close" loop-close) raw-status (loop id))
 (defun-c ("cltcp_loop_recover" loop-recover) raw-status (loop id))
-(defun-c ("cltcp_loop_set_wakeup" loop-set-wakeup) status (loop id) (seconds :double))
+(defun-c ("cltcp_loop_set_wakeup" loop-set-wakeup) raw-status (loop id) (seconds :double))
 (defun-c ("cltcp_loop_now" loop-now) status (ms :pointer) (loop id))
 (defun-c ("cltcp_loop_handle_count" loop-handle-count) status (count :pointer) (loop id))
 
