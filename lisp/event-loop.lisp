@@ -154,6 +154,12 @@ every socket, server and timer is closed.  Outside a loop it does nothing."
 
 ;;; ---- delays and intervals ----
 
+(defun %timer-event (timer event)
+  (declare (type timer timer) (type fixnum event))
+  (when (and (= event cltcp:+ev-timer+) (not (%timer-freed-p timer)))
+    (let ((callback (%timer-callback timer)))
+      (when callback (funcall (%fn callback))))))
+
 (declaim (ftype function %note-interval))
 
 (defun %start-timer (callback event-cb seconds repeat)

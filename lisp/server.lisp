@@ -1,8 +1,8 @@
 ;;;; server.lisp -- TCP servers: tcp-server, closing it, where it listens.
 ;;;;
-;;;; What a server's events do (accepting a connection into a socket of
-;;;; SERVER-SOCKET-CLASS, accept errors) is in lisp/callbacks.lisp, with the
-;;;; other events.
+;;;; A server's events (accepting a connection into a socket of
+;;;; SERVER-SOCKET-CLASS, accept errors) come through lisp/callbacks.lisp's
+;;;; %DISPATCH to %SERVER-EVENT, at the end of this file.
 
 (in-package #:cl-async-tcp)
 
@@ -86,3 +86,59 @@ Signals SOCKET-CLOSED on a closed server."
     (with-address-out (buf buflen port family)
       (cltcp:server-address buf buflen port family (%srv-id tcp-server)))))
 
+;;; ---- a server's events (from %DISPATCH, under the callback guard) ----
+
+(defun %accept (base server new-id)
+  "A connection came in on SERVER: make its socket object, point the C socket
+at it, then run the server's connect-cb (reading starts after we return)."
+  (declare (type event-base base) (type tcp-server server))
+  (let* ((class (server-socket-class server))
+         (socket (if (eq class 'tcp-socket)
+                     ;; The usual case, with a literal class name (fast).
+                     (%make-tcp-socket :id new-id :base base
+                                       :read-cb (%srv-read-cb server)
+                                       :event-cb (%srv-event-cb server)
+                                       :connect-cb (%srv-connect-cb server)
+                                       :keep-p (%srv-stream-p server)
+                                       :connected-p t
+                                       :server server)
+                     (make-instance class :id new-id :base base
+                                          :read-cb (%srv-read-cb server)
+                                          :event-cb (%srv-event-cb server)
+                                          :connect-cb (%srv-connect-cb server)
+                                          :keep-p (%srv-stream-p server)
+                                          :connected-p t
+                                          :server server)))
+         (index (registry-add base socket)))
+    (setf (%sock-index socket) index)
+    ;; RAW-STATUS: a failure means the socket died already; it closes with
+    ;; the server's context word.
+    (unless (zerop (cltcp:socket-set-cb new-id *event-callback-pointer* index))
+      (registry-remove base index)
+      (setf (%sock-index socket) -1 (%sock-closed-p socket) t)
+      (return-from %accept nil))
+    (when (%srv-stream-p server)
+      (with-status (socket)
+        (cltcp:socket-set-read-mode new-id cltcp:+read-keep+))
+      (%make-socket-stream socket))
+    (let ((connect-cb (%sock-connect-cb socket)))
+      (when connect-cb (funcall (%fn connect-cb) socket)))))
+
+(defun %server-event (base server id event status other)
+  (declare (type tcp-server server) (type fixnum event status)
+           (type (unsigned-byte 64) id other))
+  (cond ((/= id (%srv-id server))
+         ;; An accepted socket that never got its own context word (its
+         ;; ACCEPT was skipped): nobody owns it, so close it.
+         (cltcp:socket-close id cltcp:+close-now+))
+        ((%srv-closed-p server)
+         (when (= event cltcp:+ev-accept+)
+           (cltcp:socket-close other cltcp:+close-now+)))
+        ((= event cltcp:+ev-accept+)
+         (%accept base server other))
+        ((= event cltcp:+ev-error+)
+         (%deliver server (make-condition (code-condition-class status :accept)
+                                          :code status :socket server
+                                          :listener (%srv-id server)
+                                          :tcp-server server))))
+  nil)

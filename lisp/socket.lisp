@@ -1,6 +1,7 @@
-;;;; socket.lisp -- TCP sockets: the reference's client functions, writing,
-;;;; reading in keep mode, options, and the extras.  Servers are in
-;;;; lisp/server.lisp; socket events are dispatched in lisp/callbacks.lisp.
+;;;; socket.lisp -- TCP sockets: what their events do (%SOCKET-EVENT, called
+;;;; by lisp/callbacks.lisp's %DISPATCH), the reference's client functions,
+;;;; writing, reading in keep mode, options, and the extras.  Servers are in
+;;;; lisp/server.lisp.
 ;;;;
 ;;;; Positional or keyword event-cb: see %SPLIT-EVENT-CB (lisp/checks.lisp).
 ;;;;
@@ -26,6 +27,66 @@ must accept :socket)."
       (error "cl-async-tcp: :stream t needs async-io-stream, which lisp/stream.lisp ~
               defines; it is not loaded."))
     (setf (%sock-stream socket) (make-instance class :socket socket))))
+
+;;; ---- a socket's events (from %DISPATCH, under the callback guard) ----
+
+(defun %socket-event (socket event status data len)
+  (declare (type socket socket) (type fixnum event status)
+           (type (and fixnum unsigned-byte) len)
+           (optimize (speed 3) (safety 1)))
+  ;; A write with a write-cb whose bytes never left (the connection closed
+  ;; under it): the write-cb will not run, so the event-cb hears of it as
+  ;; cl-async's streamish-canceled.  Not after close-socket, which forgets
+  ;; the write-cb, and never to the default handler.
+  (when (and (= event cltcp:+ev-flushed+) (< status 0))
+    (let ((event-cb (%sock-event-cb socket)))
+      (when (and event-cb (%sock-write-cb socket))
+        (let ((*in-event-handler* t))
+          (funcall (%fn event-cb) (make-event-condition status socket)))))
+    (return-from %socket-event nil))
+  ;; After close-socket the application hears nothing more of this socket.
+  (when (%sock-closed-p socket)
+    (return-from %socket-event nil))
+  (case event
+    (#.cltcp:+ev-data+
+     (let ((read-cb (%sock-read-cb socket)))
+       (when read-cb
+         (if (%sock-keep-p socket)
+             (funcall (%fn read-cb) socket (%sock-stream socket))
+             (funcall (%fn read-cb) socket (copy-foreign-octets data len))))))
+    (#.cltcp:+ev-flushed+
+     (let ((write-cb (%sock-write-cb socket)))
+       (when write-cb (funcall (%fn write-cb) socket))))
+    (#.cltcp:+ev-connect+
+     (setf (%sock-connected-p socket) t)
+     (unwind-protect
+          (let ((connect-cb (%sock-connect-cb socket)))
+            (when connect-cb (funcall (%fn connect-cb) socket)))
+       (when (and (%sock-shutdown-pending-p socket) (not (%sock-closed-p socket)))
+         (setf (%sock-shutdown-pending-p socket) nil)
+         (with-status (socket)
+           (cltcp:socket-shutdown (%sock-id socket))))))
+    (#.cltcp:+ev-eof+
+     (setf (%sock-peer-closed-p socket) t)
+     (unwind-protect
+          (%deliver socket (make-event-condition *uv-eof* socket))
+       ;; Unless the event-cb closed it, C now closes gracefully: the queue is
+       ;; still sent, but nothing more can be written.
+       (setf (%sock-draining-p socket) t)))
+    (#.cltcp:+ev-error+
+     (unwind-protect
+          (%deliver socket (make-event-condition status socket :socket))
+       ;; C closes the socket as soon as we return.
+       (setf (%sock-closed-p socket) t)))
+    (#.cltcp:+ev-drain+
+     (let ((drain-cb (%sock-drain-cb socket)))
+       (when drain-cb (funcall (%fn drain-cb) socket len))))
+    (#.cltcp:+ev-shutdown+
+     (if (< status 0)
+         (%deliver socket (make-event-condition status socket :socket))
+         (let ((shutdown-cb (%sock-shutdown-cb socket)))
+           (when shutdown-cb (funcall (%fn shutdown-cb) socket))))))
+  nil)
 
 ;;; ---- sockets ----
 
