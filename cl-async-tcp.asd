@@ -58,8 +58,9 @@ from lisp/library.lisp, the component before it."))
                  (:file "checks")
                  (:file "callbacks")
                  (:file "event-loop")
-                 (:file "tcp")
-                 ;; Built on tcp.lisp.
+                 (:file "socket")
+                 (:file "server")
+                 ;; Built on socket.lisp.
                  (:file "stream")
                  (:file "dns")
                  ;; issue 10: the rest of cl-async's event loop
@@ -84,6 +85,8 @@ from lisp/library.lisp, the component before it."))
                  (:file "loop-tests")
                  (:file "tcp-tests")
                  (:file "condition-tests")
+                 ;; lisp/ffi.lisp against the library
+                 (:file "ffi-tests")
                  (:file "error-tests")
                  (:file "extras-tests")
                  (:file "client-tests")

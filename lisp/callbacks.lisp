@@ -136,130 +136,47 @@ and EXIT-EVENT-LOOP established inside the callback.  Returns NIL."
              condition)))
 
 ;;; ---- per-kind dispatch (run under the guard) ----
+;;; What each kind's events do lives with the kind: %SOCKET-EVENT in
+;;; socket.lisp, %SERVER-EVENT in server.lisp, %TIMER-EVENT in
+;;; event-loop.lisp; the other kinds add %OTHER-EVENT methods (below).
 
-(declaim (ftype function %make-socket-stream exit-event-loop))
+(declaim (ftype function %make-socket-stream exit-event-loop
+                %socket-event %server-event %timer-event))
 
 (declaim (inline %fn))
 (defun %fn (designator)
   "The function a callback designator (a function or a symbol) names."
   (if (functionp designator) designator (fdefinition designator)))
 
-(defun %socket-event (socket event status data len)
-  (declare (type socket socket) (type fixnum event status)
-           (type (and fixnum unsigned-byte) len)
-           (optimize (speed 3) (safety 1)))
-  ;; A write with a write-cb whose bytes never left (the connection closed
-  ;; under it): the write-cb will not run, so the event-cb hears of it as
-  ;; cl-async's streamish-canceled.  Not after close-socket, which forgets
-  ;; the write-cb, and never to the default handler.
-  (when (and (= event cltcp:+ev-flushed+) (< status 0))
-    (let ((event-cb (%sock-event-cb socket)))
-      (when (and event-cb (%sock-write-cb socket))
-        (let ((*in-event-handler* t))
-          (funcall (%fn event-cb) (make-event-condition status socket)))))
-    (return-from %socket-event nil))
-  ;; After close-socket the application hears nothing more of this socket.
-  (when (%sock-closed-p socket)
-    (return-from %socket-event nil))
-  (case event
-    (#.cltcp:+ev-data+
-     (let ((read-cb (%sock-read-cb socket)))
-       (when read-cb
-         (if (%sock-keep-p socket)
-             (funcall (%fn read-cb) socket (%sock-stream socket))
-             (funcall (%fn read-cb) socket (copy-foreign-octets data len))))))
-    (#.cltcp:+ev-flushed+
-     (let ((write-cb (%sock-write-cb socket)))
-       (when write-cb (funcall (%fn write-cb) socket))))
-    (#.cltcp:+ev-connect+
-     (setf (%sock-connected-p socket) t)
-     (unwind-protect
-          (let ((connect-cb (%sock-connect-cb socket)))
-            (when connect-cb (funcall (%fn connect-cb) socket)))
-       (when (and (%sock-shutdown-pending-p socket) (not (%sock-closed-p socket)))
-         (setf (%sock-shutdown-pending-p socket) nil)
-         (cltcp:socket-shutdown (%sock-id socket)))))
-    (#.cltcp:+ev-eof+
-     (setf (%sock-peer-closed-p socket) t)
-     (unwind-protect
-          (%deliver socket (make-condition '%eof :code +uv-eof+ :socket socket))
-       ;; Unless the event-cb closed it, C now closes gracefully: the queue is
-       ;; still sent, but nothing more can be written.
-       (setf (%sock-draining-p socket) t)))
-    (#.cltcp:+ev-error+
-     (unwind-protect
-          (%deliver socket (make-event-condition status socket :socket))
-       ;; C closes the socket as soon as we return.
-       (setf (%sock-closed-p socket) t)))
-    (#.cltcp:+ev-drain+
-     (let ((drain-cb (%sock-drain-cb socket)))
-       (when drain-cb (funcall (%fn drain-cb) socket len))))
-    (#.cltcp:+ev-shutdown+
-     (if (< status 0)
-         (%deliver socket (make-event-condition status socket :socket))
-         (let ((shutdown-cb (%sock-shutdown-cb socket)))
-           (when shutdown-cb (funcall (%fn shutdown-cb) socket))))))
-  nil)
+;;; ---- a handle's life: registered when made, freed by its CLOSE event ----
 
-(defun %accept (base server new-id)
-  "A connection came in on SERVER: make its socket object, point the C socket
-at it, then run the server's connect-cb (reading starts after we return)."
-  (declare (type event-base base) (type tcp-server server))
-  (let* ((class (server-socket-class server))
-         (socket (if (eq class 'tcp-socket)
-                     ;; The usual case, with a literal class name (fast).
-                     (%make-tcp-socket :id new-id :base base
-                                       :read-cb (%srv-read-cb server)
-                                       :event-cb (%srv-event-cb server)
-                                       :connect-cb (%srv-connect-cb server)
-                                       :keep-p (%srv-stream-p server)
-                                       :connected-p t
-                                       :server server)
-                     (make-instance class :id new-id :base base
-                                          :read-cb (%srv-read-cb server)
-                                          :event-cb (%srv-event-cb server)
-                                          :connect-cb (%srv-connect-cb server)
-                                          :keep-p (%srv-stream-p server)
-                                          :connected-p t
-                                          :server server)))
-         (index (registry-add base socket)))
-    (setf (%sock-index socket) index)
-    (let ((rc (cltcp:socket-set-cb new-id *event-callback-pointer* index)))
-      (when (< rc 0)
-        ;; The socket died already; it closes with the server's context word.
-        (registry-remove base index)
-        (setf (%sock-index socket) -1 (%sock-closed-p socket) t)
-        (return-from %accept nil)))
-    (when (%srv-stream-p server)
-      (cltcp:socket-set-read-mode new-id cltcp:+read-keep+)
-      (%make-socket-stream socket))
-    (let ((connect-cb (%sock-connect-cb socket)))
-      (when connect-cb (funcall (%fn connect-cb) socket)))))
+(declaim (ftype function %mark-dead))
 
-(defun %server-event (base server id event status other)
-  (declare (type tcp-server server) (type fixnum event status)
-           (type (unsigned-byte 64) id other))
-  (cond ((/= id (%srv-id server))
-         ;; An accepted socket that never got its own context word (its
-         ;; ACCEPT was skipped): nobody owns it, so close it.
-         (cltcp:socket-close id cltcp:+close-now+))
-        ((%srv-closed-p server)
-         (when (= event cltcp:+ev-accept+)
-           (cltcp:socket-close other cltcp:+close-now+)))
-        ((= event cltcp:+ev-accept+)
-         (%accept base server other))
-        ((= event cltcp:+ev-error+)
-         (%deliver server (make-condition '%accept-error
-                                          :code status :socket server
-                                          :listener (%srv-id server)
-                                          :tcp-server server))))
-  nil)
-
-(defun %timer-event (timer event)
-  (declare (type timer timer) (type fixnum event))
-  (when (and (= event cltcp:+ev-timer+) (not (%timer-freed-p timer)))
-    (let ((callback (%timer-callback timer)))
-      (when callback (funcall (%fn callback))))))
+(defmacro with-new-handle ((id-pointer index)
+                           (base object &key context (about object))
+                           &body call)
+  "Register OBJECT (a %HANDLE-OBJECT or a DNS-REQUEST) in BASE's registry and run
+CALL, the libcltcp call that makes its C handle, with ID-POINTER bound to the
+id's out-parameter and INDEX to the context word, its status about ABOUT (in
+CONTEXT, see WITH-STATUS); store the new id in OBJECT.  When CALL fails nothing
+is left behind: the entry is freed and OBJECT reads as closed, then the
+condition goes on.  Returns OBJECT."
+  (let ((b (gensym "BASE")) (o (gensym "OBJECT")) (made (gensym "MADE")))
+    `(let* ((,b ,base) (,o ,object)
+            (,index (registry-add ,b ,o))
+            (,made nil))
+       (setf (%handle-index ,o) ,index)
+       (unwind-protect
+            (cffi:with-foreign-object (,id-pointer 'cltcp:id)
+              (with-status (,about ,@(when context (list context)))
+                ,@call)
+              (setf (%handle-id ,o) (cffi:mem-ref ,id-pointer 'cltcp:id)
+                    ,made t))
+         (unless ,made
+           (registry-remove ,b ,index)
+           (setf (%handle-index ,o) -1)
+           (%mark-dead ,o)))
+       ,o)))
 
 ;;; ---- close: bookkeeping only, never user code ----
 

@@ -1,6 +1,6 @@
 ;;;; checks.lisp -- what every exported function checks at its entry.
 ;;;;
-;;;; Two kinds of check live here, in one place, so that every function says
+;;;; Three kinds of check live here, in one place, so that every function says
 ;;;; the same thing in the same words:
 ;;;;
 ;;;; - Argument types.  Each argument with a documented type is checked
@@ -19,6 +19,10 @@
 ;;;;   %TEARDOWN sets EVENT-BASE-CLOSING and nothing ever clears it.  An
 ;;;;   operation on a closed socket or server, or one of a dead loop,
 ;;;;   signals SOCKET-CLOSED (%OPEN-SOCKET, %OPEN-SERVER).
+;;;;
+;;;; - Status codes.  A libcltcp call that fails signals through the foreign
+;;;;   type CLTCP:STATUS (lisp/ffi.lisp) into %STATUS-ERROR below, which
+;;;;   makes the condition CODE-CONDITION-CLASS (lisp/conditions.lisp) names.
 
 (in-package #:cl-async-tcp)
 
@@ -102,11 +106,28 @@ default -1) means none.")
   "Each spec is (place type [name]); see CHECK-ARGUMENT."
   `(progn ,@(loop for spec in specs collect `(check-argument ,@spec)) nil))
 
-(defun %finite-seconds (x)
-  "X, a real already checked, as a double that C can take: reals beyond what C
-clamps to anyway (10^9 s) are clamped here, where FLOAT could overflow."
-  (declare (type real x))
-  (if (> x 1000000000) 1d9 (float x 1d0)))
+;;; The reference passes event-cb positionally after the read-cb (NIL there
+;;; means *DEFAULT-EVENT-HANDLER*); current cl-async takes :event-cb as a
+;;; keyword.  Both work: after the required arguments, an odd number of
+;;; remaining arguments means the first one is the positional event-cb
+;;; (keyword arguments always come in pairs).
+(defun %split-event-cb (args)
+  "Split the arguments after the required ones into (values event-cb keys)."
+  (if (oddp (length args))
+      (values (or (first args) (getf (rest args) :event-cb))
+              (alexandria:remove-from-plist (rest args) :event-cb))
+      (values (getf args :event-cb)
+              (alexandria:remove-from-plist args :event-cb))))
+
+
+(defun %c-seconds (x)
+  "X -- NIL or a real, already checked (a DELAY-SECONDS or TIMEOUT-SECONDS) -- as
+the double C takes: NIL or a non-positive number is 0 (no timeout, or the next
+turn); reals beyond what C clamps to anyway (10^9 s) are clamped here, where
+FLOAT could overflow."
+  (cond ((not (and x (plusp x))) 0d0)
+        ((> x 1000000000) 1d9)
+        (t (float x 1d0))))
 
 ;;; ---- liveness ----
 
@@ -128,6 +149,10 @@ registry index is freed) or its loop was torn down."
   ;; not a socket: make that a type error naming the argument.
   (%argument-error 'socket object '(or socket async-stream)))
 
+(defun %signal-closed (socket)
+  "Signal SOCKET-CLOSED about SOCKET (a socket or tcp-server)."
+  (error 'socket-closed :socket socket :code cltcp:+eclosed+))
+
 (declaim (inline %open-socket))
 
 (defun %open-socket (thing)
@@ -137,7 +162,7 @@ when THING is neither a socket nor a stream)."
   (let ((socket (%socket-of thing)))
     (when (or (%sock-closed-p socket) (%loop-gone-p socket))
       (setf (%sock-closed-p socket) t)
-      (error 'socket-closed :socket socket :code cltcp:+eclosed+))
+      (%signal-closed socket))
     socket))
 
 (defun %open-server (server)
@@ -146,5 +171,50 @@ closed or its loop is gone."
   (check-argument server tcp-server tcp-server)
   (when (or (%srv-closed-p server) (%loop-gone-p server))
     (setf (%srv-closed-p server) t)
-    (error 'socket-closed :socket server :code cltcp:+eclosed+))
+    (%signal-closed server))
   server)
+
+;;; ---- status codes: the one place a failed libcltcp call is signalled ----
+;;; Every function of lisp/ffi.lisp that returns the foreign type STATUS
+;;; calls %STATUS-ERROR for a negative code; WITH-STATUS says what the
+;;; calls in its body are about, for the condition.  Binding one special
+;;; variable is the whole cost on the hot write path.
+
+(defvar *status-object* nil
+  "What a failing libcltcp call is about (see WITH-STATUS).")
+
+(defvar *status-context* nil
+  "The CODE-CONDITION-CLASS context of a failing call; NIL: from *STATUS-OBJECT*.")
+
+(defmacro with-status ((object &optional context) &body body)
+  "Run BODY, whose libcltcp calls are about OBJECT: a negative status they return
+signals the condition of its code about OBJECT, in CONTEXT (by default :CALL for
+a socket or tcp-server, :DNS for a host name, else :LOOP)."
+  `(let ((*status-object* ,object)
+         ,@(when context `((*status-context* ,context))))
+     ,@body))
+
+(defun %status-context (object)
+  (or *status-context*
+      (typecase object
+        ((or socket tcp-server) :call)
+        (string :dns)
+        (t :loop))))
+
+(defun %status-error (code)
+  "Signal the condition for the negative libcltcp status CODE: the one place a
+failed call becomes a condition (the translator of the foreign type
+CLTCP:STATUS calls it).  A socket C calls closed reads as closed from now on."
+  (declare (type fixnum code))
+  (let ((object *status-object*))
+    (when (and (= code cltcp:+eclosed+) (typep object 'socket))
+      (setf (%sock-closed-p object) t))
+    (error (make-event-condition code object (%status-context object)))))
+
+(defun check-status (status object &optional (context (%status-context object)))
+  "A RAW-STATUS returned by a call whose caller tolerates some failures: STATUS
+when it is not negative, else signal its condition about OBJECT in CONTEXT."
+  (declare (type fixnum status))
+  (if (< status 0)
+      (with-status (object context) (%status-error status))
+      status))

@@ -12,23 +12,32 @@
 ;;; ---- error codes, learnt from the library by name ----
 ;;; libuv's codes are negated errno values, which differ between systems, so
 ;;; they are read from the loaded library (cltcp_err_name) instead of being
-;;; hardcoded; the Linux values are only the fallback.
+;;; hardcoded; the Linux values are only the fallback.  Variables, not
+;;; constants: their values come from the library at load time.
 
-(defun find-code-by-name (name fallback)
-  (loop for code from -1 downto -4095
-        when (string= name (cltcp:err-name code))
-          do (return code)
-        finally (return fallback)))
+(defun error-code (name &optional fallback)
+  "The negative code whose symbolic name (CLTCP_ERR_NAME, e.g. \"ECONNREFUSED\",
+\"ECLOSED\") is the string NAME in the loaded libcltcp, or FALLBACK when it has
+none.  libuv's codes are errno values, which differ between systems: use this
+to name one in an EQL method of CODE-CONDITION-CLASS."
+  (check-type name string)
+  (or (loop for code from -1 downto -4095
+            when (string= name (cltcp:err-name code))
+              do (return code))
+      (loop for code from -20000 downto -20100
+            when (string= name (cltcp:err-name code))
+              do (return code))
+      fallback))
 
-(defparameter +uv-eof+ (find-code-by-name "EOF" -4095))
-(defparameter +uv-econnrefused+ (find-code-by-name "ECONNREFUSED" -111))
-(defparameter +uv-etimedout+ (find-code-by-name "ETIMEDOUT" -110))
-(defparameter +uv-econnreset+ (find-code-by-name "ECONNRESET" -104))
-(defparameter +uv-econnaborted+ (find-code-by-name "ECONNABORTED" -103))
-(defparameter +uv-eaddrinuse+ (find-code-by-name "EADDRINUSE" -98))
-(defparameter +uv-eacces+ (find-code-by-name "EACCES" -13))
-(defparameter +uv-epipe+ (find-code-by-name "EPIPE" -32))
-(defparameter +uv-ecanceled+ (find-code-by-name "ECANCELED" -125))
+(defvar *uv-eof* (error-code "EOF" -4095))
+(defvar *uv-econnrefused* (error-code "ECONNREFUSED" -111))
+(defvar *uv-etimedout* (error-code "ETIMEDOUT" -110))
+(defvar *uv-econnreset* (error-code "ECONNRESET" -104))
+(defvar *uv-econnaborted* (error-code "ECONNABORTED" -103))
+(defvar *uv-eaddrinuse* (error-code "EADDRINUSE" -98))
+(defvar *uv-epipe* (error-code "EPIPE" -32))
+(defvar *uv-ecanceled* (error-code "ECANCELED" -125))
+(defvar *uv-einval* (error-code "EINVAL" -22))
 
 (defun code-name (code)
   "The library's symbolic name of CODE (\"ECONNREFUSED\", \"ECLOSED\" ...)."
@@ -212,6 +221,17 @@ port delivers something that is both this and TCP-SERVER-BIND-ERROR."))
   (:documentation "A host name lookup failed (no such name, server failure, timeout ...).
 EVENT-ERRCODE and EVENT-ERRNAME say which."))
 
+(define-condition %dns-lookup-error (dns-error)
+  ((host :initarg :host :initform nil :reader dns-error-host))
+  (:documentation "What a failed lookup delivers: a DNS-ERROR that also knows the host."))
+
+(setf (documentation 'dns-error-host 'function)
+      "The host name whose lookup failed (a string), for a DNS-ERROR delivered by
+DNS-LOOKUP, DNS-LOOKUP-ALL or REVERSE-DNS-LOOKUP.")
+
+(defmethod condition-object ((c %dns-lookup-error))
+  (dns-error-host c))
+
 ;;; The classes actually delivered: each one is both names at once.
 (define-condition %eof (tcp-eof socket-eof) ())
 (define-condition %timeout (tcp-timeout socket-timeout) ())
@@ -227,40 +247,70 @@ EVENT-ERRCODE and EVENT-ERRNAME say which."))
 (define-condition %canceled (tcp-error socket-error streamish-canceled) ())
 (define-condition %closed-broken-pipe (socket-closed streamish-broken-pipe) ())
 
-(defun dns-code-p (code)
-  (<= cltcp:+ednsconfig+ code cltcp:+enotfound+))
+;;; ---- codes -> condition classes: one extensible mapping ----
+;;; A generic function with EQL methods on the code (as cl-async maps its
+;;; error names): a program maps a code to its own class by adding a method.
+;;; Only consulted when something failed, never per read or write.
 
-(defun code-condition-class (code context)
-  "The condition class delivered for CODE.  CONTEXT is :SOCKET, :ACCEPT or :BIND."
-  (declare (type fixnum code))
-  (ecase context
-    (:bind (if (= code +uv-eaddrinuse+) '%bind-in-use '%bind-error))
-    (:accept '%accept-error)
-    (:socket
-     (cond ((= code +uv-eof+) '%eof)
-           ((= code +uv-econnrefused+) '%refused)
-           ((= code +uv-etimedout+) '%timeout)
-           ((= code +uv-econnreset+) '%reset)
-           ((= code +uv-econnaborted+) '%aborted)
-           ((= code cltcp:+eclosed+) 'socket-closed)
-           ((= code +uv-epipe+) '%broken-pipe)
-           ((= code +uv-ecanceled+) '%canceled)
-           ((dns-code-p code) '%dns-connect-error)
-           (t '%tcp-error)))))
+(defgeneric code-condition-class (code context)
+  (:documentation "The condition class (a symbol) this library makes for the negative CODE
+met in CONTEXT, one of
+  :SOCKET  an event delivered about a socket (its event-cb),
+  :CALL    a call about a socket or tcp-server that failed at once (a code
+           without a :CALL method of its own maps as in :SOCKET),
+  :BIND    TCP-SERVER failing to listen,
+  :ACCEPT  a tcp-server failing to accept,
+  :DNS     a host name lookup (or a DNS setting) failing,
+  :LOOP    anything else (event loop, timers, notifiers, signal handlers).
+The condition is made with :CODE CODE and, except in :DNS and :LOOP, :SOCKET
+(the socket or server); in :DNS with :HOST.  Extend it with EQL methods, e.g.
+  (defmethod code-condition-class ((code (eql (error-code \"EHOSTUNREACH\")))
+                                   (context (eql :socket)))
+    'my-unreachable)
+where MY-UNREACHABLE should be a subclass of the class the default gives (here
+TCP-ERROR), so that handlers written for the documented classes still fire.")
+  (:method (code (context (eql :socket)))
+    (if (<= cltcp:+ednsconfig+ code cltcp:+enotfound+)
+        '%dns-connect-error
+        '%tcp-error))
+  (:method (code (context (eql :call)))
+    (code-condition-class code :socket))
+  (:method (code (context (eql :bind))) (declare (ignore code)) '%bind-error)
+  (:method (code (context (eql :accept))) (declare (ignore code)) '%accept-error)
+  (:method (code (context (eql :dns))) (declare (ignore code)) '%dns-lookup-error)
+  (:method (code (context (eql :loop))) (declare (ignore code)) 'event-error))
+
+(defmacro define-code-conditions (context &body pairs)
+  "CODE-CONDITION-CLASS methods for CONTEXT: each pair is (code-form class)."
+  `(progn
+     ,@(loop for (code class) in pairs
+             collect `(defmethod code-condition-class ((code (eql ,code))
+                                                       (context (eql ,context)))
+                        ',class))))
+
+(define-code-conditions :socket
+  (*uv-eof* %eof)
+  (*uv-econnrefused* %refused)
+  (*uv-etimedout* %timeout)
+  (*uv-econnreset* %reset)
+  (*uv-econnaborted* %aborted)
+  (cltcp:+eclosed+ socket-closed)
+  (*uv-epipe* %broken-pipe)
+  (*uv-ecanceled* %canceled))
+
+(define-code-conditions :call
+  ;; A call on a closed socket, and a write after SHUTDOWN-SOCKET.
+  (cltcp:+eclosed+ socket-closed)
+  (*uv-epipe* %closed-broken-pipe))
+
+(define-code-conditions :bind
+  (*uv-eaddrinuse* %bind-in-use))
 
 (defun make-event-condition (code object &optional (context :socket))
-  "A condition for CODE about OBJECT (a socket or server), of the class the code maps to."
-  (make-condition (code-condition-class code context) :code code :socket object))
-
-(defun signal-status (status object &optional (context :socket))
-  "Signal, as an error, the condition for the negative STATUS about OBJECT."
-  (error (make-event-condition status object context)))
-
-(declaim (inline check-status))
-(defun check-status (status object &optional (context :socket))
-  "The one place where return codes of libcltcp are checked: STATUS is returned
-when it is not negative; otherwise the condition for it is signalled as an error."
-  (declare (type fixnum status))
-  (if (< status 0)
-      (signal-status status object context)
-      status))
+  "A condition for CODE about OBJECT (a socket or server; a host name in :DNS),
+of the class CODE-CONDITION-CLASS maps it to in CONTEXT."
+  (let ((class (code-condition-class code context)))
+    (case context
+      (:dns (make-condition class :code code :host object))
+      (:loop (make-condition class :code code))
+      (t (make-condition class :code code :socket object)))))

@@ -31,47 +31,29 @@ address.")
 :family, which asks for IPv4 and IPv6 addresses (IPv4 ones first).")
 
 (defun %family->c (family)
-  "The CLTCP_AF_* value for one of the +AF-*+ constants (NIL = +AF-UNSPEC+)."
+  "The CLTCP_AF_* value (CLTCP:+FAMILY-*+) for one of the +AF-*+ constants (NIL = +AF-UNSPEC+)."
   (case family
-    ((nil #.+af-unspec+) cltcp:+af-unspec+)
-    (#.+af-inet+ cltcp:+af-inet+)
-    (#.+af-inet6+ cltcp:+af-inet6+)
+    ((nil #.+af-unspec+) cltcp:+family-unspec+)
+    (#.+af-inet+ cltcp:+family-inet+)
+    (#.+af-inet6+ cltcp:+family-inet6+)
     (t (%argument-error :family family
                         `(member nil ,+af-unspec+ ,+af-inet+ ,+af-inet6+)))))
 
 (defun %family<-c (family)
   "The +AF-*+ constant for a CLTCP_AF_* value."
-  (if (= family cltcp:+af-inet6+) +af-inet6+ +af-inet+))
-
-;;; ---- the condition delivered for a failed lookup ----
-
-(define-condition %dns-lookup-error (dns-error)
-  ((host :initarg :host :initform nil :reader dns-error-host))
-  (:documentation "What a failed DNS-LOOKUP delivers: a DNS-ERROR that also knows the host."))
-
-(setf (documentation 'dns-error-host 'function)
-      "The host name whose lookup failed (a string), for a DNS-ERROR delivered by
-DNS-LOOKUP or DNS-LOOKUP-ALL.")
-
-(defmethod condition-object ((c %dns-lookup-error))
-  (dns-error-host c))
-
-(defun %dns-error (code host)
-  (make-condition '%dns-lookup-error :code code :host host))
-
-(defun %check-dns-setting (status)
-  "Settings calls: signal a DNS-ERROR for a negative STATUS."
-  (declare (type fixnum status))
-  (when (< status 0)
-    (error 'dns-error :code status))
-  nil)
+  (if (= family cltcp:+family-inet6+) +af-inet6+ +af-inet+))
 
 ;;; ---- requests ----
 
-(defstruct (dns-request (:include handle) (:constructor %make-dns-request) (:copier nil)
+(defstruct (dns-request (:constructor %make-dns-request) (:copier nil)
                         (:conc-name %dns-))
-  "A host name lookup in flight: what DNS-LOOKUP and DNS-LOOKUP-ALL return.
-CANCEL-DNS-LOOKUP cancels it."
+  "A host name lookup in flight: what DNS-LOOKUP, DNS-LOOKUP-ALL and
+REVERSE-DNS-LOOKUP return.  CANCEL-DNS-LOOKUP cancels it."
+  ;; The libcltcp request id, the registry index (its context word) and the
+  ;; loop, as a %HANDLE-OBJECT has them.
+  (id 0 :type (unsigned-byte 64))
+  (index -1 :type fixnum)
+  (base nil)
   (host "" :type string)
   (resolve-cb nil)
   (event-cb nil)
@@ -83,7 +65,74 @@ CANCEL-DNS-LOOKUP cancels it."
   (print-unreadable-object (r stream :type t :identity t)
     (format stream "~S ~:[pending~;done~]" (%dns-host r) (%dns-done-p r))))
 
-(defvar *dns-callback-pointer*)         ; set below, after the callback
+;;; A request lives in the registry like a handle (WITH-NEW-HANDLE), from
+;;; its start to its one callback.
+(defmethod (setf %handle-index) (index (request dns-request))
+  (setf (%dns-index request) index))
+(defmethod (setf %handle-id) (id (request dns-request))
+  (setf (%dns-id request) id))
+(defmethod %handle-id ((request dns-request))
+  (%dns-id request))
+(defmethod %mark-other-dead ((request dns-request))
+  (setf (%dns-done-p request) t))
+
+(defmethod %object-event-cb ((request dns-request))
+  (%dns-event-cb request))
+
+(defun %deliver-dns-error (request code)
+  (%deliver request (make-event-condition code (%dns-host request) :dns)))
+
+(defun %fail-dns-later (request code)
+  "A failure known when the lookup is made is still delivered on a later turn,
+like the failures C finds.  Returns REQUEST."
+  (delay (lambda ()
+           (unless (%dns-done-p request)
+             (setf (%dns-done-p request) t)
+             (%deliver-dns-error request code)))
+         :event-cb (%dns-event-cb request))
+  request)
+
+;;; ---- the C side: starting a request, and its one callback ----
+
+(defmacro with-new-dns-request ((id index) (base request) &body call)
+  "Start REQUEST with CALL, the libcltcp call that makes it (see WITH-NEW-HANDLE):
+a failure signals a DNS-ERROR about its host and leaves nothing behind."
+  (let ((r (gensym "REQUEST")))
+    `(let ((,r ,request))
+       (with-new-handle (,id ,index) (,base ,r :context :dns :about (%dns-host ,r))
+         ,@call))))
+
+(defun %dns-entry (ctx req)
+  "The request a DNS callback (CTX, REQ) finishes, when its application callback
+is to run: its context word is freed first in any case (this is its one and
+only callback), and NIL is returned when it was finished or cancelled already
+or its loop is stopping."
+  (let* ((base *event-base*)
+         (request (and base (registry-ref base ctx))))
+    (when (and (dns-request-p request) (= req (%dns-id request)))
+      (registry-remove base ctx)
+      (setf (%dns-index request) -1)
+      (unless (or (%dns-done-p request)
+                  (event-base-stopping base)
+                  (event-base-closing base))
+        (setf (%dns-done-p request) t)
+        request))))
+
+(defmacro define-dns-callback (name (status &rest args) found &body on-success)
+  "Define the C callback NAME of a DNS request: (ctx req STATUS . ARGS), ARGS
+being (name foreign-type) pairs.  Under the callback guard, it runs ON-SUCCESS
+with REQUEST bound when STATUS is 0 and FOUND is true, and otherwise delivers
+the DNS-ERROR of STATUS (ENODATA for a success that found nothing)."
+  `(cffi:defcallback ,name :void
+       ((ctx :uintptr) (req :uint64) (,status :int) ,@args)
+     (let ((request (%dns-entry ctx req)))
+       (when request
+         (with-callback-guard (request)
+           (if (and (zerop ,status) ,found)
+               (progn ,@on-success)
+               (%deliver-dns-error request
+                                   (if (zerop ,status) cltcp:+enodata+ ,status))))))
+     nil))
 
 (defun %read-addresses (addrs n)
   "The N cltcp_addr structs at ADDRS as a fresh list of (address-string family)."
@@ -95,50 +144,16 @@ CANCEL-DNS-LOOKUP cancels it."
                       (%family<-c (cffi:foreign-slot-value a '(:struct cltcp:addr)
                                                            'cltcp:family)))))
 
-(defmethod %object-event-cb ((request dns-request))
-  (%dns-event-cb request))
+(define-dns-callback %dns-callback (status (addrs :pointer) (n :size)) (plusp n)
+  (let ((addresses (%read-addresses addrs n))
+        (resolve-cb (%dns-resolve-cb request)))
+    (when resolve-cb
+      (if (%dns-all-p request)
+          (funcall resolve-cb addresses)
+          (apply resolve-cb (first addresses))))))
 
-(defun %deliver-dns-error (request code)
-  (%deliver request (%dns-error code (%dns-host request))))
-
-(defun %dns-dispatch (request status addrs n)
-  "Run the application's callback for a finished lookup, under the same guard as
-every other event (WITH-CALLBACK-GUARD)."
-  (with-callback-guard (request)
-    (if (and (zerop status) (plusp n))
-        (let ((addresses (%read-addresses addrs n))
-              (resolve-cb (%dns-resolve-cb request)))
-          (when resolve-cb
-            (if (%dns-all-p request)
-                (funcall resolve-cb addresses)
-                (apply resolve-cb (first addresses)))))
-        (%deliver-dns-error request (if (zerop status) cltcp:+enodata+ status))))
-  nil)
-
-(defun %handle-dns-result (ctx req status addrs n)
-  (let ((base *event-base*))
-    (when base
-      (let ((request (registry-ref base ctx)))
-        (when (and (dns-request-p request)
-                   (or (zerop (%dns-id request)) (= req (%dns-id request))))
-          ;; This is the request's one and only callback: free its context
-          ;; word first, whatever happens below.
-          (registry-remove base ctx)
-          (setf (%dns-index request) -1)
-          (unless (or (%dns-done-p request)
-                      (event-base-stopping base)
-                      (event-base-closing base))
-            (setf (%dns-done-p request) t)
-            (%dns-dispatch request status addrs n))))))
-  nil)
-
-(cffi:defcallback %dns-callback :void
-    ((ctx :uintptr) (req :uint64) (status :int) (addrs :pointer) (n :size))
-  (%handle-dns-result ctx req status addrs n))
-
-(setf *dns-callback-pointer* (cffi:callback %dns-callback))
-(setf (documentation '*dns-callback-pointer* 'variable)
-      "The C address of %DNS-CALLBACK, given to every lookup.")
+(defvar *dns-callback-pointer* (cffi:callback %dns-callback)
+  "The C address of %DNS-CALLBACK, given to every lookup.")
 
 (defun %dns-lookup (host resolve-cb event-cb all-p &key (family +af-unspec+))
   (check-arguments (host string) (resolve-cb callback) (event-cb callback))
@@ -146,27 +161,12 @@ every other event (WITH-CALLBACK-GUARD)."
          (c-family (%family->c family))
          (request (%make-dns-request :base base :host host :resolve-cb resolve-cb
                                      :event-cb event-cb :all-p all-p)))
-    (when (find (code-char 0) host)
-      ;; C strings end at the first NUL, so C would look up a shorter name.
-      ;; A failure known now is still delivered on a later turn, as C does.
-      (delay (lambda ()
-               (unless (%dns-done-p request)
-                 (setf (%dns-done-p request) t)
-                 (%deliver-dns-error request cltcp:+ebadname+)))
-             :event-cb event-cb)
-      (return-from %dns-lookup request))
-    (let ((index (registry-add base request)))
-      (setf (%dns-index request) index)
-      (cffi:with-foreign-object (id 'cltcp:id)
-        (let ((rc (cltcp:dns-lookup id (event-base-id base) host c-family
-                                    *dns-callback-pointer* index)))
-          (when (< rc 0)
-            ;; An error return means no callback will come: free the entry now.
-            (registry-remove base index)
-            (setf (%dns-index request) -1 (%dns-done-p request) t)
-            (error (%dns-error rc host))))
-        (setf (%dns-id request) (cffi:mem-ref id 'cltcp:id))))
-    request))
+    (if (find (code-char 0) host)
+        ;; C strings end at the first NUL, so C would look up a shorter name.
+        (%fail-dns-later request cltcp:+ebadname+)
+        (with-new-dns-request (id index) (base request)
+          (cltcp:dns-lookup id (event-base-id base) host c-family
+                            *dns-callback-pointer* index)))))
 
 (defun dns-lookup (host resolve-cb &rest args)
   "Look HOST (a host name, or a numeric IPv4/IPv6 address, which resolves to
@@ -214,7 +214,7 @@ cancelled already (or its event loop has exited).  Returns NIL."
     (unless (or (zerop (%dns-id request)) (< (%dns-index request) 0)
                 (let ((base (%dns-base request)))
                   (or (null base) (event-base-closing base))))
-      (cltcp:dns-cancel (%dns-id request))))
+      (cltcp:dns-cancel (%dns-id request)))) ; RAW-STATUS: it may be finishing
   nil)
 
 ;;; ---- per-loop settings ----
@@ -250,8 +250,9 @@ strings or lists (host port); NIL restores the system's servers
 DNS-ERROR (EDNSCONFIG for a bad list; EBUSY while lookups are in flight, so
 call it before starting any), and a TYPE-ERROR for SERVERS or an element of
 them of another type.  Returns NIL."
-  (%check-dns-setting
-   (cltcp:loop-set-dns-servers (event-base-id (%current-base)) (%servers-string servers))))
+  (with-status (nil :dns)
+    (cltcp:loop-set-dns-servers (event-base-id (%current-base)) (%servers-string servers)))
+  nil)
 
 (defun set-dns-timeout (seconds &optional tries)
   "Set the running event loop's DNS timeout: SECONDS (a positive real, at most
@@ -260,6 +261,7 @@ Defaults: 5 s, 2 tries.  A lookup that gets no answer fails with a DNS-ERROR
 named EDNSTIMEOUT.  Signals a DNS-ERROR (EINVAL for a bad value, EBUSY while
 lookups are in flight).  Returns NIL."
   (check-arguments (seconds (real (0))) (tries (or null (integer 1 #x7fffffff))))
-  (%check-dns-setting
-   (cltcp:loop-set-dns-timeout (event-base-id (%current-base)) (%finite-seconds seconds)
-                               (or tries -1))))
+  (with-status (nil :dns)
+    (cltcp:loop-set-dns-timeout (event-base-id (%current-base)) (%c-seconds seconds)
+                                (or tries -1)))
+  nil)

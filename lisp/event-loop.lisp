@@ -43,11 +43,12 @@ true when the loop should go on, NIL when the user chose to stop it."
       ;; IN-RUN stays true when a callback leaves by a non-local exit
       ;; (callbacks.lisp): %TEARDOWN then repairs the C loop first.
       (setf (event-base-in-run base) t)
+      ;; RAW-STATUS, checked once the turn is over: not inside
+      ;; WITH-LOOP-TURN, where interrupts are deferred.
       (let ((rc (with-loop-turn
                   (cltcp:loop-run alive (event-base-id base) +turn-mode+))))
         (setf (event-base-in-run base) nil)
-        (when (< rc 0)
-          (error "cl-async-tcp: cltcp_loop_run failed: ~A" (code-name rc))))
+        (check-status rc nil :loop))
       (cond ((event-base-pending-errors base)
              (unless (%signal-pending-errors base)
                (return)))
@@ -67,6 +68,7 @@ event (status ECANCELED), which frees its registry entry."
     (setf (event-base-closing base) t)
     (unless (zerop (event-base-id base))
       (with-loop-turn
+        ;; RAW-STATUS, both: teardown must not fail half way.
         (when (event-base-in-run base)
           ;; We got here by a non-local exit out of a callback, through C.
           (cltcp:loop-recover (event-base-id base))
@@ -112,10 +114,10 @@ and frees every handle, so a new loop can start at once in the same thread."
          (*send-errors-to-eventcb* send-errors-to-eventcb)
          (*in-event-handler* nil))
     (cffi:with-foreign-object (id 'cltcp:id)
-      (let ((rc (cltcp:loop-new id)))
-        (when (< rc 0)
-          (error "cl-async-tcp: cannot create an event loop: ~A" (code-message rc))))
+      (cltcp:loop-new id)
       (setf (event-base-id base) (cffi:mem-ref id 'cltcp:id))
+      ;; RAW-STATUS: it cannot fail on a loop just made, and this is before
+      ;; the UNWIND-PROTECT that would close the loop again.
       (cltcp:loop-set-wakeup (event-base-id base) +wakeup-seconds+))
     (unwind-protect
          (progn
@@ -152,25 +154,21 @@ every socket, server and timer is closed.  Outside a loop it does nothing."
 
 ;;; ---- delays and intervals ----
 
-(declaim (ftype function %note-interval))
+(defun %timer-event (timer event)
+  (declare (type timer timer) (type fixnum event))
+  (when (and (= event cltcp:+ev-timer+) (not (%timer-freed-p timer)))
+    (let ((callback (%timer-callback timer)))
+      (when callback (funcall (%fn callback))))))
 
-(defun %seconds (x)
-  "A checked DELAY-SECONDS as C's double (0 = the next turn)."
-  (if (and x (plusp x)) (%finite-seconds x) 0d0))
+(declaim (ftype function %note-interval))
 
 (defun %start-timer (callback event-cb seconds repeat)
   (let* ((base (%current-base))
-         (timer (%make-timer :base base :callback callback :event-cb event-cb))
-         (index (registry-add base timer)))
-    (setf (%timer-index timer) index)
-    (cffi:with-foreign-object (id 'cltcp:id)
-      (let ((rc (cltcp:timer-start id (event-base-id base) (%seconds seconds)
-                                   (%seconds repeat) *event-callback-pointer* index)))
-        (when (< rc 0)
-          (registry-remove base index)
-          (error "cl-async-tcp: cannot start a timer: ~A" (code-message rc))))
-      (setf (%timer-id timer) (cffi:mem-ref id 'cltcp:id))
-      (incf (%timer-c-live timer)))
+         (timer (%make-timer :base base :callback callback :event-cb event-cb)))
+    (with-new-handle (id index) (base timer)
+      (cltcp:timer-start id (event-base-id base) (%c-seconds seconds)
+                         (%c-seconds repeat) *event-callback-pointer* index))
+    (incf (%timer-c-live timer))
     timer))
 
 (defun delay (callback &key time event-cb)
@@ -197,7 +195,7 @@ of an event loop that has exited."
     ;; Id 0: removed, no C timer (lisp/events.lisp).  A dead loop's timer id
     ;; may name a later loop's timer.
     (unless (or (zerop (%timer-id event)) (%c-handle-gone-p event))
-      (cltcp:timer-close (%timer-id event))))
+      (cltcp:timer-close (%timer-id event)))) ; RAW-STATUS: it may have fired
   nil)
 
 (defmethod event-freed-p ((event event))

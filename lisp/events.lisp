@@ -71,18 +71,21 @@ event-error; EVENT-ERRCODE is -1).  EVENT-FREED-EVENT is the event."))
     (when (< (%timer-index event) 0)
       (setf (%timer-index event) (registry-add base event)))
     (cffi:with-foreign-object (id 'cltcp:id)
-      (let ((rc (cltcp:timer-start id (event-base-id base) (%seconds seconds) 0d0
-                                   *event-callback-pointer* (%timer-index event))))
-        (when (< rc 0)
-          (when (zerop (%timer-c-live event))
+      (let ((made nil))
+        (unwind-protect
+             (with-status (event)
+               (cltcp:timer-start id (event-base-id base) (%c-seconds seconds) 0d0
+                                  *event-callback-pointer* (%timer-index event))
+               (setf made t))
+          ;; The entry stays while an earlier C timer of EVENT may still close.
+          (when (and (not made) (zerop (%timer-c-live event)))
             (registry-remove base (%timer-index event))
-            (setf (%timer-index event) -1))
-          (error "cl-async-tcp: cannot start a timer: ~A" (code-message rc))))
+            (setf (%timer-index event) -1))))
       (setf (%timer-id event) (cffi:mem-ref id 'cltcp:id)
             (%timer-removed-p event) nil)
       (incf (%timer-c-live event)))
     (unless (%handle-refd event)
-      (cltcp:handle-ref (%timer-id event) 0))
+      (cltcp:handle-ref (%timer-id event) 0)) ; RAW-STATUS: a timer just made
     nil))
 
 (defun %disarm-event (event)
@@ -91,7 +94,7 @@ event-error; EVENT-ERRCODE is -1).  EVENT-FREED-EVENT is the event."))
     (setf (%timer-id event) 0
           (%timer-removed-p event) t)
     (unless (zerop id)
-      (cltcp:timer-close id))))
+      (cltcp:timer-close id)))) ; RAW-STATUS: it may have fired
 
 (defun remove-event (event)
   "Take EVENT (what DELAY or MAKE-EVENT returns) out of the event loop without

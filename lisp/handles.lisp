@@ -22,12 +22,12 @@ on a loop's handles from that loop's thread only."
   (setf (%handle-refd handle) (and on t))
   (let ((id (%handle-id handle)))
     (unless (zerop id)
+      ;; RAW-STATUS.  ECLOSED: the C handle is closing already (a server
+      ;; closed, a socket the library closes after an error); nothing is left
+      ;; to keep the loop alive, so there is nothing to do.
       (let ((rc (cltcp:handle-ref id (if on 1 0))))
-        ;; ECLOSED: the C handle is closing already (a server closed, a
-        ;; socket the library closes after an error); nothing is left to keep
-        ;; the loop alive, so there is nothing to do.
-        (when (and (< rc 0) (/= rc cltcp:+eclosed+))
-          (error 'event-error :code rc)))))
+        (unless (= rc cltcp:+eclosed+)
+          (check-status rc handle :loop)))))
   nil)
 
 (defun %check-socket-ref (socket)

@@ -20,14 +20,20 @@
 
 (in-package #:cl-async-tcp)
 
-(defparameter +abi-version+ 3
-  "The CLTCP_ABI_VERSION that lisp/ffi.lisp mirrors.")
+(defconstant +abi-version+ 3
+  "The CLTCP_ABI_VERSION that lisp/ffi.lisp mirrors: the one place the Lisp side
+states it (the soname, the build key and the load-time handshake use it).")
 
-(defparameter +build-command+ "meson setup build && meson compile -C build"
-  "The command (run in the source tree) that builds libcltcp.")
+;;; Strings: DEFINE-CONSTANT with STRING=, so that reloading this file does
+;;; not redefine a constant with a new (EQUAL, not EQL) string.
+(alexandria:define-constant +build-command+ "meson setup build && meson compile -C build"
+  :test #'string=
+  :documentation "The command (run in the source tree) that builds libcltcp.")
 
-(defparameter +build-packages+ "meson ninja-build pkg-config libuv1-dev libc-ares-dev"
-  "The Debian packages building libcltcp needs (a C compiler aside).")
+(alexandria:define-constant +build-packages+
+    "meson ninja-build pkg-config libuv1-dev libc-ares-dev"
+  :test #'string=
+  :documentation "The Debian packages building libcltcp needs (a C compiler aside).")
 
 (defun soname ()
   "The file name of libcltcp of this ABI (the soname)."

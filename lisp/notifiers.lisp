@@ -67,17 +67,9 @@ lets the loop exit without it).  Returns the notifier."
   (let* ((base (%current-base))
          (notifier (make-instance 'notifier :base base :callback callback
                                             :event-cb event-cb
-                                            :single-shot (and single-shot t)))
-         (index (registry-add base notifier)))
-    (setf (%handle-index notifier) index)
-    (cffi:with-foreign-object (id 'cltcp:id)
-      (let ((rc (cltcp:async-new id (event-base-id base) *event-callback-pointer* index)))
-        (when (< rc 0)
-          (registry-remove base index)
-          (setf (%handle-index notifier) -1 (%notifier-freed-p notifier) t)
-          (error 'event-error :code rc)))
-      (setf (%handle-id notifier) (cffi:mem-ref id 'cltcp:id)))
-    notifier))
+                                            :single-shot (and single-shot t))))
+    (with-new-handle (id index) (base notifier)
+      (cltcp:async-new id (event-base-id base) *event-callback-pointer* index))))
 
 (defun %signal-notifier-freed (notifier)
   (error 'notifier-freed :notifier notifier :code -1 :msg "the notifier is freed"))
@@ -91,10 +83,12 @@ Returns NIL."
   (check-type notifier notifier)
   (when (%notifier-freed-p notifier)
     (%signal-notifier-freed notifier))
+  ;; RAW-STATUS: ECLOSED is a notifier freed under us, by the loop's thread.
   (let ((rc (cltcp:async-send (%handle-id notifier))))
-    (cond ((zerop rc) nil)
-          ((= rc cltcp:+eclosed+) (%signal-notifier-freed notifier))
-          (t (error 'event-error :code rc)))))
+    (if (= rc cltcp:+eclosed+)
+        (%signal-notifier-freed notifier)
+        (check-status rc notifier :loop))
+    nil))
 
 (defun free-notifier (notifier)
   "Stop NOTIFIER and free its resources: its callback will not run any more, even
@@ -106,7 +100,7 @@ another thread it signals an error and frees nothing.  Returns NIL."
   (unless (%notifier-freed-p notifier)
     (%check-loop-thread notifier 'free-notifier)
     (setf (%notifier-freed-p notifier) t)
-    (cltcp:async-close (%handle-id notifier)))
+    (cltcp:async-close (%handle-id notifier))) ; RAW-STATUS: see TRIGGER-NOTIFIER
   nil)
 
 ;;; ---- the loop's side ----

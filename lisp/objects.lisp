@@ -13,15 +13,9 @@
 ;;;; reads 3 to 5 fields per event, a write 3.
 ;;;;
 ;;;; DNS requests (lisp/dns.lisp) are not handed to programs as anything to
-;;;; subclass and have no CLOSE event; they stay the structure HANDLE.
+;;;; subclass and have no CLOSE event; they are a structure, DNS-REQUEST.
 
 (in-package #:cl-async-tcp)
-
-(defstruct (handle (:constructor nil) (:copier nil) (:conc-name %request-))
-  "The fields of a libcltcp request that is not a class (DNS lookups)."
-  (id 0 :type (unsigned-byte 64))
-  (index -1 :type fixnum)
-  (base nil))
 
 (defclass %handle-object ()
   ((id :initarg :id :initform 0
@@ -152,7 +146,7 @@ accessor, as in cl-async."
       "Store VALUE as SOCKET's application data.")
 
 ;;; ---- generic functions where cl-async has them ----
-;;; Their methods live with the code they belong to (tcp.lisp, events.lisp,
+;;; Their methods live with the code they belong to (socket.lisp, server.lisp, events.lisp,
 ;;; handles.lisp ...); programs add methods for their subclasses.
 
 (defgeneric close-socket (socket &key force)

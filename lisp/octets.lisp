@@ -3,7 +3,7 @@
 ;;;; Programs and HTTP frameworks written for cl-async declare their buffers
 ;;;; as as:octet-vector, coerce with as:bytes and bind as:*buffer-writes*;
 ;;;; here those names mean what they mean there.  *BUFFER-WRITES* is read by
-;;;; the write path (tcp.lisp %SEND-OCTETS), which is why it lives before it.
+;;;; the write path (socket.lisp %SEND-OCTETS), which is why it lives before it.
 
 (in-package #:cl-async-tcp)
 

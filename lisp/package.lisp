@@ -48,6 +48,9 @@ nickname.")
    #:event-errcode
    #:event-errmsg
    #:event-errname
+   ;; which condition class a code makes (extensible with EQL methods)
+   #:code-condition-class
+   #:error-code
    ;; ---- TCP functions (the reference) ----
    #:tcp-connect
    #:tcp-send
@@ -142,7 +145,7 @@ nickname.")
    ;; ==== issue 10: the rest of cl-async's names (compat) ====
    ;; The names cl-async exports that are not here are listed in README.md,
    ;; "Not provided", with the reason.
-   ;; generic functions and classes (objects.lisp, tcp.lisp, compat.lisp)
+   ;; generic functions and classes (objects.lisp, socket.lisp, server.lisp, compat.lisp)
    #:close-socket-server
    #:ref
    #:unref

@@ -8,79 +8,34 @@
 
 (in-package #:cl-async-tcp)
 
-(defvar *dns-name-callback-pointer*)    ; set below, after the callback
+(define-dns-callback %dns-name-callback (status (name :pointer) (len :size))
+    (not (cffi:null-pointer-p name))
+  (let ((host (cffi:foreign-string-to-lisp name :count len :encoding :utf-8))
+        (resolve-cb (%dns-resolve-cb request)))
+    ;; cl-async passes getnameinfo's service for port 0, which is "0".
+    (when resolve-cb (funcall resolve-cb host "0"))))
 
-(defparameter +uv-einval+ (find-code-by-name "EINVAL" -22)
-  "libuv's EINVAL: what cltcp_dns_reverse returns for a string that is not a
-numeric address.")
-
-(defun %dns-name-dispatch (request status name len)
-  "Run the application's callback for a finished reverse lookup, under the
-callback guard."
-  (with-callback-guard (request)
-    (if (and (zerop status) (not (cffi:null-pointer-p name)))
-        (let ((host (cffi:foreign-string-to-lisp name :count len :encoding :utf-8))
-              (resolve-cb (%dns-resolve-cb request)))
-          ;; cl-async passes getnameinfo's service for port 0, which is "0".
-          (when resolve-cb (funcall resolve-cb host "0")))
-        (%deliver-dns-error request (if (zerop status) cltcp:+enodata+ status))))
-  nil)
-
-(defun %handle-dns-name (ctx req status name len)
-  (let ((base *event-base*))
-    (when base
-      (let ((request (registry-ref base ctx)))
-        (when (and (dns-request-p request)
-                   (or (zerop (%dns-id request)) (= req (%dns-id request))))
-          ;; The request's one callback: free its context word first.
-          (registry-remove base ctx)
-          (setf (%dns-index request) -1)
-          (unless (or (%dns-done-p request)
-                      (event-base-stopping base)
-                      (event-base-closing base))
-            (setf (%dns-done-p request) t)
-            (%dns-name-dispatch request status name len))))))
-  nil)
-
-(cffi:defcallback %dns-name-callback :void
-    ((ctx :uintptr) (req :uint64) (status :int) (name :pointer) (len :size))
-  (%handle-dns-name ctx req status name len))
-
-(setf *dns-name-callback-pointer* (cffi:callback %dns-name-callback))
-(setf (documentation '*dns-name-callback-pointer* 'variable)
-      "The C address of %DNS-NAME-CALLBACK, given to every reverse lookup.")
+(defvar *dns-name-callback-pointer* (cffi:callback %dns-name-callback)
+  "The C address of %DNS-NAME-CALLBACK, given to every reverse lookup.")
 
 (defun %reverse-dns-lookup (ip resolve-cb event-cb)
   (check-type ip string)
   (let* ((base (%current-base))
          (request (%make-dns-request :base base :host ip :resolve-cb resolve-cb
                                      :event-cb event-cb)))
-    (flet ((fail-later (code)
-             ;; A failure known now is delivered on a later turn, like the
-             ;; failures C finds (and like DNS-LOOKUP's bad names).
-             (delay (lambda ()
-                      (unless (%dns-done-p request)
-                        (setf (%dns-done-p request) t)
-                        (%deliver-dns-error request code)))
-                    :event-cb event-cb)
-             (return-from %reverse-dns-lookup request)))
-      (when (find (code-char 0) ip)
-        (fail-later cltcp:+ebadname+))
-      (let ((index (registry-add base request)))
-        (setf (%dns-index request) index)
-        (cffi:with-foreign-object (id 'cltcp:id)
-          (let ((rc (cltcp:dns-reverse id (event-base-id base) ip
-                                       *dns-name-callback-pointer* index)))
-            (when (< rc 0)
-              ;; An error return means no callback will come.
-              (registry-remove base index)
-              (setf (%dns-index request) -1)
-              (if (= rc +uv-einval+)
-                  (fail-later cltcp:+ebadname+) ; not a numeric address
-                  (progn (setf (%dns-done-p request) t)
-                         (error (%dns-error rc ip))))))
-          (setf (%dns-id request) (cffi:mem-ref id 'cltcp:id)))))
-    request))
+    (if (find (code-char 0) ip)
+        (%fail-dns-later request cltcp:+ebadname+)
+        (handler-case
+            (with-new-dns-request (id index) (base request)
+              (cltcp:dns-reverse id (event-base-id base) ip
+                                 *dns-name-callback-pointer* index))
+          ;; What cltcp_dns_reverse says of a string that is not a numeric
+          ;; address: delivered later, as EBADNAME, like a bad name.
+          (dns-error (e)
+            (unless (eql (event-errcode e) *uv-einval*)
+              (error e))
+            (setf (%dns-done-p request) nil)
+            (%fail-dns-later request cltcp:+ebadname+))))))
 
 (defun reverse-dns-lookup (ip resolve-cb &rest args)
   "Look the host name of the numeric IPv4 or IPv6 address IP (a string) up

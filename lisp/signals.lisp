@@ -91,7 +91,7 @@ REF / UNREF; free it with FREE-SIGNAL-HANDLER (by signal number)."))
     (%forget-watcher watcher)
     ;; libcltcp puts the previous disposition back before this returns when
     ;; this was the last handle for the signal.
-    (cltcp:signal-close (%handle-id watcher))))
+    (cltcp:signal-close (%handle-id watcher)))) ; RAW-STATUS: the loop may be closing it
 
 (defun %signal-handler (signo signal-cb event-cb)
   (check-type signo (integer 1 127))
@@ -99,20 +99,10 @@ REF / UNREF; free it with FREE-SIGNAL-HANDLER (by signal number)."))
   (let ((base (%current-base)))
     ;; One handler per signal and loop: replace an earlier one.
     (free-signal-handler signo)
-    (let* ((watcher (make-instance 'signal-watcher :base base :signo signo
-                                                   :callback signal-cb :event-cb event-cb))
-           (index (registry-add base watcher)))
-      (setf (%handle-index watcher) index)
-      (cffi:with-foreign-object (id 'cltcp:id)
-        (let ((rc (cltcp:signal-start id (event-base-id base) signo
-                                      *event-callback-pointer* index)))
-          (when (< rc 0)
-            (registry-remove base index)
-            (setf (%handle-index watcher) -1 (%signal-freed-p watcher) t)
-            (error 'event-error :code rc
-                                :msg (format nil "cannot handle signal ~D: ~A"
-                                             signo (code-message rc)))))
-        (setf (%handle-id watcher) (cffi:mem-ref id 'cltcp:id)))
+    (let ((watcher (make-instance 'signal-watcher :base base :signo signo
+                                                  :callback signal-cb :event-cb event-cb)))
+      (with-new-handle (id index) (base watcher)
+        (cltcp:signal-start id (event-base-id base) signo *event-callback-pointer* index))
       (push watcher (event-base-signal-handlers base))
       watcher)))
 

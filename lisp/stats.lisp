@@ -61,32 +61,34 @@ Signals an error outside a running loop, as every loop operation does."
 
 ;;; ---- dump-event-loop-status ----
 
-(defparameter +kind-names+
+(alexandria:define-constant +kind-names+
   '((#.cltcp:+kind-socket+ . :socket) (#.cltcp:+kind-server+ . :server)
     (#.cltcp:+kind-timer+ . :timer) (#.cltcp:+kind-dns+ . :dns)
     (#.cltcp:+kind-signal+ . :signal) (#.cltcp:+kind-async+ . :async))
-  "libcltcp handle kinds and the keywords DUMP-EVENT-LOOP-STATUS names them with.")
+  :test #'equal
+  :documentation "libcltcp handle kinds and the keywords DUMP-EVENT-LOOP-STATUS names them with.")
 
-(defparameter +state-names+
+(alexandria:define-constant +state-names+
   '((#.cltcp:+state-new+ . :new) (#.cltcp:+state-resolving+ . :resolving)
     (#.cltcp:+state-connecting+ . :connecting) (#.cltcp:+state-connected+ . :connected)
     (#.cltcp:+state-active+ . :active) (#.cltcp:+state-closing+ . :closing))
-  "libcltcp handle states and their keywords.")
+  :test #'equal
+  :documentation "libcltcp handle states and their keywords.")
 
 (defun %loop-handles (base)
   "The live handles of BASE's C loop: a list of plists (see DUMP-EVENT-LOOP-STATUS)."
   (let ((loop-id (event-base-id base))
         (by-id (make-hash-table)))
     (dolist (object (registry-objects base))
-      (let ((id (if (typep object '%handle-object) (%handle-id object) (%dns-id object))))
+      (let ((id (%handle-id object)))
         (unless (zerop id)
           (setf (gethash id by-id) object))))
     (cffi:with-foreign-object (n :size)
-      (check-status (cltcp:loop-handles (cffi:null-pointer) 0 n loop-id) nil)
+      (cltcp:loop-handles (cffi:null-pointer) 0 n loop-id)
       (loop
         (let ((max (+ 8 (cffi:mem-ref n :size))))
           (cffi:with-foreign-object (infos '(:struct cltcp:handle-info) max)
-            (check-status (cltcp:loop-handles infos max n loop-id) nil)
+            (cltcp:loop-handles infos max n loop-id)
             (let ((count (cffi:mem-ref n :size)))
               (when (<= count max)
                 (return

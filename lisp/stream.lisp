@@ -135,7 +135,7 @@ octet vectors; SOCKET-STREAM of the socket stays NIL."))
 (defmethod initialize-instance :after ((stream async-stream) &key)
   (let ((socket (stream-socket stream)))
     (check-type socket socket)
-    ;; So that a keep-mode read-cb receives this stream (tcp.lisp sets the
+    ;; So that a keep-mode read-cb receives this stream (socket.lisp sets the
     ;; same object again for :stream t).  On a drain-mode socket the read-cb
     ;; keeps receiving octet vectors and the stream only writes (see
     ;; ASYNC-IO-STREAM).

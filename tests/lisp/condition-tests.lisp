@@ -151,7 +151,7 @@
     (is (equal "ENOTFOUND" (as:event-errname c)))))
 
 (test aborted-and-accept-error-classes
-  (let ((c (as::make-event-condition (as::find-code-by-name "ECONNABORTED" -103) :s)))
+  (let ((c (as::make-event-condition (as:error-code "ECONNABORTED" -103) :s)))
     (is (typep c 'as:socket-aborted))
     (is (typep c 'as:tcp-error)))
   (let ((c (make-condition 'as::%accept-error :code -24 :socket :srv :listener 7 :tcp-server :srv)))
@@ -159,3 +159,31 @@
     (is (typep c 'as:socket-accept-error))
     (is (eql 7 (as::tcp-accept-error-listener c)))
     (is (eq :srv (as:tcp-accept-error-tcp-server c)))))
+
+;;; The mapping is extensible: a program's EQL method on CODE-CONDITION-CLASS
+;;; decides what the library delivers.
+(define-condition my-refused (as:tcp-refused) ())
+
+(test a-user-mapping-of-a-code-is-used
+  (let* ((gf #'as:code-condition-class)
+         (code (as:error-code "ECONNREFUSED"))
+         ;; The library's own method for the code (the most specific one),
+         ;; which the program's replaces.
+         (library-method (first (compute-applicable-methods gf (list code :socket))))
+         (method (eval `(defmethod as:code-condition-class ((code (eql ,code))
+                                                            (context (eql :socket)))
+                          'my-refused)))
+         (c nil) (socket nil))
+    (is-true library-method)
+    (unwind-protect
+         (with-test-loop ()
+           (setf socket (as:tcp-connect "127.0.0.1" (closed-port)
+                                        (lambda (s d) (declare (ignore s d)))
+                                        (lambda (e) (setf c e) (done)))))
+      (remove-method gf method)
+      (when library-method (add-method gf library-method)))
+    (is (typep c 'my-refused))
+    (is (eq socket (as:tcp-socket c)))
+    (is (= code (as:event-errcode c)))
+    ;; Gone again: the library's own class.
+    (is (eq 'as::%refused (as:code-condition-class code :socket)))))

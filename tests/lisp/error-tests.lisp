@@ -26,11 +26,7 @@
       (with-test-loop ()
         (let ((server (echo-server)))
           (as:tcp-connect "127.0.0.1" (as:tcp-server-port server)
-                          (lambda (socket data)
-                            (setf got data)
-                            (as:close-socket socket)
-                            (as:close-tcp-server server)
-                            (done))
+                          (one-reply server (lambda (data) (setf got data)))
                           nil :data "again")))
       (is (equal "again" (text got))))))
 

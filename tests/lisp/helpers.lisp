@@ -77,6 +77,15 @@ every handle is closed)."
                  :event-cb (or event-cb (lambda (c) (declare (ignore c))))
                  :connect-cb connect-cb))
 
+(defun one-reply (server on-reply)
+  "A read-cb for a client of SERVER that hands the first data it reads to
+ON-REPLY, then closes its socket and SERVER and ends the test loop."
+  (lambda (socket data)
+    (funcall on-reply data)
+    (as:close-socket socket)
+    (as:close-tcp-server server)
+    (done)))
+
 (defun closed-port ()
   "A loopback port where nothing listens (bound, read back, closed again)."
   (let* ((server (as:tcp-server "127.0.0.1" 0 (lambda (s d) (declare (ignore s d))) nil))

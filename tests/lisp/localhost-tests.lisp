@@ -36,11 +36,7 @@
                (server-port (as:tcp-server-port server)))
           (setf address (as:tcp-server-address server))
           (as:tcp-connect "API.localhost." server-port
-                          (lambda (socket data)
-                            (setf reply (text data))
-                            (as:close-socket socket)
-                            (as:close-tcp-server server)
-                            (done))
+                          (one-reply server (lambda (data) (setf reply (text data))))
                           #'expect-no-dns-error
                           :data "ping")))
       (is (equal "127.0.0.1" address))

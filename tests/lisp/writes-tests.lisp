@@ -228,9 +228,9 @@ the read-cb keeps receiving octet vectors."
     (is (stringp (documentation name 'type)) "~S has no docstring" name))
   (is (stringp (documentation 'as:streamish 'function)))
   ;; The code mapping: EPIPE and ECANCELED from libcltcp.
-  (is (typep (as::make-event-condition as::+uv-epipe+ nil) 'as:streamish-broken-pipe))
-  (is (typep (as::make-event-condition as::+uv-epipe+ nil) 'as:tcp-error))
-  (is (typep (as::make-event-condition as::+uv-ecanceled+ nil) 'as:streamish-canceled)))
+  (is (typep (as::make-event-condition as::*uv-epipe* nil) 'as:streamish-broken-pipe))
+  (is (typep (as::make-event-condition as::*uv-epipe* nil) 'as:tcp-error))
+  (is (typep (as::make-event-condition as::*uv-ecanceled* nil) 'as:streamish-canceled)))
 
 (test streamish-conditions-caught-by-cl-async-names
   "handler-case on cl-async's names catches what this library signals and

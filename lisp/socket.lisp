@@ -1,10 +1,9 @@
-;;;; tcp.lisp -- the TCP functions of the reference, and the extras.
+;;;; socket.lisp -- TCP sockets: what their events do (%SOCKET-EVENT, called
+;;;; by lisp/callbacks.lisp's %DISPATCH), the reference's client functions,
+;;;; writing, reading in keep mode, options, and the extras.  Servers are in
+;;;; lisp/server.lisp.
 ;;;;
-;;;; Calling conventions: the reference passes event-cb positionally after the
-;;;; read-cb (NIL there means *DEFAULT-EVENT-HANDLER*); current cl-async takes
-;;;; :event-cb as a keyword.  Both work: after the required arguments, an odd
-;;;; number of remaining arguments means the first one is the positional
-;;;; event-cb (keyword arguments always come in pairs).
+;;;; Positional or keyword event-cb: see %SPLIT-EVENT-CB (lisp/checks.lisp).
 ;;;;
 ;;;; How lisp/stream.lisp plugs in (it is loaded after this file):
 ;;;;   - :stream t makes the socket read in keep mode and calls
@@ -17,26 +16,8 @@
 ;;;;     handle dies are saved by the CLOSE event, so they stay readable.
 ;;;;   - It writes with WRITE-SOCKET-DATA (one copy into C, order kept) and
 ;;;;     closes with CLOSE-SOCKET; it defines methods on STREAM-SOCKET.
-;;;; lisp/dns.lisp can use REGISTRY-ADD / REGISTRY-REMOVE for its requests
-;;;; (freeing the entry in the one DNS callback) and CHECK-STATUS for codes.
 
 (in-package #:cl-async-tcp)
-
-(defun %split-event-cb (args)
-  "Split the arguments after the required ones into (values event-cb keys)."
-  (if (oddp (length args))
-      (values (or (first args) (getf (rest args) :event-cb))
-              (alexandria:remove-from-plist (rest args) :event-cb))
-      (values (getf args :event-cb)
-              (alexandria:remove-from-plist args :event-cb))))
-
-(defun %signal-closed (socket &optional (code cltcp:+eclosed+))
-  (error 'socket-closed :socket socket :code code))
-
-(defun %timeout-seconds (x)
-  "A checked TIMEOUT-SECONDS as C's double: NIL or a non-positive number (the
-reference's default -1) = none (0)."
-  (if (and x (plusp x)) (%finite-seconds x) 0d0))
 
 (defun %make-socket-stream (socket)
   "Make the async-io-stream of SOCKET (class defined in lisp/stream.lisp; it
@@ -46,6 +27,66 @@ must accept :socket)."
       (error "cl-async-tcp: :stream t needs async-io-stream, which lisp/stream.lisp ~
               defines; it is not loaded."))
     (setf (%sock-stream socket) (make-instance class :socket socket))))
+
+;;; ---- a socket's events (from %DISPATCH, under the callback guard) ----
+
+(defun %socket-event (socket event status data len)
+  (declare (type socket socket) (type fixnum event status)
+           (type (and fixnum unsigned-byte) len)
+           (optimize (speed 3) (safety 1)))
+  ;; A write with a write-cb whose bytes never left (the connection closed
+  ;; under it): the write-cb will not run, so the event-cb hears of it as
+  ;; cl-async's streamish-canceled.  Not after close-socket, which forgets
+  ;; the write-cb, and never to the default handler.
+  (when (and (= event cltcp:+ev-flushed+) (< status 0))
+    (let ((event-cb (%sock-event-cb socket)))
+      (when (and event-cb (%sock-write-cb socket))
+        (let ((*in-event-handler* t))
+          (funcall (%fn event-cb) (make-event-condition status socket)))))
+    (return-from %socket-event nil))
+  ;; After close-socket the application hears nothing more of this socket.
+  (when (%sock-closed-p socket)
+    (return-from %socket-event nil))
+  (case event
+    (#.cltcp:+ev-data+
+     (let ((read-cb (%sock-read-cb socket)))
+       (when read-cb
+         (if (%sock-keep-p socket)
+             (funcall (%fn read-cb) socket (%sock-stream socket))
+             (funcall (%fn read-cb) socket (copy-foreign-octets data len))))))
+    (#.cltcp:+ev-flushed+
+     (let ((write-cb (%sock-write-cb socket)))
+       (when write-cb (funcall (%fn write-cb) socket))))
+    (#.cltcp:+ev-connect+
+     (setf (%sock-connected-p socket) t)
+     (unwind-protect
+          (let ((connect-cb (%sock-connect-cb socket)))
+            (when connect-cb (funcall (%fn connect-cb) socket)))
+       (when (and (%sock-shutdown-pending-p socket) (not (%sock-closed-p socket)))
+         (setf (%sock-shutdown-pending-p socket) nil)
+         (with-status (socket)
+           (cltcp:socket-shutdown (%sock-id socket))))))
+    (#.cltcp:+ev-eof+
+     (setf (%sock-peer-closed-p socket) t)
+     (unwind-protect
+          (%deliver socket (make-event-condition *uv-eof* socket))
+       ;; Unless the event-cb closed it, C now closes gracefully: the queue is
+       ;; still sent, but nothing more can be written.
+       (setf (%sock-draining-p socket) t)))
+    (#.cltcp:+ev-error+
+     (unwind-protect
+          (%deliver socket (make-event-condition status socket :socket))
+       ;; C closes the socket as soon as we return.
+       (setf (%sock-closed-p socket) t)))
+    (#.cltcp:+ev-drain+
+     (let ((drain-cb (%sock-drain-cb socket)))
+       (when drain-cb (funcall (%fn drain-cb) socket len))))
+    (#.cltcp:+ev-shutdown+
+     (if (< status 0)
+         (%deliver socket (make-event-condition status socket :socket))
+         (let ((shutdown-cb (%sock-shutdown-cb socket)))
+           (when shutdown-cb (funcall (%fn shutdown-cb) socket))))))
+  nil)
 
 ;;; ---- sockets ----
 
@@ -66,29 +107,20 @@ must accept :socket)."
          (socket (%make-tcp-socket :base base :read-cb read-cb :event-cb event-cb
                                    :connect-cb connect-cb :write-cb write-cb
                                    :keep-p (and keep t)))
-         (index (registry-add base socket))
          (made nil))
-    (setf (%sock-index socket) index)
-    (cffi:with-foreign-object (id 'cltcp:id)
-      (let ((rc (cltcp:socket-new id (event-base-id base) *event-callback-pointer* index)))
-        (when (< rc 0)
-          (registry-remove base index)
-          (setf (%sock-index socket) -1 (%sock-closed-p socket) t)
-          (signal-status rc socket)))
-      (setf (%sock-id socket) (cffi:mem-ref id 'cltcp:id)))
+    (with-new-handle (id index) (base socket :context :socket)
+      (cltcp:socket-new id (event-base-id base) *event-callback-pointer* index))
     ;; From here the C socket exists: if setting it up fails, close it (its
     ;; CLOSE event frees the registry entry) rather than leave it half made.
     (unwind-protect
          (let ((id (%sock-id socket)))
-           (when keep
-             (check-status (cltcp:socket-set-read-mode id cltcp:+read-keep+) socket))
-           (check-status (cltcp:socket-set-timeouts id (%timeout-seconds read-timeout)
-                                                    (%timeout-seconds write-timeout))
-                         socket)
-           (when connect-timeout
-             (check-status (cltcp:socket-set-connect-timeout
-                            id (%timeout-seconds connect-timeout))
-                           socket))
+           (with-status (socket)
+             (when keep
+               (cltcp:socket-set-read-mode id cltcp:+read-keep+))
+             (cltcp:socket-set-timeouts id (%c-seconds read-timeout)
+                                        (%c-seconds write-timeout))
+             (when connect-timeout
+               (cltcp:socket-set-connect-timeout id (%c-seconds connect-timeout))))
            ;; As in cl-async, :data is written at once: libcltcp queues it
            ;; until the socket is connected (by TCP-CONNECT or a later
            ;; CONNECT-TCP-SOCKET).
@@ -130,8 +162,8 @@ for a closed socket."
     (%open-socket socket)
     (when event-cb-p
       (setf (%sock-event-cb socket) event-cb))
-    (check-status (cltcp:socket-connect (%sock-id socket) host port)
-                  socket)
+    (with-status (socket)
+      (cltcp:socket-connect (%sock-id socket) host port))
     socket/stream))
 
 (defun %tcp-connect (host port read-cb event-cb &rest keys &key data &allow-other-keys)
@@ -201,27 +233,21 @@ bytes copied there before it returns.  With *BUFFER-WRITES* (the default) they
 leave with the turn's other writes at the end of the turn; without, the kernel
 takes what it can at once.  What the kernel does not take is queued.  A write-cb
 on the socket asks for a flush notice -- also for zero bytes, whose notice then
-comes once everything written before has left.  Maps a failure to
-SOCKET-CLOSED (closed; after SHUTDOWN-SOCKET one that is also a
-STREAMISH-BROKEN-PIPE) or the condition of its code.  Shared by
-WRITE-SOCKET-DATA and the output streams."
+comes once everything written before has left.  A failure signals the
+condition of its code in the :CALL context: SOCKET-CLOSED (closed, and the
+socket reads as closed from then on; after SHUTDOWN-SOCKET one that is also a
+STREAMISH-BROKEN-PIPE), or another.  Shared by WRITE-SOCKET-DATA and the output
+streams."
   (declare (type socket socket) (type octets octets) (type fixnum start end)
            (optimize (speed 3) (safety 1)))
   (let ((notify (%sock-write-cb socket)))
     (when (or (< start end) notify)
-      (let ((rc (cffi:with-pointer-to-vector-data (p octets)
-                  (cltcp:socket-write (%sock-id socket) (cffi:inc-pointer p start)
-                                      (max 0 (- end start))
-                                      (logior (if notify cltcp:+write-notify+ 0)
-                                              (if *buffer-writes* 0 cltcp:+write-now+))))))
-        (declare (type fixnum rc))
-        (when (< rc 0)
-          (cond ((= rc cltcp:+eclosed+)
-                 (setf (%sock-closed-p socket) t)
-                 (%signal-closed socket rc))
-                ((= rc (the fixnum +uv-epipe+))
-                 (error '%closed-broken-pipe :socket socket :code rc))
-                (t (signal-status rc socket)))))))
+      (with-status (socket)
+        (cffi:with-pointer-to-vector-data (p octets)
+          (cltcp:socket-write (%sock-id socket) (cffi:inc-pointer p start)
+                              (max 0 (- end start))
+                              (logior (if notify cltcp:+write-notify+ 0)
+                                      (if *buffer-writes* 0 cltcp:+write-now+)))))))
   nil)
 
 (defun %check-bounds (start end length)
@@ -292,27 +318,29 @@ real, and SOCKET-CLOSED on a closed socket."
   (let ((socket (%socket-of socket)))
     (check-arguments (read-sec timeout-seconds) (write-sec timeout-seconds))
     (%open-socket socket)
-    (check-status (cltcp:socket-set-timeouts (%sock-id socket) (%timeout-seconds read-sec)
-                                             (%timeout-seconds write-sec))
-                  socket)
+    (with-status (socket)
+      (cltcp:socket-set-timeouts (%sock-id socket) (%c-seconds read-sec)
+                                 (%c-seconds write-sec)))
+    nil))
+
+(defun %socket-enable (socket read write on)
+  "Set the sides READ and WRITE name (true) of SOCKET to ON (1) or off (0); the
+others keep their state (-1)."
+  (let ((socket (%open-socket socket)))
+    (with-status (socket)
+      (cltcp:socket-enable (%sock-id socket) (if read on -1) (if write on -1)))
     nil))
 
 (defun enable-socket (socket &key read write)
   "Turn read (and/or write) monitoring of SOCKET back on.  Signals SOCKET-CLOSED
 on a closed socket."
-  (let ((socket (%open-socket socket)))
-    (check-status (cltcp:socket-enable (%sock-id socket) (if read 1 -1) (if write 1 -1))
-                  socket)
-    nil))
+  (%socket-enable socket read write 1))
 
 (defun disable-socket (socket &key read write)
   "Turn read (and/or write) monitoring of SOCKET off: a disabled read side neither
 reads nor times out; a disabled write side still sends its queue but does not
 time out.  Signals SOCKET-CLOSED on a closed socket."
-  (let ((socket (%open-socket socket)))
-    (check-status (cltcp:socket-enable (%sock-id socket) (if read 0 -1) (if write 0 -1))
-                  socket)
-    nil))
+  (%socket-enable socket read write 0))
 
 (defun socket-closed-p (socket)
   "True once SOCKET was closed (by CLOSE-SOCKET, after an error, or after the
@@ -331,121 +359,28 @@ already (or its event loop has exited)."
           ;; The application hears nothing more of it: no write-cb, and no
           ;; streamish-canceled for the writes its own close drops.
           (%sock-write-cb socket) nil)
+    ;; RAW-STATUS: C may have begun closing it already (after the peer's
+    ;; EOF), which is what is wanted.
     (cltcp:socket-close (%sock-id socket) (if force cltcp:+close-now+ cltcp:+close-flush+))
     nil))
 
-;;; ---- servers ----
-
-(defun %tcp-server (bind-address port read-cb event-cb &key connect-cb (backlog -1) stream
-                                                           reuse-port)
-  (check-arguments (bind-address (or null host-name)) (port port-number)
-                   (read-cb callback) (event-cb callback) (connect-cb callback :connect-cb)
-                   (backlog (or null (signed-byte 32)) :backlog))
-  (let* ((base (%current-base))
-         (server (%make-tcp-server :base base :read-cb read-cb :event-cb event-cb
-                                   :connect-cb connect-cb :stream-p (and stream t)))
-         (index (registry-add base server)))
-    (setf (%srv-index server) index)
-    (cffi:with-foreign-object (id 'cltcp:id)
-      (let ((rc (cltcp:server-listen-ex id (event-base-id base)
-                                        (or bind-address "")
-                                        port (or backlog -1)
-                                        ;; issue 10: SO_REUSEPORT
-                                        (if reuse-port cltcp:+listen-reuseport+ 0)
-                                        *event-callback-pointer* index
-                                        *event-callback-pointer* index)))
-        (when (< rc 0)
-          (registry-remove base index)
-          (setf (%srv-index server) -1 (%srv-closed-p server) t)
-          (signal-status rc server :bind)))
-      (setf (%srv-id server) (cffi:mem-ref id 'cltcp:id)))
-    server))
-
-(defun tcp-server (bind-address port read-cb &rest args)
-  "Listen on BIND-ADDRESS (NIL = any IPv4 address, \"0.0.0.0\"; IPv6 addresses
-and /etc/hosts names work) and PORT (0 = a free port, see TCP-SERVER-PORT).
-Lambda list: (bind-address port read-cb event-cb &key connect-cb (backlog -1)
-stream reuse-port); event-cb (NIL = *DEFAULT-EVENT-HANDLER*) may also be :event-cb.
-:reuse-port t (SO_REUSEPORT, beyond cl-async): servers that all ask for it may
-listen on the same address and port -- one loop per thread, or per process --
-and the kernel spreads incoming connections over them.
-Every connection becomes a socket with these callbacks; connect-cb
-(lambda (socket)) runs before its first read-cb.  With :stream t, read-cb
-gets (socket stream).  Signals TCP-SERVER-BIND-ERROR (and, for a used port,
-SOCKET-ADDRESS-IN-USE) when it cannot listen, and a TYPE-ERROR naming the
-argument, before anything is made, for a BIND-ADDRESS that is neither NIL nor a
-string, a PORT that is not an integer from 0 to 65535, a callback that is not
-NIL, a function or a symbol, or a :backlog that is not NIL or a 32-bit integer
-(negative = the system's default).  Returns the tcp-server."
-  (multiple-value-bind (event-cb keys) (%split-event-cb args)
-    (apply #'%tcp-server bind-address port read-cb event-cb keys)))
-
-(defmethod close-socket-server ((tcp-server tcp-server))
-  "Stop listening; connections already accepted stay open.  Does nothing when the
-server is closed already (or its event loop has exited).  Returns NIL."
-  (check-argument tcp-server tcp-server)
-  (unless (%srv-closed-p tcp-server)
-    (setf (%srv-closed-p tcp-server) t)
-    ;; A dead loop's server id may name a later loop's handle.
-    (unless (%c-handle-gone-p tcp-server)
-      (cltcp:server-close (%srv-id tcp-server))))
-  nil)
-
-(defun close-tcp-server (tcp-server)
-  "Stop listening; connections already accepted stay open.  Does nothing when the
-server is closed already.  Returns NIL.  Calls the generic CLOSE-SOCKET-SERVER
-(cl-async's name), so methods defined on it for a subclass run."
-  (check-argument tcp-server tcp-server)
-  (close-socket-server tcp-server))
-
-(defmethod close-socket-server (server)
-  ;; Anything else: a type error naming the argument.
-  (check-argument server tcp-server))
-
-(defun tcp-server-closed-p (tcp-server)
-  "True once TCP-SERVER was closed, and for every server of an event loop that
-has exited."
-  (check-argument tcp-server tcp-server)
-  (or (%srv-closed-p tcp-server) (%loop-gone-p tcp-server)))
-
-(defun %address (fn)
-  (cffi:with-foreign-objects ((buf :char 64) (port :int) (family :int))
-    (let ((rc (funcall fn buf port family)))
-      (if (< rc 0)
-          rc
-          (values (cffi:foreign-string-to-lisp buf)
-                  (cffi:mem-ref port :int)
-                  (cffi:mem-ref family :int))))))
-
-(defun tcp-server-port (tcp-server)
-  "The port TCP-SERVER listens on (useful after binding port 0).  Signals
-SOCKET-CLOSED on a closed server."
-  (%open-server tcp-server)
-  (cffi:with-foreign-object (port :int)
-    (check-status (cltcp:server-port port (%srv-id tcp-server)) tcp-server)
-    (cffi:mem-ref port :int)))
-
-(defun tcp-server-address (tcp-server)
-  "Where TCP-SERVER listens: (values address port family), family 4 or 6.
-Signals SOCKET-CLOSED on a closed server."
-  (%open-server tcp-server)
-  (multiple-value-bind (address port family)
-      (%address (lambda (buf port family)
-                  (cltcp:server-address buf 64 port family (%srv-id tcp-server))))
-    (if (stringp address)
-        (values address port family)
-        (signal-status address tcp-server))))
+(defmacro with-address-out ((buf buflen port family) &body call)
+  "Run CALL, a libcltcp address query writing into the out-parameters BUF (of
+BUFLEN chars), PORT and FAMILY; return (values address port family)."
+  `(cffi:with-foreign-objects ((,buf :char 64) (,port :int) (,family :int))
+     (let ((,buflen 64))
+       ,@call)
+     (values (cffi:foreign-string-to-lisp ,buf)
+             (cffi:mem-ref ,port :int)
+             (cffi:mem-ref ,family :int))))
 
 ;;; ---- beyond the reference ----
 
 (defun %socket-address (socket which)
   (let ((socket (%open-socket socket)))
-    (multiple-value-bind (address port family)
-        (%address (lambda (buf port family)
-                    (cltcp:socket-address buf 64 port family (%sock-id socket) which)))
-      (if (stringp address)
-          (values address port family)
-          (signal-status address socket)))))
+    (with-status (socket)
+      (with-address-out (buf buflen port family)
+        (cltcp:socket-address buf buflen port family (%sock-id socket) which)))))
 
 (defun socket-local-address (socket)
   "The local address of a connected SOCKET: (values address port family).
@@ -463,7 +398,8 @@ connected yet."
   "Turn Nagle's algorithm off (ENABLE true: TCP_NODELAY) or back on.  Signals
 SOCKET-CLOSED on a closed socket."
   (let ((socket (%open-socket socket)))
-    (check-status (cltcp:socket-nodelay (%sock-id socket) (if enable 1 0)) socket)
+    (with-status (socket)
+      (cltcp:socket-nodelay (%sock-id socket) (if enable 1 0)))
     nil))
 
 (defun set-socket-keepalive (socket enable &optional (delay 60))
@@ -473,9 +409,9 @@ socket, a TYPE-ERROR for a bad DELAY."
   (let ((socket (%socket-of socket)))
     (check-argument delay (real 0))
     (%open-socket socket)
-    (check-status (cltcp:socket-keepalive (%sock-id socket) (if enable 1 0)
-                                          (max 1 (min #xffffffff (round delay))))
-                  socket)
+    (with-status (socket)
+      (cltcp:socket-keepalive (%sock-id socket) (if enable 1 0)
+                              (max 1 (min #xffffffff (round delay)))))
     nil))
 
 (defun set-socket-connect-timeout (socket seconds)
@@ -486,8 +422,8 @@ SECONDS that are neither NIL nor a real."
   (let ((socket (%socket-of socket)))
     (check-argument seconds timeout-seconds)
     (%open-socket socket)
-    (check-status (cltcp:socket-set-connect-timeout (%sock-id socket) (%timeout-seconds seconds))
-                  socket)
+    (with-status (socket)
+      (cltcp:socket-set-connect-timeout (%sock-id socket) (%c-seconds seconds)))
     nil))
 
 (defun shutdown-socket (socket &key shutdown-cb)
@@ -501,7 +437,8 @@ Later writes signal SOCKET-CLOSED, and so does this on a closed socket."
     (when shutdown-cb
       (setf (%sock-shutdown-cb socket) shutdown-cb))
     (if (%sock-connected-p socket)
-        (check-status (cltcp:socket-shutdown (%sock-id socket)) socket)
+        (with-status (socket)
+          (cltcp:socket-shutdown (%sock-id socket)))
         ;; libcltcp refuses a shutdown before the connection (ESTATE): do it
         ;; from the CONNECT event instead.
         (setf (%sock-shutdown-pending-p socket) t))
@@ -512,7 +449,8 @@ Later writes signal SOCKET-CLOSED, and so does this on a closed socket."
 Signals SOCKET-CLOSED on a closed socket."
   (let ((socket (%open-socket socket)))
     (cffi:with-foreign-object (n :size)
-      (check-status (cltcp:socket-queued n (%sock-id socket)) socket)
+      (with-status (socket)
+        (cltcp:socket-queued n (%sock-id socket)))
       (cffi:mem-ref n :size))))
 
 (defun %socket-send-count (socket)
@@ -521,6 +459,7 @@ writes of one loop turn cost one when the kernel takes them at once.  For tests
 and statistics; NIL once the socket is gone."
   (let ((socket (%socket-of socket)))
     (cffi:with-foreign-object (n :uint64)
+      ;; RAW-STATUS: a failure answers NIL.
       (when (zerop (cltcp:socket-send-count n (%sock-id socket)))
         (cffi:mem-ref n :uint64)))))
 
@@ -533,9 +472,8 @@ for a MARK that is neither NIL nor a non-negative integer or a bad DRAIN-CB."
     (check-arguments (mark (or null (unsigned-byte 64))) (drain-cb callback))
     (%open-socket socket)
     (setf (%sock-drain-cb socket) drain-cb)
-    (check-status (cltcp:socket-set-drain-mark (%sock-id socket)
-                                               (if mark mark (ldb (byte 64 0) -1)))
-                  socket)
+    (with-status (socket)
+      (cltcp:socket-set-drain-mark (%sock-id socket) (if mark mark (ldb (byte 64 0) -1))))
     nil))
 
 (defun socket-peer-closed-p (socket)
@@ -554,6 +492,7 @@ does not signal SOCKET-CLOSED."
           ((%c-handle-gone-p socket) 0)
           (t
            (cffi:with-foreign-object (n :size)
+             ;; RAW-STATUS: a socket C closed has nothing buffered.
              (if (zerop (cltcp:socket-buffered n (%sock-id socket)))
                  (cffi:mem-ref n :size)
                  0))))))
@@ -592,6 +531,7 @@ START / END that are not bounding indices of it."
             ((%c-handle-gone-p socket) 0)
             (t
              (cffi:with-foreign-object (n :size)
+               ;; RAW-STATUS: a socket C closed reads as the end of input.
                (let ((rc (cffi:with-pointer-to-vector-data (p buffer)
                            (cltcp:socket-read n (%sock-id socket) (cffi:inc-pointer p start)
                                               (- end start)))))
