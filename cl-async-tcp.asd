@@ -70,7 +70,8 @@ from lisp/library.lisp, the component before it."))
                  (:file "stats")
                  (:file "notifiers")
                  (:file "signals")
-                 (:file "reverse-dns"))))
+                 (:file "reverse-dns")
+                 (:file "warm-up"))))
   :in-order-to ((test-op (test-op "cl-async-tcp/test"))))
 
 (defsystem "cl-async-tcp/test"

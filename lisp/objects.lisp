@@ -99,10 +99,20 @@ EVENT-C is its C handle (a libcltcp timer id, 0 while removed)."))
   "Internal name of the class EVENT (a libcltcp timer)."
   'event)
 
+;;; The class this library makes is tested by identity first: TYPEP of a
+;;; standard class walks the class's inheritance (about 13 ns on SBCL against
+;;; 4 for CLASS-OF and EQ), and the read and write paths test every event and
+;;; every write.  Subclasses still pass through TYPEP.
 (declaim (inline socket-p tcp-server-p timer-p))
-(defun socket-p (x) (typep x 'socket))
-(defun tcp-server-p (x) (typep x 'tcp-server))
-(defun timer-p (x) (typep x 'event))
+(defun socket-p (x)
+  (or (eq (class-of x) (load-time-value (find-class 'tcp-socket) t))
+      (typep x 'socket)))
+(defun tcp-server-p (x)
+  (or (eq (class-of x) (load-time-value (find-class 'tcp-server) t))
+      (typep x 'tcp-server)))
+(defun timer-p (x)
+  (or (eq (class-of x) (load-time-value (find-class 'event) t))
+      (typep x 'event)))
 
 ;;; Constructors with literal class names and keywords, so that the
 ;;; implementation can optimize MAKE-INSTANCE at the call site.

@@ -88,27 +88,30 @@ Signals SOCKET-CLOSED on a closed server."
 
 ;;; ---- a server's events (from %DISPATCH, under the callback guard) ----
 
+(defun %make-accepted-socket (class new-id base server)
+  "The socket object of a connection SERVER accepted (C id NEW-ID), of CLASS."
+  (if (eq class 'tcp-socket)
+      ;; The usual case, with a literal class name (fast).
+      (%make-tcp-socket :id new-id :base base
+                        :read-cb (%srv-read-cb server)
+                        :event-cb (%srv-event-cb server)
+                        :connect-cb (%srv-connect-cb server)
+                        :keep-p (%srv-stream-p server)
+                        :connected-p t
+                        :server server)
+      (make-instance class :id new-id :base base
+                           :read-cb (%srv-read-cb server)
+                           :event-cb (%srv-event-cb server)
+                           :connect-cb (%srv-connect-cb server)
+                           :keep-p (%srv-stream-p server)
+                           :connected-p t
+                           :server server)))
+
 (defun %accept (base server new-id)
   "A connection came in on SERVER: make its socket object, point the C socket
 at it, then run the server's connect-cb (reading starts after we return)."
   (declare (type event-base base) (type tcp-server server))
-  (let* ((class (server-socket-class server))
-         (socket (if (eq class 'tcp-socket)
-                     ;; The usual case, with a literal class name (fast).
-                     (%make-tcp-socket :id new-id :base base
-                                       :read-cb (%srv-read-cb server)
-                                       :event-cb (%srv-event-cb server)
-                                       :connect-cb (%srv-connect-cb server)
-                                       :keep-p (%srv-stream-p server)
-                                       :connected-p t
-                                       :server server)
-                     (make-instance class :id new-id :base base
-                                          :read-cb (%srv-read-cb server)
-                                          :event-cb (%srv-event-cb server)
-                                          :connect-cb (%srv-connect-cb server)
-                                          :keep-p (%srv-stream-p server)
-                                          :connected-p t
-                                          :server server)))
+  (let* ((socket (%make-accepted-socket (server-socket-class server) new-id base server))
          (index (registry-add base socket)))
     (setf (%sock-index socket) index)
     ;; RAW-STATUS: a failure means the socket died already; it closes with

@@ -31,7 +31,8 @@ must accept :socket)."
 ;;; ---- a socket's events (from %DISPATCH, under the callback guard) ----
 
 (defun %socket-event (socket event status data len)
-  (declare (type socket socket) (type fixnum event status)
+  ;; SOCKET is a socket (%DISPATCH's SOCKET-P): no second class check here.
+  (declare (type fixnum event status)
            (type (and fixnum unsigned-byte) len)
            (optimize (speed 3) (safety 1)))
   ;; A write with a write-cb whose bytes never left (the connection closed
