@@ -6,16 +6,24 @@
  * difference to the raw baseline is the shim's own cost: id lookups, the
  * single callback with its context word, the library's read buffer and
  * write path.  Backpressure uses the documented drain mark.
+ *
+ * A second argument "timeout=SECS" sets a read timeout on every accepted
+ * connection through cltcp_socket_set_timeouts (the bench's idle CPU figure
+ * with timeouts set); without it no timeout is set.
  */
 #ifndef CLTCP_COMMON_H
 #define CLTCP_COMMON_H
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <cltcp.h>
 
 /* Stop reading a connection whose write queue holds more than this. */
 #define CL_HIGH_WATER (1024 * 1024)
+
+/* The read timeout set on every accepted connection; 0 = none. */
+static double cl_read_timeout_s;
 
 typedef struct cl_conn {
   int state;  /* HTTP terminator match state */
@@ -90,13 +98,26 @@ static void cl_server_cb(uintptr_t ctx, cltcp_id id, int event, int status,
   cltcp_socket_set_cb(other, cl_sock_cb, (uintptr_t)c);
   cltcp_socket_nodelay(other, 1);
   cltcp_socket_set_drain_mark(other, CL_HIGH_WATER / 2);
+  if (cl_read_timeout_s > 0)
+    cl_check(cltcp_socket_set_timeouts(other, cl_read_timeout_s, 0),
+             "set timeouts");
 }
 
 /* Listens on 127.0.0.1:argv[1] (0 = any free port), prints "READY <port>"
- * and runs the loop until killed. */
+ * and runs the loop until killed.  argv[2] "timeout=SECS": read timeouts. */
 static int cl_main(int argc, char **argv) {
   cltcp_id loop, server;
   int port = argc > 1 ? atoi(argv[1]) : 0;
+  if (argc > 2 && strncmp(argv[2], "timeout=", 8) == 0) {
+    cl_read_timeout_s = atof(argv[2] + 8);
+    if (!(cl_read_timeout_s > 0)) {
+      fprintf(stderr, "bad read timeout: %s\n", argv[2]);
+      return 2;
+    }
+  } else if (argc > 2) {
+    fprintf(stderr, "unknown argument: %s\n", argv[2]);
+    return 2;
+  }
   cl_check(cltcp_loop_new(&loop), "loop");
   cl_check(cltcp_server_listen(&server, loop, "127.0.0.1", port, 4096,
                                cl_server_cb, 0, cl_sock_cb, 0),

@@ -9,8 +9,12 @@
 ;;;;               and writes back with WRITE-SEQUENCE on the same stream.
 ;;;; On the peer's EOF the event-cb does nothing: the library sends what is
 ;;;; still queued, then closes.
+;;;;  timeout=SECS: the server's connect-cb sets a read timeout of SECS on
+;;;;               every connection with SET-SOCKET-TIMEOUTS (the bench's idle
+;;;;               CPU figure with timeouts set); without it none is set and
+;;;;               there is no connect-cb.
 ;;;;
-;;;; Usage: sbcl --script bench/lisp_echo.lisp PORT [stream]
+;;;; Usage: sbcl --script bench/lisp_echo.lisp PORT [stream] [timeout=SECS]
 ;;;; (prints "READY <port>").  SBCL compiles every form it loads (evaluator
 ;;;; mode :compile), so the callbacks run as native code.
 
@@ -46,16 +50,33 @@
 (defun on-event (event)
   (declare (ignore event)))
 
+(defun timeout-arg (args)
+  "The SECS of a \"timeout=SECS\" in ARGS (a positive real), or NIL."
+  (let ((arg (find-if (lambda (a) (and (> (length a) 8)
+                                       (string= a "timeout=" :end1 8)))
+                      args)))
+    (when arg
+      (let ((secs (let ((*read-eval* nil))
+                    (read-from-string arg t nil :start 8))))
+        (unless (and (realp secs) (plusp secs))
+          (error "bad read timeout: ~a" arg))
+        secs))))
+
 (defun main ()
-  (let ((port (parse-integer (second sb-ext:*posix-argv*)))
-        (stream (equal (third sb-ext:*posix-argv*) "stream")))
+  (let* ((args (cddr sb-ext:*posix-argv*))
+         (port (parse-integer (second sb-ext:*posix-argv*)))
+         (stream (member "stream" args :test #'equal))
+         (timeout (timeout-arg args))
+         (connect-cb (when timeout
+                       (lambda (socket)
+                         (as:set-socket-timeouts socket timeout nil)))))
     (as:start-event-loop
      (lambda ()
        (if stream
            (as:tcp-server "127.0.0.1" port #'on-read-stream #'on-event
-                          :backlog 4096 :stream t)
+                          :backlog 4096 :stream t :connect-cb connect-cb)
            (as:tcp-server "127.0.0.1" port #'on-read #'on-event
-                          :backlog 4096))
+                          :backlog 4096 :connect-cb connect-cb))
        (format t "READY ~d~%" port)
        (finish-output)))))
 

@@ -16,10 +16,16 @@
  *                                        receive the answer, close), CONC at
  *                                        a time, for SECS seconds; prints
  *                                        "CHURN <conns> <secs> <conns/s>"
- *   loadgen idle  PORT COUNT [echo|http] opens COUNT connections, each
+ *   loadgen idle  PORT COUNT [echo|http] [SOURCES]
+ *                                        opens COUNT connections, each
  *                                        checked with one round trip; prints
  *                                        "HELD <count> <secs>" and holds them
- *                                        until SIGTERM/SIGINT (or 600 s)
+ *                                        until SIGTERM/SIGINT (or 600 s).
+ *                                        SOURCES > 0: the connections take
+ *                                        their source address from 127.0.0.2
+ *                                        .. 127.0.0.(SOURCES+1) in turn (one
+ *                                        address has ~28k ephemeral ports);
+ *                                        0 (default): all from 127.0.1.1
  *   loadgen http-check PORT              pipelined and split requests, exact
  *                                        answers; prints "HTTP-OK"
  *   loadgen freeport                     prints a currently free port
@@ -103,7 +109,7 @@ static void raise_nofile(void) {
  * turn.  Each churned connection leaves a TIME_WAIT entry behind on the
  * client side, and one source address has only ~28k ephemeral ports; with
  * many source addresses the churn test never runs out of them. */
-static int open_client(int port, unsigned seq) {
+static int open_client_from(int port, uint32_t src_addr) {
   struct sockaddr_in src, dst;
   int one = 1;
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -115,9 +121,11 @@ static int open_client(int port, unsigned seq) {
 #endif
   memset(&src, 0, sizeof(src));
   src.sin_family = AF_INET;
-  src.sin_addr.s_addr = htonl(0x7f000101u + (seq % 64u));
+  src.sin_addr.s_addr = htonl(src_addr);
   if (bind(fd, (struct sockaddr *)&src, sizeof(src)) != 0)
-    die("bind source address: %s", strerror(errno));
+    die("bind source address %u.%u.%u.%u: %s", src_addr >> 24,
+        (src_addr >> 16) & 255u, (src_addr >> 8) & 255u, src_addr & 255u,
+        strerror(errno));
   memset(&dst, 0, sizeof(dst));
   dst.sin_family = AF_INET;
   dst.sin_port = htons((uint16_t)port);
@@ -126,6 +134,10 @@ static int open_client(int port, unsigned seq) {
       errno != EINPROGRESS)
     die("connect: %s", strerror(errno));
   return fd;
+}
+
+static int open_client(int port, unsigned seq) {
+  return open_client_from(port, 0x7f000101u + (seq % 64u));
 }
 
 /* ------------------------------------------------------------------ */
@@ -330,13 +342,17 @@ static int short_step(short_conn *c, uint32_t events) {
   return 1;
 }
 
-static void short_open(short_conn *c, int ep, int port, unsigned seq,
-                       uint32_t slot) {
+static void short_start(short_conn *c, int ep, int fd, uint32_t slot) {
   struct epoll_event ev = {EPOLLIN | EPOLLOUT | EPOLLET, {.u32 = slot}};
-  c->fd = open_client(port, seq);
+  c->fd = fd;
   c->sent = c->got = 0;
   c->phase = 1;
   epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+}
+
+static void short_open(short_conn *c, int ep, int port, unsigned seq,
+                       uint32_t slot) {
+  short_start(c, ep, open_client(port, seq), slot);
 }
 
 static int mode_churn(int port, double secs, int conc, const char *proto) {
@@ -391,7 +407,7 @@ static void on_stop(int sig) {
   stop_flag = 1;
 }
 
-static int mode_idle(int port, int count, const char *proto) {
+static int mode_idle(int port, int count, const char *proto, int sources) {
   short_conn *cs = calloc((size_t)count, sizeof(*cs));
   struct epoll_event evs[256];
   int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -400,6 +416,10 @@ static int mode_idle(int port, int count, const char *proto) {
   double t0, last;
   int i;
 
+  if (cs == NULL)
+    die("idle: no memory for %d connections", count);
+  if (sources < 0 || sources > 250)
+    die("idle: SOURCES must be 0 .. 250, not %d", sources);
   signal(SIGTERM, on_stop);
   signal(SIGINT, on_stop);
   set_protocol(proto, 1);
@@ -407,9 +427,14 @@ static int mode_idle(int port, int count, const char *proto) {
   while (held < count) {
     int n;
     while (opened < count && in_flight < max_in_flight) {
-      /* All from one source address: the test holds connections, it does
-       * not churn them. */
-      short_open(&cs[opened], ep, port, 0, (uint32_t)opened);
+      /* By default all from one source address: the test holds
+       * connections, it does not churn them.  Past ~28k connections one
+       * address runs out of ephemeral ports: SOURCES spreads them. */
+      uint32_t src = sources > 0
+                         ? 0x7f000002u + (uint32_t)(opened % sources)
+                         : 0x7f000101u;
+      short_start(&cs[opened], ep, open_client_from(port, src),
+                  (uint32_t)opened);
       opened++;
       in_flight++;
     }
@@ -542,7 +567,7 @@ static int mode_freeport(void) {
 static void usage(void) {
   fputs("usage: loadgen echo PORT BYTES [CONNS]\n"
         "       loadgen churn PORT SECS [CONC] [echo|http]\n"
-        "       loadgen idle PORT COUNT [echo|http]\n"
+        "       loadgen idle PORT COUNT [echo|http] [SOURCES]\n"
         "       loadgen http-check PORT\n"
         "       loadgen freeport\n",
         stderr);
@@ -568,7 +593,8 @@ int main(int argc, char **argv) {
                       argc > 5 ? argv[5] : "echo");
   if (strcmp(argv[1], "idle") == 0 && argc >= 4)
     return mode_idle(atoi(argv[2]), atoi(argv[3]),
-                     argc > 4 ? argv[4] : "echo");
+                     argc > 4 ? argv[4] : "echo",
+                     argc > 5 ? atoi(argv[5]) : 0);
   if (strcmp(argv[1], "http-check") == 0)
     return mode_http_check(atoi(argv[2]));
   usage();

@@ -7,6 +7,12 @@
  * copied uv_write only for what the kernel did not take, and reading paused
  * while too much is queued.  They are the baseline every other server is
  * measured against, so they must be good, not naive.
+ *
+ * A second argument "timeout=SECS" gives every connection a read timeout:
+ * one uv_timer per connection, restarted on every read, closing the
+ * connection when it fires (what a careful libuv program does; libuv keeps
+ * its timers in a heap, so idle timers cost nothing until they are due).
+ * Without it no timer exists and a connection is what it always was.
  */
 #ifndef RAW_COMMON_H
 #define RAW_COMMON_H
@@ -28,6 +34,16 @@ typedef struct raw_conn {
   int closing;
 } raw_conn;
 
+/* With a read timeout a connection is allocated as this larger struct (the
+ * connection first); without one, as a plain raw_conn. */
+typedef struct raw_timed_conn {
+  raw_conn conn;
+  uv_timer_t timer;
+} raw_timed_conn;
+
+/* The read timeout in milliseconds; 0 = none (the default). */
+static uint64_t raw_read_timeout_ms;
+
 typedef struct raw_write {
   uv_write_t req;
   raw_conn *conn;
@@ -43,14 +59,26 @@ static void raw_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = sizeof(raw_read_buf);
 }
 
-static void raw_free_cb(uv_handle_t *h) { free(h->data); }
+/* `closing' counts the handles still to be closed: the connection is freed
+ * with the last one. */
+static void raw_free_cb(uv_handle_t *h) {
+  raw_conn *c = h->data;
+  if (--c->closing == 0)
+    free(c);
+}
 
 static void raw_close(raw_conn *c) {
   if (c->closing)
     return;
   c->closing = 1;
+  if (raw_read_timeout_ms > 0) {
+    c->closing = 2;
+    uv_close((uv_handle_t *)&((raw_timed_conn *)c)->timer, raw_free_cb);
+  }
   uv_close((uv_handle_t *)&c->tcp, raw_free_cb);
 }
+
+static void raw_timeout_cb(uv_timer_t *t) { raw_close(t->data); }
 
 static void raw_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
@@ -139,6 +167,8 @@ static void raw_on_data(raw_conn *c, const char *data, size_t len);
 static void raw_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   raw_conn *c = s->data;
   if (nread > 0) {
+    if (raw_read_timeout_ms > 0)
+      uv_timer_again(&((raw_timed_conn *)c)->timer);
     raw_on_data(c, buf->base, (size_t)nread);
   } else if (nread == UV_EOF) {
     c->eof = 1;
@@ -153,11 +183,19 @@ static void raw_connection_cb(uv_stream_t *server, int status) {
   raw_conn *c;
   if (status < 0)
     return;
-  c = calloc(1, sizeof(*c));
+  c = calloc(1, raw_read_timeout_ms > 0 ? sizeof(raw_timed_conn)
+                                        : sizeof(raw_conn));
   if (c == NULL)
     return;
   uv_tcp_init(server->loop, &c->tcp);
   c->tcp.data = c;
+  if (raw_read_timeout_ms > 0) {
+    uv_timer_t *t = &((raw_timed_conn *)c)->timer;
+    uv_timer_init(server->loop, t);
+    t->data = c;
+    uv_timer_start(t, raw_timeout_cb, raw_read_timeout_ms,
+                   raw_read_timeout_ms);
+  }
   if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
     raw_close(c);
     return;
@@ -167,7 +205,7 @@ static void raw_connection_cb(uv_stream_t *server, int status) {
 }
 
 /* Listens on 127.0.0.1:argv[1] (0 = any free port), prints "READY <port>"
- * and runs the loop until killed. */
+ * and runs the loop until killed.  argv[2] "timeout=SECS": read timeouts. */
 static int raw_main(int argc, char **argv) {
   uv_loop_t *loop = uv_default_loop();
   uv_tcp_t server;
@@ -177,6 +215,17 @@ static int raw_main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 0;
   int r;
 
+  if (argc > 2 && strncmp(argv[2], "timeout=", 8) == 0) {
+    double secs = atof(argv[2] + 8);
+    if (!(secs > 0)) {
+      fprintf(stderr, "bad read timeout: %s\n", argv[2]);
+      return 2;
+    }
+    raw_read_timeout_ms = (uint64_t)(secs * 1000.0);
+  } else if (argc > 2) {
+    fprintf(stderr, "unknown argument: %s\n", argv[2]);
+    return 2;
+  }
   uv_ip4_addr("127.0.0.1", port, &addr);
   uv_tcp_init(loop, &server);
   r = uv_tcp_bind(&server, (const struct sockaddr *)&addr, 0);
