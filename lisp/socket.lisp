@@ -19,14 +19,7 @@
 
 (in-package #:cl-async-tcp)
 
-(defun %make-socket-stream (socket)
-  "Make the async-io-stream of SOCKET (class defined in lisp/stream.lisp; it
-must accept :socket)."
-  (let ((class (find-class 'async-io-stream nil)))
-    (unless class
-      (error "cl-async-tcp: :stream t needs async-io-stream, which lisp/stream.lisp ~
-              defines; it is not loaded."))
-    (setf (%sock-stream socket) (make-instance class :socket socket))))
+(declaim (ftype function %make-socket-stream)) ; lisp/stream.lisp
 
 ;;; ---- a socket's events (from %DISPATCH, under the callback guard) ----
 

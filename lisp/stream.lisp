@@ -143,6 +143,12 @@ octet vectors; SOCKET-STREAM of the socket stays NIL."))
                (not (%sock-stream socket)))
       (setf (%sock-stream socket) stream))))
 
+(defun %make-socket-stream (socket)
+  "Make the async-io-stream of SOCKET (:stream t) and keep it in the socket.  The
+class is a literal, so that the implementation can build the constructor once
+(lisp/warm-up.lisp builds it at load): this runs for every connection."
+  (setf (%sock-stream socket) (make-instance 'async-io-stream :socket socket)))
+
 (defmethod print-object ((stream async-stream) out)
   (print-unreadable-object (stream out :type t :identity t)
     (format out "~:[open~;closed~]" (socket-closed-p (stream-socket stream)))))
