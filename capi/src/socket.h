@@ -221,7 +221,5 @@ CLTCP__HIDDEN void cltcp__socket_start_reading(cltcp__socket *s);
 /* Hands the queue (or a pending shutdown) to libuv if nothing is in flight
  * and the socket is connected. */
 CLTCP__HIDDEN void cltcp__socket_start_write(cltcp__socket *s);
-/* Gives the writer back once nothing is in flight and no mark is owed. */
-CLTCP__HIDDEN void cltcp__socket_writer_release(cltcp__socket *s);
 
 #endif /* CLTCP_SOCKET_H */

@@ -26,6 +26,7 @@
 #define COALESCE_MAX ((size_t)32 * 1024)
 
 static void emit_flushed(cltcp__socket *s);
+static void writer_release(cltcp__socket *s);
 static int append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *d,
                   size_t n);
 static void send_collected(cltcp__socket *s);
@@ -52,7 +53,8 @@ static void deferred_run(cltcp__deferred *d) {
 
 /* Delivers, in order, one FLUSHED for each NOTIFY write whose bytes (and
  * everything before them) have left, stopping if the owner closes the
- * socket from one of them. */
+ * socket from one of them.  Every path on which bytes left or marks came
+ * due ends here, so this is where an idle writer is given back. */
 static void emit_flushed(cltcp__socket *s) {
   cltcp__sock_writer *w;
   while ((w = s->w) != NULL && w->marks_len > 0 && !s->uv_closed &&
@@ -61,6 +63,7 @@ static void emit_flushed(cltcp__socket *s) {
     w->marks_len--;
     sock_emit(s, CLTCP_EV_FLUSHED, 0, NULL, 0);
   }
+  writer_release(s);
 }
 
 /* The socket's writer, made on first use. */
@@ -85,7 +88,7 @@ static int push_mark(cltcp__socket *s, uint64_t due) {
     size_t cap = w->marks_cap ? w->marks_cap * 2 : 8, i;
     uint64_t *nm = malloc(cap * sizeof(*nm));
     if (nm == NULL) {
-      cltcp__socket_writer_release(s);
+      writer_release(s);
       return UV_ENOMEM;
     }
     for (i = 0; i < w->marks_len; i++)
@@ -321,11 +324,10 @@ static void write_cb(uv_write_t *req, int status) {
       return;
   }
   after_progress(s);
-  if (!s->uv_closed)
-    cltcp__socket_writer_release(s);
 }
 
-void cltcp__socket_writer_release(cltcp__socket *s) {
+/* Gives the writer back once nothing is in flight and no mark is owed. */
+static void writer_release(cltcp__socket *s) {
   cltcp__sock_writer *w = s->w;
   if (w == NULL || s->writing || w->wf_len != 0 || w->marks_len != 0)
     return;
@@ -335,13 +337,33 @@ void cltcp__socket_writer_release(cltcp__socket *s) {
   s->w = NULL;
 }
 
+/* The bytes collected in `wq' become the writer's `wf' (empty, as nothing
+ * is in flight), the first `sent' of them already sent; the buffers swap,
+ * so no byte moves and the steady state allocates nothing. */
+static int take_collected(cltcp__socket *s, size_t sent) {
+  cltcp__sock_writer *w;
+  uint8_t *tb;
+  size_t tc;
+  int rc = writer_get(&w, s);
+  if (rc != 0)
+    return rc;
+  tb = w->wf;
+  tc = w->wf_cap;
+  w->wf = s->wq;
+  w->wf_cap = s->wq_cap;
+  w->wf_len = s->wq_len;
+  w->wf_off = sent;
+  s->wq = tb;
+  s->wq_cap = tc;
+  s->wq_len = 0;
+  return 0;
+}
+
 /* Hands the next chunk of `wf' to libuv -- or, when `wf' is done, the bytes
  * collected in `wq' -- or starts a pending shutdown. */
 void cltcp__socket_start_write(cltcp__socket *s) {
   cltcp__sock_writer *w;
   uv_buf_t b;
-  uint8_t *tb;
-  size_t tc;
   int rc;
   if (s->writing || s->state != ST_CONNECTED || s->uv_closed)
     return;
@@ -364,20 +386,11 @@ void cltcp__socket_start_write(cltcp__socket *s) {
       }
       return;
     }
-    rc = writer_get(&w, s);
+    rc = take_collected(s, 0);
     if (rc != 0) {
       cltcp__socket_fail_later(s, rc);
       return;
     }
-    tb = w->wf;
-    tc = w->wf_cap;
-    w->wf = s->wq;
-    w->wf_cap = s->wq_cap;
-    w->wf_len = s->wq_len;
-    w->wf_off = 0;
-    s->wq = tb;
-    s->wq_cap = tc;
-    s->wq_len = 0;
   }
   w = s->w;
   w->wf_chunk = w->wf_len - w->wf_off;
@@ -399,7 +412,6 @@ void cltcp__socket_start_write(cltcp__socket *s) {
 /* Sends what `wq' collected: one uv_try_write of all of it (up to
  * MAX_CHUNK), the rest through uv_write.  Nothing is emitted here. */
 static void send_collected(cltcp__socket *s) {
-  cltcp__sock_writer *w;
   uv_buf_t b;
   int n, rc;
   if (s->state != ST_CONNECTED || s->uv_closed || s->wq_len == 0 ||
@@ -423,23 +435,11 @@ static void send_collected(cltcp__socket *s) {
   } else {
     n = 0;
   }
-  /* Hand the rest to uv_write from where the kernel stopped: `wq' becomes
-   * `wf' (empty, as nothing is in flight) without moving a byte. */
-  rc = writer_get(&w, s);
+  /* Hand the rest to uv_write from where the kernel stopped. */
+  rc = take_collected(s, (size_t)n);
   if (rc != 0) {
     cltcp__socket_fail_later(s, rc);
     return;
-  }
-  {
-    uint8_t *tb = w->wf;
-    size_t tc = w->wf_cap;
-    w->wf = s->wq;
-    w->wf_cap = s->wq_cap;
-    w->wf_len = s->wq_len;
-    w->wf_off = (size_t)n;
-    s->wq = tb;
-    s->wq_cap = tc;
-    s->wq_len = 0;
   }
   cltcp__socket_start_write(s);
 }
@@ -458,8 +458,6 @@ static void turn_end_run(cltcp__deferred *d) {
     after_progress(s);
   else
     cltcp__socket_arm_timer(s);
-  if (!s->uv_closed)
-    cltcp__socket_writer_release(s);
 }
 
 /* ---- public API -------------------------------------------------------- */
@@ -606,7 +604,7 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
       if (rc != 0) {
         if (flags & CLTCP_WRITE_NOTIFY) {
           s->w->marks_len--; /* the mark just pushed */
-          cltcp__socket_writer_release(s);
+          writer_release(s);
         }
         return rc;
       }
