@@ -28,9 +28,80 @@
    (base :initarg :base :initform nil
          :accessor %handle-base :accessor %sock-base :accessor %srv-base
          :documentation "The EVENT-BASE (loop) the handle belongs to.")
-   (refd :initform t :accessor %handle-refd
-         :documentation "False after UNREF: the handle does not keep the loop alive."))
+   ;; One fixnum of flag bits (the +FLAG-...+ constants below) rather than a
+   ;; slot per boolean: a socket is made per connection, and each slot costs
+   ;; 8 bytes in every one (issue 12).  %SOCK-FLAGS is the same slot, read
+   ;; only with sockets, so that its dispatch stays the one-class kind.
+   (flags :initarg :flags :initform 0 :type fixnum
+          :accessor %handle-flags :accessor %sock-flags
+          :documentation "Flag bits: +FLAG-UNREFD+ for every handle, the socket flags for sockets."))
   (:documentation "Internal base class of every object that stands for a C handle."))
+
+;;; The flag bits.  Every handle: UNREFD (after UNREF: the handle does not
+;;; keep the loop alive; 0, the initial state, is referenced).  Sockets:
+;;;   CLOSED           closed or closing, as the application sees it
+;;;   PEER-CLOSED      the peer's EOF arrived
+;;;   DRAINING         after EOF: C sends the queue, then closes
+;;;   CONNECTED        connected (accepted sockets from the start)
+;;;   SHUTDOWN-PENDING SHUTDOWN-SOCKET was called before connecting
+;;;   KEEP             keep read mode (stream or :dont-drain-read-buffer)
+;;;   ACCEPTED         accepted by a TCP-SERVER (STATS counts it as incoming)
+(defconstant +flag-unrefd+ 1)
+(defconstant +flag-closed+ 2)
+(defconstant +flag-peer-closed+ 4)
+(defconstant +flag-draining+ 8)
+(defconstant +flag-connected+ 16)
+(defconstant +flag-shutdown-pending+ 32)
+(defconstant +flag-keep+ 64)
+(defconstant +flag-accepted+ 128)
+
+(defmacro define-flag-accessor (name reader bit)
+  "Define NAME and (SETF NAME), inline, as the flag BIT of the slot READER reads:
+one slot read and a LOGTEST, the cost of the slot read it replaces."
+  `(progn
+     (declaim (inline ,name (setf ,name)))
+     (defun ,name (object)
+       (logtest ,bit (the fixnum (,reader object))))
+     (defun (setf ,name) (value object)
+       (let ((flags (the fixnum (,reader object))))
+         (setf (,reader object) (if value (logior flags ,bit) (logandc2 flags ,bit))))
+       value)))
+
+(define-flag-accessor %handle-unrefd-p %handle-flags +flag-unrefd+)
+(define-flag-accessor %sock-closed-p %sock-flags +flag-closed+)
+(define-flag-accessor %sock-peer-closed-p %sock-flags +flag-peer-closed+)
+(define-flag-accessor %sock-draining-p %sock-flags +flag-draining+)
+(define-flag-accessor %sock-connected-p %sock-flags +flag-connected+)
+(define-flag-accessor %sock-shutdown-pending-p %sock-flags +flag-shutdown-pending+)
+(define-flag-accessor %sock-keep-p %sock-flags +flag-keep+)
+(define-flag-accessor %sock-accepted-p %sock-flags +flag-accepted+)
+
+(declaim (inline %handle-refd (setf %handle-refd)))
+(defun %handle-refd (handle)
+  "False after UNREF: the handle does not keep the loop alive."
+  (not (%handle-unrefd-p handle)))
+(defun (setf %handle-refd) (value handle)
+  (setf (%handle-unrefd-p handle) (not value))
+  value)
+
+;;; What few sockets use lives in one structure, made the first time one of
+;;; its fields is set to something else than its default, so that a socket
+;;; that uses none (an accepted connection of a server without a connect-cb,
+;;; the usual case) holds NIL there: 7 fields it would otherwise carry in
+;;; every instance.  Reading one is a slot read and a NIL test while there is
+;;; none (the write path reads the write-cb per write).
+(defstruct (socket-extras (:constructor %make-socket-extras ())
+                          (:conc-name %extras-) (:copier nil) (:predicate nil))
+  "A socket's rarely set fields (see %SOCK-EXTRAS)."
+  (connect-cb nil)
+  (write-cb nil)
+  (drain-cb nil)
+  (shutdown-cb nil)
+  ;; the async-io-stream of a :stream t socket
+  (stream nil)
+  ;; keep mode: input bytes saved when the handle died
+  (leftover nil)
+  (leftover-start 0 :type fixnum))
 
 (defclass socket (%handle-object)
   (;; SOCKET-DATA is this slot's own accessor (no method in between): programs
@@ -38,31 +109,37 @@
    (data :initarg :data :initform nil :accessor %sock-data :accessor socket-data)
    (read-cb :initarg :read-cb :initform nil :accessor %sock-read-cb)
    (event-cb :initarg :event-cb :initform nil :accessor %sock-event-cb)
-   (connect-cb :initarg :connect-cb :initform nil :accessor %sock-connect-cb)
-   (write-cb :initarg :write-cb :initform nil :accessor %sock-write-cb)
-   (drain-cb :initform nil :accessor %sock-drain-cb)
-   (shutdown-cb :initform nil :accessor %sock-shutdown-cb)
-   (stream :initform nil :accessor %sock-stream)
-   ;; keep read mode (stream or :dont-drain-read-buffer)
-   (keep-p :initarg :keep-p :initform nil :accessor %sock-keep-p)
-   ;; closed or closing, as the application sees it
-   (closed-p :initform nil :accessor %sock-closed-p)
-   ;; the peer's EOF arrived
-   (peer-closed-p :initform nil :accessor %sock-peer-closed-p)
-   ;; after EOF: C sends the queue, then closes
-   (draining-p :initform nil :accessor %sock-draining-p)
-   (connected-p :initarg :connected-p :initform nil :accessor %sock-connected-p)
-   ;; shutdown-socket was called before connecting
-   (shutdown-pending-p :initform nil :accessor %sock-shutdown-pending-p)
-   ;; keep mode: input bytes saved when the handle died
-   (leftover :initform nil :accessor %sock-leftover)
-   (leftover-start :initform 0 :accessor %sock-leftover-start)
-   ;; the tcp-server that accepted it, if any
-   (server :initarg :server :initform nil :accessor %sock-server))
+   ;; NIL or a SOCKET-EXTRAS: read through the accessors below
+   (extras :initform nil :type (or null socket-extras) :accessor %sock-extras))
   (:documentation "A TCP connection (cl-async's socket class).  SOCKET-C is its C handle,
 SOCKET-DATA holds anything the application wants to keep with it.  A standard
 class: programs may subclass it and specialize CLOSE-SOCKET, REF, UNREF ... on
 their class, or CHANGE-CLASS a live socket into a subclass of TCP-SOCKET."))
+
+(defmacro define-extra-accessor (name field default)
+  "Define NAME and (SETF NAME), inline, as FIELD of a socket's SOCKET-EXTRAS,
+DEFAULT while it has none; storing DEFAULT then makes none."
+  `(progn
+     (declaim (inline ,name (setf ,name)))
+     (defun ,name (socket)
+       (let ((extras (%sock-extras socket)))
+         (if extras (,field (the socket-extras extras)) ,default)))
+     (defun (setf ,name) (value socket)
+       (let ((extras (%sock-extras socket)))
+         (cond (extras (setf (,field (the socket-extras extras)) value))
+               ((eql value ,default))
+               (t (let ((new (%make-socket-extras)))
+                    (setf (,field new) value
+                          (%sock-extras socket) new)))))
+       value)))
+
+(define-extra-accessor %sock-connect-cb %extras-connect-cb nil)
+(define-extra-accessor %sock-write-cb %extras-write-cb nil)
+(define-extra-accessor %sock-drain-cb %extras-drain-cb nil)
+(define-extra-accessor %sock-shutdown-cb %extras-shutdown-cb nil)
+(define-extra-accessor %sock-stream %extras-stream nil)
+(define-extra-accessor %sock-leftover %extras-leftover nil)
+(define-extra-accessor %sock-leftover-start %extras-leftover-start 0)
 
 (defclass tcp-socket (socket)
   ()

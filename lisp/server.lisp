@@ -90,22 +90,21 @@ Signals SOCKET-CLOSED on a closed server."
 
 (defun %make-accepted-socket (class new-id base server)
   "The socket object of a connection SERVER accepted (C id NEW-ID), of CLASS."
-  (if (eq class 'tcp-socket)
-      ;; The usual case, with a literal class name (fast).
-      (%make-tcp-socket :id new-id :base base
-                        :read-cb (%srv-read-cb server)
-                        :event-cb (%srv-event-cb server)
-                        :connect-cb (%srv-connect-cb server)
-                        :keep-p (%srv-stream-p server)
-                        :connected-p t
-                        :server server)
-      (make-instance class :id new-id :base base
-                           :read-cb (%srv-read-cb server)
-                           :event-cb (%srv-event-cb server)
-                           :connect-cb (%srv-connect-cb server)
-                           :keep-p (%srv-stream-p server)
-                           :connected-p t
-                           :server server)))
+  (let* ((flags (logior +flag-connected+ +flag-accepted+
+                        (if (%srv-stream-p server) +flag-keep+ 0)))
+         (socket (if (eq class 'tcp-socket)
+                     ;; The usual case, with a literal class name (fast).
+                     (%make-tcp-socket :id new-id :base base
+                                       :read-cb (%srv-read-cb server)
+                                       :event-cb (%srv-event-cb server)
+                                       :flags flags)
+                     (make-instance class :id new-id :base base
+                                          :read-cb (%srv-read-cb server)
+                                          :event-cb (%srv-event-cb server)
+                                          :flags flags))))
+    ;; Only a server with a connect-cb gives its sockets extras.
+    (setf (%sock-connect-cb socket) (%srv-connect-cb server))
+    socket))
 
 (defun %accept (base server new-id)
   "A connection came in on SERVER: make its socket object, point the C socket

@@ -99,9 +99,11 @@
          ;; With :stream t, keep mode is assumed unless given explicitly.
          (keep (if dont-drain-supplied-p dont-drain-read-buffer stream))
          (socket (%make-tcp-socket :base base :read-cb read-cb :event-cb event-cb
-                                   :connect-cb connect-cb :write-cb write-cb
-                                   :keep-p (and keep t)))
+                                   :flags (if keep +flag-keep+ 0)))
          (made nil))
+    ;; Stored only when given (lisp/objects.lisp: the socket's extras).
+    (setf (%sock-connect-cb socket) connect-cb
+          (%sock-write-cb socket) write-cb)
     (with-new-handle (id index) (base socket :context :socket)
       (cltcp:socket-new id (event-base-id base) *event-callback-pointer* index))
     ;; From here the C socket exists: if setting it up fails, close it (its

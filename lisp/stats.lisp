@@ -51,7 +51,7 @@ Signals an error outside a running loop, as every loop operation does."
     (dolist (object (registry-objects base))
       (incf fns (%callback-count object))
       (typecase object
-        (socket (if (%sock-server object) (incf in) (incf out)))
+        (socket (if (%sock-accepted-p object) (incf in) (incf out)))
         (dns-request (unless (%dns-done-p object) (incf dns)))))
     (list :open-dns-queries dns
           :fn-registry-count fns

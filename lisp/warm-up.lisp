@@ -29,8 +29,7 @@ The objects are never registered and never reach C."
     (ignore-errors (read-sequence octets stream))
     (ignore-errors (write-sequence octets stream))
     (ignore-errors (force-output stream))
-    (%make-tcp-socket :base none :read-cb none :event-cb none
-                      :connect-cb none :write-cb none :keep-p none)
+    (%make-tcp-socket :base none :read-cb none :event-cb none :flags id)
     (%make-timer :base none :callback none :event-cb none))
   nil)
 
