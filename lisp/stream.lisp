@@ -60,9 +60,10 @@ LISTEN / SOCKET-PEER-CLOSED-P, before treating the answer as the end:
                         trivial-gray-streams:fundamental-binary-stream)
   ((socket :initarg :socket :reader stream-socket
            :documentation "The socket this stream reads from and writes to.")
-   (small :initform (make-array 4 :element-type '(unsigned-byte 8))
-          :reader %stream-small
-          :documentation "Room for one byte read or written, or one UTF-8 character."))
+   ;; Made by the first READ-BYTE, WRITE-BYTE or WRITE-CHAR (%STREAM-SMALL):
+   ;; a stream made per connection that moves sequences never needs it.
+   (small :initform nil :accessor %stream-small-slot
+          :documentation "Room for one byte read or written, or one UTF-8 character (or NIL)."))
   (:documentation "Base class of the streams over a cl-async-tcp socket (cl-async's
 async-stream).  STREAM-SOCKET is the socket.  The stream is open while its socket
 is: OPEN-STREAM-P is (NOT (SOCKET-CLOSED-P socket)); CLOSE on the stream closes
@@ -149,6 +150,12 @@ class is a literal, so that the implementation can build the constructor once
 (lisp/warm-up.lisp builds it at load): this runs for every connection."
   (setf (%sock-stream socket) (make-instance 'async-io-stream :socket socket)))
 
+(declaim (inline %stream-small))
+(defun %stream-small (stream)
+  "STREAM's 4-byte scratch vector, made on first use."
+  (or (%stream-small-slot stream)
+      (setf (%stream-small-slot stream) (make-array 4 :element-type '(unsigned-byte 8)))))
+
 (defmethod print-object ((stream async-stream) out)
   (print-unreadable-object (stream out :type t :identity t)
     (format out "~:[open~;closed~]" (socket-closed-p (stream-socket stream)))))
@@ -223,6 +230,19 @@ integer of at most 16 MiB; otherwise *BUFFER-SIZE* is the step.")
                  (incf pos n)
                  (when (or (< n want) (>= pos end))
                    (return pos)))))))))
+
+;;; trivial-gray-streams' method on SBCL's own generic (for every
+;;; FUNDAMENTAL-INPUT-STREAM) may CALL-NEXT-METHOD, so SBCL conses its optional
+;;; arguments into a list on every call: about 50 bytes per READ-SEQUENCE or
+;;; WRITE-SEQUENCE, and a :stream t read-cb makes several per read.  Ours, more
+;;; specific, calls trivial-gray-streams' generic the same way without it (so
+;;; methods that programs define on it for a subclass still run).  Its method
+;;; above never answers trivial-gray-streams' FALLBACK, so nothing is lost.
+#+sbcl
+(defmethod sb-gray:stream-read-sequence ((stream async-input-stream) sequence
+                                         &optional start end)
+  (trivial-gray-streams:stream-read-sequence stream sequence (or start 0)
+                                             (or end (length sequence))))
 
 (defmethod trivial-gray-streams:stream-listen ((stream async-input-stream))
   (plusp (socket-buffered-bytes (stream-socket stream))))
@@ -313,6 +333,13 @@ WRITE-SOCKET-DATA's checks and error mapping, without copying the sub-range firs
            (%stream-write stream octets 0 (length octets))
            (setf (%stream-column stream) nil))))
   sequence)
+
+;; As for STREAM-READ-SEQUENCE above: no list consed per call on SBCL.
+#+sbcl
+(defmethod sb-gray:stream-write-sequence ((stream async-output-stream) sequence
+                                          &optional start end)
+  (trivial-gray-streams:stream-write-sequence stream sequence (or start 0)
+                                              (or end (length sequence))))
 
 (defmethod trivial-gray-streams:stream-line-column ((stream async-output-stream))
   (%stream-column stream))
