@@ -108,6 +108,8 @@ from lisp/library.lisp, the component before it."))
                  (:file "signal-tests")
                  (:file "thread-tests")
                  (:file "reverse-dns-tests")
+                 ;; issue 12: what a connection allocates on the Lisp side
+                 (:file "memory-tests")
                  ;; issue 11: the callback guard; beside cl-async
                  (:file "guard-tests")
                  (:file "nickname-tests"))))
