@@ -179,6 +179,9 @@ typedef struct cltcp__loop {
   uv_check_t turn_check;
   cltcp__queue turn_end;
   cltcp__queue turn_batch; /* the batch turn_check runs (like `batch') */
+  /* spare items of the queues by id (defer.c), kept for reuse so that
+   * queueing a socket costs no malloc() in the steady state */
+  cltcp__queue spare_items;
 } cltcp__loop;
 
 /* ---- handles (handle.c) --------------------------------------------------
@@ -252,13 +255,24 @@ CLTCP__HIDDEN void cltcp__deferred_init(cltcp__deferred *d);
 /* Queues d to run on the next turn (once, however often it is queued). */
 CLTCP__HIDDEN void cltcp__defer(cltcp__loop *loop, cltcp__deferred *d,
                                 cltcp__deferred_fn fn);
-/* Queues d to run at the end of the current turn (after the poll phase),
- * or of the next one when called outside a turn or from the end-of-turn
- * work itself.  Cancel with cltcp__undefer(). */
-CLTCP__HIDDEN void cltcp__at_turn_end(cltcp__loop *loop, cltcp__deferred *d,
-                                      cltcp__deferred_fn fn);
 /* Unqueues d, from whichever queue holds it (a no-op when none does). */
 CLTCP__HIDDEN void cltcp__undefer(cltcp__deferred *d);
+/* Work queued by id, for handles that embed no node (sockets): fn gets the
+ * handle the id names, if the id is still alive when the work runs.  The
+ * owner keeps its own "queued" bit: it queues once while the bit is set,
+ * and cancels by clearing it (fn checks the bit; the item stays queued and
+ * is skipped).  cltcp__defer_id() runs on the next turn (with the nodes,
+ * in one FIFO order); cltcp__at_turn_end_id() at the end of the current
+ * turn (after the poll phase), or of the next one when called outside a
+ * turn or from the end-of-turn work itself.  Both return 0, or UV_ENOMEM
+ * when no item could be had: cltcp__defer_reserve() makes sure the next
+ * one can (0 or UV_ENOMEM). */
+typedef void (*cltcp__id_fn)(void *handle);
+CLTCP__HIDDEN int cltcp__defer_id(cltcp__loop *loop, cltcp_id id,
+                                  cltcp__id_fn fn);
+CLTCP__HIDDEN int cltcp__at_turn_end_id(cltcp__loop *loop, cltcp_id id,
+                                        cltcp__id_fn fn);
+CLTCP__HIDDEN int cltcp__defer_reserve(cltcp__loop *loop);
 
 /* ---- handle.c ------------------------------------------------------------ */
 /* Fills the head of a new handle (not linked yet, no id yet). */

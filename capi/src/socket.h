@@ -73,8 +73,6 @@ typedef struct cltcp__sock_writer {
 typedef struct cltcp__socket {
   cltcp__handle h;
   uv_tcp_t tcp;
-  cltcp__deferred dfr;
-  cltcp__deferred fq;   /* queued for the end of the turn (coalescing) */
   /* `wq' collects the writes of the current turn until its end, and what is
    * written while a uv_write is in flight; it swaps with the writer's `wf',
    * so the steady state allocates nothing. */
@@ -111,6 +109,10 @@ typedef struct cltcp__socket {
   bool keepalive : 1;
   bool accepted : 1;      /* made by a server (cltcp_loop_handles()) */
   bool dfr_flushed : 1;   /* a FLUSHED to deliver on the next turn */
+  /* queued by id (defer.c): deferred_run() for the next turn, and
+   * turn_end_run() for the end of the turn (write coalescing) */
+  bool dfr_queued : 1;
+  bool fq_queued : 1;
 } cltcp__socket;
 
 /* Bytes accepted by cltcp_socket_write() and not yet handed to the kernel

@@ -30,12 +30,15 @@ static void writer_release(cltcp__socket *s);
 static int append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *d,
                   size_t n);
 static void send_collected(cltcp__socket *s);
-static void turn_end_run(cltcp__deferred *d);
+static void turn_end_run(void *obj);
 
 /* ---- deferred events ------------------------------------------------- */
 
-static void deferred_run(cltcp__deferred *d) {
-  cltcp__socket *s = cltcp__container_of(d, cltcp__socket, dfr);
+static void deferred_run(void *obj) {
+  cltcp__socket *s = obj;
+  if (!s->dfr_queued)
+    return; /* cancelled by the close */
+  s->dfr_queued = false;
   if (s->h.closing)
     return;
   if (s->dfr_error != 0) {
@@ -49,6 +52,18 @@ static void deferred_run(cltcp__deferred *d) {
     s->dfr_flushed = false;
     emit_flushed(s);
   }
+}
+
+/* Queues deferred_run() for the next turn, once.  Returns 0 or UV_ENOMEM
+ * (no queue item could be had). */
+static int sock_defer(cltcp__socket *s) {
+  int rc;
+  if (s->dfr_queued)
+    return 0;
+  rc = cltcp__defer_id(s->h.loop, s->h.id, deferred_run);
+  if (rc == 0)
+    s->dfr_queued = true;
+  return rc;
 }
 
 /* Delivers, in order, one FLUSHED for each NOTIFY write whose bytes (and
@@ -106,7 +121,11 @@ static int push_mark(cltcp__socket *s, uint64_t due) {
 void cltcp__socket_fail_later(cltcp__socket *s, int err) {
   if (s->dfr_error == 0)
     s->dfr_error = err;
-  cltcp__defer(s->h.loop, &s->dfr, deferred_run);
+  /* Out of memory for even a queue item: the socket closes without the
+   * ERROR event, its CLOSE carrying the error (never from inside the
+   * call: CLOSE follows uv's close callbacks). */
+  if (sock_defer(s) != 0)
+    cltcp__socket_close_now(s, err);
 }
 
 /* ---- reading ----------------------------------------------------------- */
@@ -446,9 +465,12 @@ static void send_collected(cltcp__socket *s) {
 
 /* The end of the turn a socket was written in: the turn's writes leave
  * together. */
-static void turn_end_run(cltcp__deferred *d) {
-  cltcp__socket *s = cltcp__container_of(d, cltcp__socket, fq);
+static void turn_end_run(void *obj) {
+  cltcp__socket *s = obj;
   uint64_t before = s->sent;
+  if (!s->fq_queued)
+    return; /* cancelled by the close */
+  s->fq_queued = false;
   if (s->uv_closed)
     return;
   send_collected(s);
@@ -564,8 +586,12 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
   int rc;
   if (s->shut_wanted)
     return UV_EPIPE;
-  /* Reserve the FLUSHED first, so a failure leaves nothing half done. */
+  /* Reserve the FLUSHED first, so a failure leaves nothing half done: its
+   * mark, and the queue item a FLUSHED due at once needs. */
   if (flags & CLTCP_WRITE_NOTIFY) {
+    rc = cltcp__defer_reserve(s->h.loop);
+    if (rc != 0)
+      return rc;
     rc = push_mark(s, s->written + len);
     if (rc != 0)
       return rc;
@@ -617,8 +643,12 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
         cltcp__socket_start_write(s); /* the kernel is full: no second try */
       else if (flags & CLTCP_WRITE_NOW)
         send_collected(s); /* this write and what the turn collected */
-      else
-        cltcp__at_turn_end(s->h.loop, &s->fq, turn_end_run);
+      else if (!s->fq_queued) {
+        if (cltcp__at_turn_end_id(s->h.loop, s->h.id, turn_end_run) == 0)
+          s->fq_queued = true;
+        else
+          send_collected(s); /* no queue item: sent now, not coalesced */
+      }
       if (s->drain_mark != (size_t)-1 && sock_queued(s) > s->drain_mark)
         s->above_mark = true;
       cltcp__socket_arm_timer(s);
@@ -628,7 +658,7 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
     /* Everything before it has left already: the FLUSHED comes on the next
      * turn, never from inside this call. */
     s->dfr_flushed = true;
-    cltcp__defer(s->h.loop, &s->dfr, deferred_run);
+    (void)sock_defer(s); /* cannot fail: an item was reserved above */
   }
   return 0;
 }
@@ -717,7 +747,7 @@ int cltcp_socket_close(cltcp_id id, int mode) {
   if (mode == CLTCP_CLOSE_NOW) {
     /* What the kernel would have taken at once without coalescing still
      * goes: the writes of this turn get the one try they would have had. */
-    if (cltcp__deferred_queued(&s->fq))
+    if (s->fq_queued)
       send_collected(s);
     cltcp__socket_close_now(s, 0);
   } else {

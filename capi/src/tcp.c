@@ -25,8 +25,6 @@ int cltcp__socket_create(cltcp__socket **out, cltcp__loop *loop, cltcp_cb cb,
     return rc;
   s->read_enabled = s->write_enabled = true;
   s->drain_mark = (size_t)-1;
-  cltcp__deferred_init(&s->dfr);
-  cltcp__deferred_init(&s->fq);
   uv_tcp_init(&loop->uv, &s->tcp);
   s->tcp.data = s;
   s->h.uvh[0] = (uv_handle_t *)&s->tcp;
@@ -129,8 +127,8 @@ void cltcp__socket_close_now(cltcp__socket *s, int status) {
   } else if (status != 0 && s->h.close_status == 0) {
     s->h.close_status = status;
   }
-  cltcp__undefer(&s->dfr);
-  cltcp__undefer(&s->fq);
+  s->dfr_queued = false; /* the queued items are skipped */
+  s->fq_queued = false;
   if (s->conn != NULL && s->conn->dns != NULL) {
     cltcp__dns_abort(s->conn->dns);
     s->conn->dns = NULL;
