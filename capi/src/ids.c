@@ -116,7 +116,7 @@ int cltcp__lookup(void **out, cltcp_id id, int kind) {
   slot = &loop->slots[s];
   /* The stored id says what the slot holds: a forged kind, a stale
    * generation or a free slot (kind 0) all differ. */
-  if (slot->id != id || slot->ptr == NULL)
+  if (slot->id != id)
     return CLTCP_ECLOSED;
   *out = slot->ptr;
   return 0;
@@ -149,7 +149,6 @@ int cltcp__id_alloc(cltcp_id *out, cltcp__loop *loop, int kind, void *ptr) {
   slot = &loop->slots[s];
   slot->ptr = ptr;
   slot->id = cltcp__id_make(kind, loop->index, s, gen);
-  slot->next_free = 0;
   loop->live++;
   *out = slot->id;
   return 0;
@@ -161,7 +160,7 @@ void cltcp__id_free(cltcp__loop *loop, cltcp_id id) {
   if (s >= loop->nslots)
     return;
   slot = &loop->slots[s];
-  if (slot->ptr == NULL || slot->id != id)
+  if (slot->id != id)
     return;
   loop->live--;
   slot->ptr = NULL;

@@ -103,14 +103,18 @@ static inline cltcp_id cltcp__id_make(int kind, uint32_t loop, uint32_t slot,
          ((cltcp_id)slot << CLTCP__SLOT_SHIFT) | (cltcp_id)gen;
 }
 
-/* A slot of a loop's handle table.  In use: ptr is the object and id its
- * whole id.  Free: ptr is NULL and id holds only the generation the next
- * id of this slot gets (kind 0, so no lookup can match it). */
+/* A slot of a loop's handle table (16 bytes: issue 12).  In use: ptr is
+ * the object and id its whole id.  Free: id holds only the generation the
+ * next id of this slot gets (kind 0, so no lookup can match it, which is
+ * how a slot is known to be free), and next_free takes ptr's place. */
 typedef struct cltcp__slot {
-  void *ptr;
+  union {
+    void *ptr;
+    uint32_t next_free; /* free list link (index + 1, 0 = end) */
+  };
   cltcp_id id;
-  uint32_t next_free; /* free list link (index + 1, 0 = end) */
 } cltcp__slot;
+_Static_assert(sizeof(cltcp__slot) == 16, "a slot is two words");
 
 /* ---- deferred work (defer.c) --------------------------------------------
  * Work that must not run inside the call that produced it (libuv's rule:
