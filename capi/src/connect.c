@@ -77,7 +77,7 @@ static void reopen_cb(uv_handle_t *h) {
     cltcp__socket_uv_closed(h);
     return;
   }
-  uv_tcp_init(&s->h.loop->uv, &s->tcp);
+  uv_tcp_init(&cltcp__handle_loop(&s->h)->uv, &s->tcp);
   s->tcp.data = s;
   cltcp__handle_apply_ref(&s->h); /* a fresh handle is referenced */
   try_connect_next(s);
@@ -119,7 +119,7 @@ static void dns_done(void *arg, int status, const cltcp_addr *addrs, size_t n) {
   c->dns = NULL;
   if (s->uv_closed)
     return;
-  if (status == UV_ECANCELED && s->h.loop->tearing_down)
+  if (status == UV_ECANCELED && cltcp__handle_loop(&s->h)->tearing_down)
     return; /* loop teardown: socket_teardown() closes the socket */
   if (status < 0 || n == 0) {
     cltcp__socket_fail(s, status < 0 ? status : CLTCP_ENOTFOUND);
@@ -159,7 +159,7 @@ int cltcp_socket_connect(cltcp_id id, const char *host, int port) {
       cltcp__socket_fail_later(s, rc);
   } else {
     s->state = ST_RESOLVING;
-    rc = cltcp__dns_start(&s->conn->dns, s->h.loop, host, CLTCP_AF_UNSPEC,
+    rc = cltcp__dns_start(&s->conn->dns, cltcp__handle_loop(&s->h), host, CLTCP_AF_UNSPEC,
                           dns_done, s);
     if (rc != 0) {
       s->state = ST_NEW;

@@ -8,13 +8,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cltcp__handle_init(cltcp__handle *h, cltcp__loop *loop, int kind,
+/* Each kind's functions, stored by every handle made of the kind (the same
+ * pointer each time; atomic because loops may run in several threads), so
+ * that the head needs no pointer to them and handle.c names no kind. */
+static _Atomic(const cltcp__handle_kind *) kinds[CLTCP__KIND_MAX + 1];
+
+static const cltcp__handle_kind *handle_ops(const cltcp__handle *h) {
+  return atomic_load_explicit(&kinds[cltcp__id_kind(h->id)],
+                              memory_order_relaxed);
+}
+
+void cltcp__handle_init(cltcp__handle *h, int kind,
                         const cltcp__handle_kind *ops, cltcp_cb cb,
                         uintptr_t ctx) {
+  atomic_store_explicit(&kinds[kind], ops, memory_order_relaxed);
   cltcp__queue_init(&h->hq);
-  h->ops = ops;
-  h->loop = loop;
-  h->kind = kind;
   h->cb = cb;
   h->ctx = ctx;
 }
@@ -31,13 +39,13 @@ int cltcp__handle_new(cltcp__handle **out, size_t size, cltcp__loop *loop,
     free(h);
     return rc;
   }
-  cltcp__handle_init(h, loop, kind, ops, cb, ctx);
+  cltcp__handle_init(h, kind, ops, cb, ctx);
   *out = h;
   return 0;
 }
 
 void cltcp__handle_link(cltcp__handle *h) {
-  cltcp__queue_insert_head(&h->loop->handles, &h->hq);
+  cltcp__queue_insert_head(&cltcp__handle_loop(h)->handles, &h->hq);
 }
 
 void cltcp__handle_unlink(cltcp__handle *h) { cltcp__queue_remove(&h->hq); }
@@ -51,11 +59,12 @@ bool cltcp__handle_begin_close(cltcp__handle *h, int status) {
 }
 
 void cltcp__handle_finish(cltcp__handle *h) {
+  const cltcp__handle_kind *ops = handle_ops(h);
   h->cb(h->ctx, h->id, CLTCP_EV_CLOSE, h->close_status, 0, NULL, 0);
-  cltcp__id_free(h->loop, h->id);
+  cltcp__id_free(cltcp__handle_loop(h), h->id);
   cltcp__handle_unlink(h);
-  if (h->ops->destroy != NULL)
-    h->ops->destroy(h);
+  if (ops->destroy != NULL)
+    ops->destroy(h);
   else
     free(h);
 }
@@ -76,7 +85,7 @@ void cltcp__handles_teardown(cltcp__loop *loop) {
   for (q = loop->handles.next; q != &loop->handles; q = next) {
     cltcp__handle *h = cltcp__container_of(q, cltcp__handle, hq);
     next = q->next;
-    h->ops->teardown(h);
+    handle_ops(h)->teardown(h);
   }
 }
 
@@ -84,8 +93,9 @@ void cltcp__handles_recover(cltcp__loop *loop) {
   cltcp__queue *q;
   cltcp__queue_foreach(q, &loop->handles) {
     cltcp__handle *h = cltcp__container_of(q, cltcp__handle, hq);
-    if (h->ops->recover != NULL)
-      h->ops->recover(h);
+    const cltcp__handle_kind *ops = handle_ops(h);
+    if (ops->recover != NULL)
+      ops->recover(h);
   }
 }
 
@@ -106,14 +116,13 @@ static int handle_get(cltcp__handle **out, cltcp_id id) {
 }
 
 void cltcp__handle_apply_ref(cltcp__handle *h) {
-  size_t i;
-  for (i = 0; i < sizeof(h->uvh) / sizeof(h->uvh[0]); i++) {
-    if (h->uvh[i] == NULL)
-      continue;
+  uv_handle_t *uvh[CLTCP__UV_HANDLES_MAX];
+  unsigned i, n = handle_ops(h)->uv_handles(h, uvh);
+  for (i = 0; i < n; i++) {
     if (h->unref)
-      uv_unref(h->uvh[i]);
+      uv_unref(uvh[i]);
     else
-      uv_ref(h->uvh[i]);
+      uv_ref(uvh[i]);
   }
 }
 
@@ -140,12 +149,13 @@ int cltcp_handle_refd(int *ref, cltcp_id id) {
 }
 
 static void handle_info(cltcp_handle_info *info, cltcp__handle *h) {
+  const cltcp__handle_kind *ops = handle_ops(h);
   memset(info, 0, sizeof(*info));
   info->id = h->id;
-  info->kind = h->kind;
+  info->kind = cltcp__id_kind(h->id);
   info->state = CLTCP_STATE_ACTIVE;
-  if (h->ops->info != NULL)
-    h->ops->info(h, info);
+  if (ops->info != NULL)
+    ops->info(h, info);
   if (h->closing)
     info->state = CLTCP_STATE_CLOSING;
   info->flags |= h->unref ? 0 : CLTCP_INFO_REF;
@@ -185,8 +195,9 @@ int cltcp_loop_kind_counts(size_t *counts, size_t ncounts, cltcp_id loop_id) {
     counts[i] = 0;
   cltcp__queue_foreach(q, &loop->handles) {
     cltcp__handle *h = cltcp__container_of(q, cltcp__handle, hq);
-    if ((size_t)h->kind < ncounts)
-      counts[h->kind]++;
+    size_t k = (size_t)cltcp__id_kind(h->id);
+    if (k < ncounts)
+      counts[k]++;
     listed++;
   }
   /* Every other id of the table is a DNS request, and so is every

@@ -12,6 +12,7 @@
 #include "queue.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -205,23 +206,26 @@ typedef struct cltcp__handle_kind {
   /* Frees the handle's memory once its CLOSE event was delivered (NULL:
    * free() of the handle, which is the head of its allocation). */
   void (*destroy)(cltcp__handle *h);
+  /* Stores the uv handles cltcp_handle_ref() acts on in out[] and returns
+   * their number.  A kind that re-initializes one of them (a socket between
+   * connect attempts) or adds one later (a socket's timer) applies `unref'
+   * again with cltcp__handle_apply_ref(). */
+  unsigned (*uv_handles)(cltcp__handle *h, uv_handle_t *out[]);
 } cltcp__handle_kind;
 
+/* The most uv handles a handle has (a server: tcp, poll, retry timer). */
+#define CLTCP__UV_HANDLES_MAX 3
+
+/* The head is what every handle pays (issue 12: 48 bytes, from 96).  What
+ * the id tells is not stored again: the kind (so the kind's functions, from
+ * a table handle.c fills) and the loop (cltcp__handle_loop()). */
 struct cltcp__handle {
   cltcp__queue hq; /* loop->handles */
-  const cltcp__handle_kind *ops;
-  cltcp__loop *loop;
   cltcp_id id;
   cltcp_cb cb;
   uintptr_t ctx;
-  /* The uv handles cltcp_handle_ref() acts on (NULL when unused).  A kind
-   * that re-initializes one of them (a socket between connect attempts) or
-   * adds one later (a socket's timer) applies `unref' again with
-   * cltcp__handle_apply_ref(). */
-  uv_handle_t *uvh[3];
-  int kind;
-  int close_status;  /* status of the CLOSE event */
-  int pending_closes; /* uv handles still closing */
+  int close_status;       /* status of the CLOSE event */
+  uint8_t pending_closes; /* uv handles still closing */
   /* Set when the owner or the library started closing the handle.  Its id
    * stays in the table until the CLOSE event has been delivered (so a
    * keep-mode socket's last bytes stay readable), but every call other than
@@ -229,6 +233,16 @@ struct cltcp__handle {
   bool closing;
   bool unref; /* the owner unreferenced the handle */
 };
+
+/* The loops by index (ids.c): read without a lock, see ids.c. */
+CLTCP__HIDDEN extern _Atomic(cltcp__loop *) cltcp__loops[CLTCP__LOOP_MAX];
+
+/* The loop of a handle, from its id (the loop outlives its handles, and
+ * the thread that runs it stored it there before making any of them). */
+static inline cltcp__loop *cltcp__handle_loop(const cltcp__handle *h) {
+  return atomic_load_explicit(&cltcp__loops[cltcp__id_loop(h->id)],
+                              memory_order_relaxed);
+}
 
 /* ---- ids.c --------------------------------------------------------------- */
 CLTCP__HIDDEN int cltcp__loop_lookup(cltcp__loop **out, cltcp_id id);
@@ -279,9 +293,9 @@ CLTCP__HIDDEN int cltcp__at_turn_end_id(cltcp__loop *loop, cltcp_id id,
 CLTCP__HIDDEN int cltcp__defer_reserve(cltcp__loop *loop);
 
 /* ---- handle.c ------------------------------------------------------------ */
-/* Fills the head of a new handle (not linked yet, no id yet). */
-CLTCP__HIDDEN void cltcp__handle_init(cltcp__handle *h, cltcp__loop *loop,
-                                      int kind, const cltcp__handle_kind *ops,
+/* Fills the head of a new handle (not linked yet; its id is set). */
+CLTCP__HIDDEN void cltcp__handle_init(cltcp__handle *h, int kind,
+                                      const cltcp__handle_kind *ops,
                                       cltcp_cb cb, uintptr_t ctx);
 /* A new handle of `size' bytes (the cltcp__handle first), zeroed, with its
  * id and head filled, not linked yet.  Returns 0, UV_ENOMEM or an id

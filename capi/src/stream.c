@@ -60,7 +60,7 @@ static int sock_defer(cltcp__socket *s) {
   int rc;
   if (s->dfr_queued)
     return 0;
-  rc = cltcp__defer_id(s->h.loop, s->h.id, deferred_run);
+  rc = cltcp__defer_id(cltcp__handle_loop(&s->h), s->h.id, deferred_run);
   if (rc == 0)
     s->dfr_queued = true;
   return rc;
@@ -135,8 +135,8 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   cltcp__sock_keep *k;
   (void)hint;
   if (s->mode == CLTCP_READ_DRAIN) {
-    buf->base = (char *)s->h.loop->readbuf;
-    buf->len = s->h.loop->readbuf_len;
+    buf->base = (char *)cltcp__handle_loop(&s->h)->readbuf;
+    buf->len = cltcp__handle_loop(&s->h)->readbuf_len;
     return;
   }
   k = s->keep;
@@ -151,8 +151,8 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
       k->kcap = 0;
     }
     k->kstart = k->kend = 0;
-    buf->base = (char *)s->h.loop->readbuf;
-    buf->len = s->h.loop->readbuf_len;
+    buf->base = (char *)cltcp__handle_loop(&s->h)->readbuf;
+    buf->len = cltcp__handle_loop(&s->h)->readbuf_len;
     return;
   }
   if (k->kcap - k->kend < KEEP_MIN_FREE) {
@@ -191,7 +191,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
       sock_emit(s, CLTCP_EV_DATA, 0, (const uint8_t *)buf->base, (size_t)nread);
     } else {
       cltcp__sock_keep *k = s->keep;
-      if ((uint8_t *)buf->base == s->h.loop->readbuf) {
+      if ((uint8_t *)buf->base == cltcp__handle_loop(&s->h)->readbuf) {
         k->bptr = (const uint8_t *)buf->base;
         k->blen = (size_t)nread;
         sock_emit(s, CLTCP_EV_DATA, 0, k->bptr, (size_t)nread);
@@ -332,7 +332,7 @@ static void write_cb(uv_write_t *req, int status) {
   w->wf_chunk = 0;
   if (w->wf_off >= w->wf_len) {
     w->wf_len = w->wf_off = 0;
-    wbuf_release(s->h.loop, &w->wf, &w->wf_cap);
+    wbuf_release(cltcp__handle_loop(&s->h), &w->wf, &w->wf_cap);
   }
   sock_write_happened(s);
   if (s->tmo != NULL)
@@ -350,7 +350,7 @@ static void writer_release(cltcp__socket *s) {
   cltcp__sock_writer *w = s->w;
   if (w == NULL || s->writing || w->wf_len != 0 || w->marks_len != 0)
     return;
-  wbuf_release(s->h.loop, &w->wf, &w->wf_cap);
+  wbuf_release(cltcp__handle_loop(&s->h), &w->wf, &w->wf_cap);
   free(w->marks);
   free(w);
   s->w = NULL;
@@ -448,7 +448,7 @@ static void send_collected(cltcp__socket *s) {
     if ((size_t)n == s->wq_len) {
       /* All of it left: an idle socket keeps no buffer. */
       s->wq_len = 0;
-      wbuf_release(s->h.loop, &s->wq, &s->wq_cap);
+      wbuf_release(cltcp__handle_loop(&s->h), &s->wq, &s->wq_cap);
       return;
     }
   } else {
@@ -571,7 +571,7 @@ int cltcp_socket_write(cltcp_id id, const uint8_t *data, size_t len,
   rc = sock_get(&s, id);
   if (rc != 0)
     return rc;
-  if (s->h.loop->entered) /* cltcp_loop_run() blocked SIGPIPE already */
+  if (cltcp__handle_loop(&s->h)->entered) /* cltcp_loop_run() blocked SIGPIPE already */
     return socket_write(s, data, len, flags);
   blocked = cltcp__sigpipe_block(&old);
   rc = socket_write(s, data, len, flags);
@@ -589,7 +589,7 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
   /* Reserve the FLUSHED first, so a failure leaves nothing half done: its
    * mark, and the queue item a FLUSHED due at once needs. */
   if (flags & CLTCP_WRITE_NOTIFY) {
-    rc = cltcp__defer_reserve(s->h.loop);
+    rc = cltcp__defer_reserve(cltcp__handle_loop(&s->h));
     if (rc != 0)
       return rc;
     rc = push_mark(s, s->written + len);
@@ -620,7 +620,7 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
     }
     s->written += done; /* those bytes left, whatever happens next */
     if (done < len) {
-      cltcp__loop *loop = s->h.loop;
+      cltcp__loop *loop = cltcp__handle_loop(&s->h);
       if (s->wq == NULL && len - done <= CLTCP__WBUF_SIZE &&
           loop->nwbuf_spare > 0) {
         s->wq = loop->wbuf_spare[--loop->nwbuf_spare];
@@ -644,7 +644,7 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
       else if (flags & CLTCP_WRITE_NOW)
         send_collected(s); /* this write and what the turn collected */
       else if (!s->fq_queued) {
-        if (cltcp__at_turn_end_id(s->h.loop, s->h.id, turn_end_run) == 0)
+        if (cltcp__at_turn_end_id(cltcp__handle_loop(&s->h), s->h.id, turn_end_run) == 0)
           s->fq_queued = true;
         else
           send_collected(s); /* no queue item: sent now, not coalesced */

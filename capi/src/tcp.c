@@ -10,9 +10,11 @@ static void socket_teardown(cltcp__handle *h);
 static void socket_recover(cltcp__handle *h);
 static void socket_info(cltcp__handle *h, cltcp_handle_info *info);
 static void socket_destroy(cltcp__handle *h);
+static unsigned socket_uv_handles(cltcp__handle *h, uv_handle_t *out[]);
 
-static const cltcp__handle_kind socket_kind = {socket_teardown, socket_recover,
-                                               socket_info, socket_destroy};
+static const cltcp__handle_kind socket_kind = {
+    socket_teardown, socket_recover, socket_info, socket_destroy,
+    socket_uv_handles};
 
 /* ---- creation ------------------------------------------------------------ */
 
@@ -27,7 +29,6 @@ int cltcp__socket_create(cltcp__socket **out, cltcp__loop *loop, cltcp_cb cb,
   s->drain_mark = (size_t)-1;
   uv_tcp_init(&loop->uv, &s->tcp);
   s->tcp.data = s;
-  s->h.uvh[0] = (uv_handle_t *)&s->tcp;
   cltcp__handle_link(&s->h);
   *out = s;
   return 0;
@@ -63,13 +64,12 @@ int cltcp__socket_timeouts(cltcp__socket *s) {
   t = calloc(1, sizeof(*t));
   if (t == NULL)
     return UV_ENOMEM;
-  uv_timer_init(&s->h.loop->uv, &t->timer);
+  uv_timer_init(&cltcp__handle_loop(&s->h)->uv, &t->timer);
   t->timer.data = s;
   n = sock_now();
   t->last_read = t->last_write = n;
   t->last_queued = sock_queued(s);
   s->tmo = t;
-  s->h.uvh[1] = (uv_handle_t *)&t->timer;
   cltcp__handle_apply_ref(&s->h);
   return 0;
 }
@@ -78,7 +78,7 @@ static void unused_closed(uv_handle_t *h) {
   cltcp__socket *s = h->data;
   if (--s->h.pending_closes > 0)
     return;
-  cltcp__id_free(s->h.loop, s->h.id);
+  cltcp__id_free(cltcp__handle_loop(&s->h), s->h.id);
   cltcp__handle_unlink(&s->h);
   socket_destroy(&s->h);
 }
@@ -233,8 +233,8 @@ void cltcp__socket_arm_timer(cltcp__socket *s) {
    * precise clock itself (and re-arms if it is not reached); the loop time
    * the wait counts from is made fresh first.  That time never runs ahead
    * of the precise clock, so the wait is never shorter than what is left. */
-  uv_update_time(&s->h.loop->uv);
-  n = uv_now(&s->h.loop->uv);
+  uv_update_time(&cltcp__handle_loop(&s->h)->uv);
+  n = uv_now(&cltcp__handle_loop(&s->h)->uv);
   uv_timer_start(&t->timer, socket_timer_cb, due > n ? due - n : 1, 0);
   t->timer_due = due;
 }
@@ -258,7 +258,7 @@ static void socket_teardown(cltcp__handle *h) {
 static void socket_recover(cltcp__handle *h) {
   cltcp__socket *s = (cltcp__socket *)h;
   void **w = s->tcp.io_watcher.pending_queue;
-  void **head = s->h.loop->uv.pending_queue;
+  void **head = cltcp__handle_loop(&s->h)->uv.pending_queue;
   void **q;
   if (w[0] == (void *)w)
     return; /* not pending */
@@ -269,6 +269,16 @@ static void socket_recover(cltcp__handle *h) {
    * include that dead frame's list head.  Closing the handle unlinks it,
    * so make it a list of its own first.  (The loop only tears down now.) */
   w[0] = w[1] = (void *)w;
+}
+
+/* The tcp handle, and the timer once the socket has timeouts. */
+static unsigned socket_uv_handles(cltcp__handle *h, uv_handle_t *out[]) {
+  cltcp__socket *s = (cltcp__socket *)h;
+  out[0] = (uv_handle_t *)&s->tcp;
+  if (s->tmo == NULL)
+    return 1;
+  out[1] = (uv_handle_t *)&s->tmo->timer;
+  return 2;
 }
 
 /* cltcp_loop_handles(): the socket's CLTCP_STATE_* (handle.c puts
