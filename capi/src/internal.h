@@ -171,6 +171,10 @@ typedef struct cltcp__loop {
    * holds no write buffer and a busy one does not call malloc() per turn. */
   uint8_t *wbuf_spare[CLTCP__WBUF_SPARES];
   unsigned nwbuf_spare;
+  /* Spare socket writers (stream.c), for the same reason: a socket holds
+   * one only while it writes. */
+  void *writer_spare[CLTCP__WBUF_SPARES];
+  unsigned nwriter_spare;
   cltcp__dns *dns; /* NULL until the first lookup */
   /* every socket, server, timer, signal and async of the loop (newest
    * first), for listing, recovery and teardown */

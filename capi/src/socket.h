@@ -24,13 +24,15 @@ enum {
 };
 
 /* What a socket holds only while it uses it, each allocated on first use so
- * that an idle connection costs little more than its uv_tcp_t (issue 12):
+ * that an idle connection costs little more than its uv_tcp_t (issue 12;
+ * writers come from a pool of the loop, so a keep-alive server's response
+ * costs no malloc()):
  *   timeouts   the timer and the clocks, from the first timeout set
  *   connecting the connect request and the addresses to try, until connected
  *   keep       the keep-mode input buffer, from cltcp_socket_set_read_mode()
- *   writer     the uv_write in flight and its buffer, the FLUSHED marks:
- *              from the first write the kernel does not take at once or the
- *              first NOTIFY write, given back when all has left */
+ *   writer     the turn's collected bytes, the uv_write in flight and its
+ *              buffer, the byte counts, the FLUSHED marks: from the first
+ *              write, given back when all has left */
 typedef struct cltcp__sock_timeouts {
   uv_timer_t timer;
   /* timeouts (ms, 0 = none) and clocks (ms of the precise clock) */
@@ -61,6 +63,16 @@ typedef struct cltcp__sock_keep {
 } cltcp__sock_keep;
 
 typedef struct cltcp__sock_writer {
+  /* `wq' collects the writes of the current turn until its end, and what is
+   * written while a uv_write is in flight; it swaps with `wf', so the
+   * steady state allocates nothing. */
+  uint8_t *wq;
+  size_t wq_len, wq_cap;
+  /* byte counts since the writer was taken (every byte written before had
+   * left then): accepted by cltcp_socket_write, and handed to the kernel
+   * for good.  A NOTIFY write's FLUSHED is due once `sent' reaches the
+   * `written' count its write ended at. */
+  uint64_t written, sent;
   uv_write_t wreq;
   /* `wf' is being handed to uv_write, chunk by chunk: bytes [0, wf_off)
    * are sent, [wf_off, wf_off + wf_chunk) are in the uv_write in flight. */
@@ -73,15 +85,6 @@ typedef struct cltcp__sock_writer {
 typedef struct cltcp__socket {
   cltcp__handle h;
   uv_tcp_t tcp;
-  /* `wq' collects the writes of the current turn until its end, and what is
-   * written while a uv_write is in flight; it swaps with the writer's `wf',
-   * so the steady state allocates nothing. */
-  uint8_t *wq;
-  size_t wq_len, wq_cap;
-  /* byte counts since the socket was made: accepted by cltcp_socket_write,
-   * and handed to the kernel for good.  A NOTIFY write's FLUSHED is due
-   * once `sent' reaches the `written' count its write ended at. */
-  uint64_t written, sent;
   uint64_t sends;       /* uv_try_write and uv_write calls (for tests) */
   size_t drain_mark;
   cltcp__sock_timeouts *tmo;
@@ -115,12 +118,17 @@ typedef struct cltcp__socket {
   bool fq_queued : 1;
 } cltcp__socket;
 
+/* Bytes collected for the end of the turn (or behind a uv_write). */
+static inline size_t sock_collected(const cltcp__socket *s) {
+  return s->w != NULL ? s->w->wq_len : 0;
+}
+
 /* Bytes accepted by cltcp_socket_write() and not yet handed to the kernel
  * for good: in libuv's queue, the rest of `wf', and `wq'. */
 static inline size_t sock_queued(const cltcp__socket *s) {
   const cltcp__sock_writer *w = s->w;
   return s->tcp.write_queue_size +
-         (w != NULL ? w->wf_len - w->wf_off - w->wf_chunk : 0) + s->wq_len;
+         (w != NULL ? w->wf_len - w->wf_off - w->wf_chunk + w->wq_len : 0);
 }
 
 /* Nothing handed to libuv is still in flight and nothing waits in `wf'. */

@@ -29,7 +29,7 @@ static void emit_flushed(cltcp__socket *s);
 static void writer_release(cltcp__socket *s);
 static int append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *d,
                   size_t n);
-static void send_collected(cltcp__socket *s);
+static bool send_collected(cltcp__socket *s);
 static void turn_end_run(void *obj);
 
 /* ---- deferred events ------------------------------------------------- */
@@ -73,7 +73,7 @@ static int sock_defer(cltcp__socket *s) {
 static void emit_flushed(cltcp__socket *s) {
   cltcp__sock_writer *w;
   while ((w = s->w) != NULL && w->marks_len > 0 && !s->uv_closed &&
-         w->marks[w->marks_head] <= s->sent) {
+         w->marks[w->marks_head] <= w->sent) {
     w->marks_head = (w->marks_head + 1) % w->marks_cap;
     w->marks_len--;
     sock_emit(s, CLTCP_EV_FLUSHED, 0, NULL, 0);
@@ -81,24 +81,36 @@ static void emit_flushed(cltcp__socket *s) {
   writer_release(s);
 }
 
-/* The socket's writer, made on first use. */
+/* The socket's writer, taken on first use: a spare of the loop, or a new
+ * one. */
 static int writer_get(cltcp__sock_writer **out, cltcp__socket *s) {
   if (s->w == NULL) {
-    s->w = calloc(1, sizeof(*s->w));
-    if (s->w == NULL)
-      return UV_ENOMEM;
-    s->w->wreq.data = s;
+    cltcp__loop *loop = cltcp__handle_loop(&s->h);
+    cltcp__sock_writer *w;
+    if (loop->nwriter_spare > 0) {
+      w = loop->writer_spare[--loop->nwriter_spare];
+      memset(w, 0, sizeof(*w));
+    } else {
+      w = calloc(1, sizeof(*w));
+      if (w == NULL)
+        return UV_ENOMEM;
+    }
+    w->wreq.data = s;
+    s->w = w;
   }
   *out = s->w;
   return 0;
 }
 
-/* Remembers that a FLUSHED is owed once `sent' reaches `due'. */
-static int push_mark(cltcp__socket *s, uint64_t due) {
+/* Remembers that a FLUSHED is owed once `sent' reaches what is written now
+ * plus len. */
+static int push_mark(cltcp__socket *s, size_t len) {
   cltcp__sock_writer *w;
+  uint64_t due;
   int rc = writer_get(&w, s);
   if (rc != 0)
     return rc;
+  due = w->written + len;
   if (w->marks_len == w->marks_cap) {
     size_t cap = w->marks_cap ? w->marks_cap * 2 : 8, i;
     uint64_t *nm = malloc(cap * sizeof(*nm));
@@ -308,7 +320,7 @@ static void after_progress(cltcp__socket *s) {
   emit_flushed(s);
   if (s->uv_closed)
     return;
-  if (sock_idle_writer(s) && s->wq_len == 0)
+  if (sock_idle_writer(s) && sock_collected(s) == 0)
     queue_emptied(s);
   else
     cltcp__socket_arm_timer(s);
@@ -327,7 +339,7 @@ static void write_cb(uv_write_t *req, int status) {
     cltcp__socket_fail(s, status);
     return;
   }
-  s->sent += w->wf_chunk;
+  w->sent += w->wf_chunk;
   w->wf_off += w->wf_chunk;
   w->wf_chunk = 0;
   if (w->wf_off >= w->wf_len) {
@@ -337,7 +349,7 @@ static void write_cb(uv_write_t *req, int status) {
   sock_write_happened(s);
   if (s->tmo != NULL)
     s->tmo->last_queued = sock_queued(s);
-  if (w->wf_len > 0 || s->wq_len > 0) {
+  if (w->wf_len > 0 || w->wq_len > 0) {
     cltcp__socket_start_write(s);
     if (s->uv_closed)
       return;
@@ -345,14 +357,23 @@ static void write_cb(uv_write_t *req, int status) {
   after_progress(s);
 }
 
-/* Gives the writer back once nothing is in flight and no mark is owed. */
+/* Gives the writer back once nothing is in flight or collected and no
+ * mark is owed: to the loop's spares while there is room.  Its counts go
+ * with it: with nothing queued, the next writer counts from 0 again. */
 static void writer_release(cltcp__socket *s) {
   cltcp__sock_writer *w = s->w;
-  if (w == NULL || s->writing || w->wf_len != 0 || w->marks_len != 0)
+  cltcp__loop *loop;
+  if (w == NULL || s->writing || w->wf_len != 0 || w->wq_len != 0 ||
+      w->marks_len != 0)
     return;
-  wbuf_release(cltcp__handle_loop(&s->h), &w->wf, &w->wf_cap);
+  loop = cltcp__handle_loop(&s->h);
+  wbuf_release(loop, &w->wf, &w->wf_cap);
+  wbuf_release(loop, &w->wq, &w->wq_cap);
   free(w->marks);
-  free(w);
+  if (loop->nwriter_spare < CLTCP__WBUF_SPARES)
+    loop->writer_spare[loop->nwriter_spare++] = w;
+  else
+    free(w);
   s->w = NULL;
 }
 
@@ -368,13 +389,13 @@ static int take_collected(cltcp__socket *s, size_t sent) {
     return rc;
   tb = w->wf;
   tc = w->wf_cap;
-  w->wf = s->wq;
-  w->wf_cap = s->wq_cap;
-  w->wf_len = s->wq_len;
+  w->wf = w->wq;
+  w->wf_cap = w->wq_cap;
+  w->wf_len = w->wq_len;
   w->wf_off = sent;
-  s->wq = tb;
-  s->wq_cap = tc;
-  s->wq_len = 0;
+  w->wq = tb;
+  w->wq_cap = tc;
+  w->wq_len = 0;
   return 0;
 }
 
@@ -387,7 +408,7 @@ void cltcp__socket_start_write(cltcp__socket *s) {
   if (s->writing || s->state != ST_CONNECTED || s->uv_closed)
     return;
   if (s->w == NULL || s->w->wf_len == 0) {
-    if (s->wq_len == 0) {
+    if (sock_collected(s) == 0) {
       if (s->shut_wanted && !s->shut_started) {
         s->shut_started = true;
         s->sreq = malloc(sizeof(*s->sreq));
@@ -429,27 +450,31 @@ void cltcp__socket_start_write(cltcp__socket *s) {
 }
 
 /* Sends what `wq' collected: one uv_try_write of all of it (up to
- * MAX_CHUNK), the rest through uv_write.  Nothing is emitted here. */
-static void send_collected(cltcp__socket *s) {
+ * MAX_CHUNK), the rest through uv_write.  Nothing is emitted here.
+ * Returns whether any byte left. */
+static bool send_collected(cltcp__socket *s) {
+  cltcp__sock_writer *w = s->w;
   uv_buf_t b;
   int n, rc;
-  if (s->state != ST_CONNECTED || s->uv_closed || s->wq_len == 0 ||
-      !sock_idle_writer(s) || s->tcp.write_queue_size != 0)
-    return; /* connected() or write_cb() sends it */
-  b.base = (char *)s->wq;
-  b.len = s->wq_len < MAX_CHUNK ? s->wq_len : MAX_CHUNK;
+  if (s->state != ST_CONNECTED || s->uv_closed || w == NULL ||
+      w->wq_len == 0 || !sock_idle_writer(s) || s->tcp.write_queue_size != 0)
+    return false; /* connected() or write_cb() sends it */
+  b.base = (char *)w->wq;
+  b.len = w->wq_len < MAX_CHUNK ? w->wq_len : MAX_CHUNK;
   s->sends++;
   n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
   /* Any error other than EAGAIN is left for uv_write to report through its
    * callback, so failures arrive as events, never from here. */
   if (n > 0) {
-    s->sent += (uint64_t)n;
+    w->sent += (uint64_t)n;
     sock_write_happened(s);
-    if ((size_t)n == s->wq_len) {
-      /* All of it left: an idle socket keeps no buffer. */
-      s->wq_len = 0;
-      wbuf_release(cltcp__handle_loop(&s->h), &s->wq, &s->wq_cap);
-      return;
+    if ((size_t)n == w->wq_len) {
+      /* All of it left: an idle socket keeps no buffer and no writer
+       * (unless FLUSHED marks are owed). */
+      w->wq_len = 0;
+      wbuf_release(cltcp__handle_loop(&s->h), &w->wq, &w->wq_cap);
+      writer_release(s);
+      return true;
     }
   } else {
     n = 0;
@@ -458,25 +483,26 @@ static void send_collected(cltcp__socket *s) {
   rc = take_collected(s, (size_t)n);
   if (rc != 0) {
     cltcp__socket_fail_later(s, rc);
-    return;
+    return n > 0;
   }
   cltcp__socket_start_write(s);
+  return n > 0;
 }
 
 /* The end of the turn a socket was written in: the turn's writes leave
  * together. */
 static void turn_end_run(void *obj) {
   cltcp__socket *s = obj;
-  uint64_t before = s->sent;
+  bool progress;
   if (!s->fq_queued)
     return; /* cancelled by the close */
   s->fq_queued = false;
   if (s->uv_closed)
     return;
-  send_collected(s);
+  progress = send_collected(s);
   if (s->uv_closed)
     return;
-  if (s->sent != before || (sock_marks(s) > 0 && sock_idle_writer(s)))
+  if (progress || (sock_marks(s) > 0 && sock_idle_writer(s)))
     after_progress(s);
   else
     cltcp__socket_arm_timer(s);
@@ -592,12 +618,12 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
     rc = cltcp__defer_reserve(cltcp__handle_loop(&s->h));
     if (rc != 0)
       return rc;
-    rc = push_mark(s, s->written + len);
+    rc = push_mark(s, len);
     if (rc != 0)
       return rc;
   }
   q = sock_queued(s);
-  if (len >= COALESCE_MAX && s->wq_len == 0)
+  if (len >= COALESCE_MAX && sock_collected(s) == 0)
     flags |= CLTCP_WRITE_NOW;
   if (len > 0) {
     if ((flags & CLTCP_WRITE_NOW) && s->state == ST_CONNECTED && q == 0 &&
@@ -613,30 +639,34 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
       n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
       /* Any error other than EAGAIN is left for uv_write to report through
        * its callback, so failures arrive as events, never from here. */
-      if (n > 0) {
+      if (n > 0)
         done = (size_t)n;
-        s->sent += done;
-      }
     }
-    s->written += done; /* those bytes left, whatever happens next */
+    /* Those bytes left, whatever happens next.  Without a writer nothing
+     * is counted: the next one counts from there. */
+    if (done > 0 && s->w != NULL) {
+      s->w->sent += done;
+      s->w->written += done;
+    }
     if (done < len) {
       cltcp__loop *loop = cltcp__handle_loop(&s->h);
-      if (s->wq == NULL && len - done <= CLTCP__WBUF_SIZE &&
-          loop->nwbuf_spare > 0) {
-        s->wq = loop->wbuf_spare[--loop->nwbuf_spare];
-        s->wq_cap = CLTCP__WBUF_SIZE;
-      }
-      rc = append(&s->wq, &s->wq_len, &s->wq_cap, data + done, len - done);
-      if (rc != 0) {
-        if (flags & CLTCP_WRITE_NOTIFY) {
-          s->w->marks_len--; /* the mark just pushed */
-          writer_release(s);
+      cltcp__sock_writer *w;
+      rc = writer_get(&w, s);
+      if (rc == 0) {
+        if (w->wq == NULL && len - done <= CLTCP__WBUF_SIZE &&
+            loop->nwbuf_spare > 0) {
+          w->wq = loop->wbuf_spare[--loop->nwbuf_spare];
+          w->wq_cap = CLTCP__WBUF_SIZE;
         }
+        rc = append(&w->wq, &w->wq_len, &w->wq_cap, data + done, len - done);
+      }
+      if (rc != 0) {
+        if (flags & CLTCP_WRITE_NOTIFY)
+          s->w->marks_len--; /* the mark just pushed */
+        writer_release(s);
         return rc;
       }
-    }
-    s->written += len - done;
-    if (done < len) {
+      w->written += len - done;
       if (q == 0)
         sock_write_happened(s); /* the write clock starts now */
       if (tried)
@@ -644,7 +674,7 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
       else if (flags & CLTCP_WRITE_NOW)
         send_collected(s); /* this write and what the turn collected */
       else if (!s->fq_queued) {
-        if (cltcp__at_turn_end_id(cltcp__handle_loop(&s->h), s->h.id, turn_end_run) == 0)
+        if (cltcp__at_turn_end_id(loop, s->h.id, turn_end_run) == 0)
           s->fq_queued = true;
         else
           send_collected(s); /* no queue item: sent now, not coalesced */
@@ -654,7 +684,8 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
       cltcp__socket_arm_timer(s);
     }
   }
-  if ((flags & CLTCP_WRITE_NOTIFY) && s->sent >= s->written) {
+  if ((flags & CLTCP_WRITE_NOTIFY) &&
+      (s->w == NULL || s->w->sent >= s->w->written)) {
     /* Everything before it has left already: the FLUSHED comes on the next
      * turn, never from inside this call. */
     s->dfr_flushed = true;

@@ -42,6 +42,7 @@ static void socket_destroy(cltcp__handle *h) {
     free(s->keep);
   }
   if (s->w != NULL) {
+    free(s->w->wq);
     free(s->w->wf);
     free(s->w->marks);
     free(s->w);
@@ -50,7 +51,6 @@ static void socket_destroy(cltcp__handle *h) {
     free(s->conn->addrs);
     free(s->conn);
   }
-  free(s->wq);
   free(s->tmo);
   free(s->sreq);
   free(s);
@@ -152,7 +152,7 @@ void cltcp__socket_close_flush(cltcp__socket *s) {
   if (s->state == ST_NEW ||
       (s->state == ST_CONNECTED && sock_queued(s) == 0 &&
        sock_idle_writer(s)) ||
-      (s->state != ST_CONNECTED && s->wq_len == 0)) {
+      (s->state != ST_CONNECTED && sock_collected(s) == 0)) {
     cltcp__socket_close_now(s, s->h.close_status);
     return;
   }
