@@ -21,19 +21,20 @@ static void start_io(cltcp__socket *s) {
 
 /* The connecting part is no longer needed (its request has completed). */
 static void connecting_done(cltcp__socket *s) {
-  if (s->conn != NULL) {
-    free(s->conn->addrs);
-    free(s->conn);
-    s->conn = NULL;
+  cltcp__sock_connecting *c = sock_conn(s);
+  if (c != NULL) {
+    free(c->addrs);
+    free(c);
+    s->x->conn = NULL;
   }
 }
 
 static void connected(cltcp__socket *s) {
+  cltcp__sock_timeouts *t = sock_tmo(s);
   s->state = ST_CONNECTED;
-  if (s->tmo != NULL) {
-    uint64_t n = sock_now();
-    s->tmo->last_read = s->tmo->last_write = n;
-    s->tmo->last_queued = 0;
+  if (t != NULL) {
+    t->last_read = t->last_write = sock_now();
+    t->last_queued = 0;
   }
   connecting_done(s);
   cltcp__socket_apply_options(s);
@@ -53,8 +54,8 @@ static void connect_cb(uv_connect_t *req, int status) {
     connected(s);
     return;
   }
-  s->conn->last_err = status;
-  if (s->conn->next_addr < s->conn->naddrs && !s->h.closing) {
+  sock_conn(s)->last_err = status;
+  if (sock_conn(s)->next_addr < sock_conn(s)->naddrs && !s->h.closing) {
     try_connect_next(s);
     return;
   }
@@ -64,8 +65,8 @@ static void connect_cb(uv_connect_t *req, int status) {
 static int start_connect(cltcp__socket *s, const struct sockaddr *sa) {
   int rc;
   s->state = ST_CONNECTING;
-  s->conn->creq.data = s;
-  rc = uv_tcp_connect(&s->conn->creq, &s->tcp, sa, connect_cb);
+  sock_conn(s)->creq.data = s;
+  rc = uv_tcp_connect(&sock_conn(s)->creq, &s->tcp, sa, connect_cb);
   return rc;
 }
 
@@ -87,7 +88,7 @@ static void reopen_cb(uv_handle_t *h) {
  * handle, later ones close and reopen it (a socket that failed to connect
  * cannot be reused, and the family may differ). */
 static void try_connect_next(cltcp__socket *s) {
-  cltcp__sock_connecting *c = s->conn;
+  cltcp__sock_connecting *c = sock_conn(s);
   struct sockaddr_storage ss;
   int rc;
   if (uv_fileno((uv_handle_t *)&s->tcp, &(uv_os_fd_t){0}) == 0) {
@@ -115,7 +116,7 @@ static void try_connect_next(cltcp__socket *s) {
 
 static void dns_done(void *arg, int status, const cltcp_addr *addrs, size_t n) {
   cltcp__socket *s = arg;
-  cltcp__sock_connecting *c = s->conn;
+  cltcp__sock_connecting *c = sock_conn(s);
   c->dns = NULL;
   if (s->uv_closed)
     return;
@@ -148,18 +149,21 @@ int cltcp_socket_connect(cltcp_id id, const char *host, int port) {
     return rc;
   if (s->state != ST_NEW)
     return CLTCP_ESTATE;
-  s->conn = calloc(1, sizeof(*s->conn));
-  if (s->conn == NULL)
+  rc = cltcp__socket_more(s);
+  if (rc != 0)
+    return rc;
+  s->x->conn = calloc(1, sizeof(*s->x->conn));
+  if (s->x->conn == NULL)
     return UV_ENOMEM;
-  s->conn->port = port;
-  s->conn->start = sock_now();
+  sock_conn(s)->port = port;
+  sock_conn(s)->start = sock_now();
   if (cltcp__parse_addr(&ss, host, port) == 0) {
     rc = start_connect(s, (struct sockaddr *)&ss);
     if (rc != 0)
       cltcp__socket_fail_later(s, rc);
   } else {
     s->state = ST_RESOLVING;
-    rc = cltcp__dns_start(&s->conn->dns, cltcp__handle_loop(&s->h), host, CLTCP_AF_UNSPEC,
+    rc = cltcp__dns_start(&sock_conn(s)->dns, cltcp__handle_loop(&s->h), host, CLTCP_AF_UNSPEC,
                           dns_done, s);
     if (rc != 0) {
       s->state = ST_NEW;

@@ -41,9 +41,9 @@ static void deferred_run(void *obj) {
   s->dfr_queued = false;
   if (s->h.closing)
     return;
-  if (s->dfr_error != 0) {
-    int err = s->dfr_error;
-    s->dfr_error = 0;
+  if (s->x != NULL && s->x->dfr_error != 0) {
+    int err = s->x->dfr_error;
+    s->x->dfr_error = 0;
     sock_emit(s, CLTCP_EV_ERROR, err, NULL, 0);
     cltcp__socket_close_now(s, 0);
     return;
@@ -131,11 +131,15 @@ static int push_mark(cltcp__socket *s, size_t len) {
 }
 
 void cltcp__socket_fail_later(cltcp__socket *s, int err) {
-  if (s->dfr_error == 0)
-    s->dfr_error = err;
-  /* Out of memory for even a queue item: the socket closes without the
-   * ERROR event, its CLOSE carrying the error (never from inside the
-   * call: CLOSE follows uv's close callbacks). */
+  /* Out of memory for the error's place or a queue item: the socket
+   * closes without the ERROR event, its CLOSE carrying the error (never
+   * from inside the call: CLOSE follows uv's close callbacks). */
+  if (cltcp__socket_more(s) != 0) {
+    cltcp__socket_close_now(s, err);
+    return;
+  }
+  if (s->x->dfr_error == 0)
+    s->x->dfr_error = err;
   if (sock_defer(s) != 0)
     cltcp__socket_close_now(s, err);
 }
@@ -151,7 +155,7 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     buf->len = cltcp__handle_loop(&s->h)->readbuf_len;
     return;
   }
-  k = s->keep;
+  k = sock_keep(s);
   if (k->kstart == k->kend) {
     /* Nothing kept: read into the loop's shared buffer.  A reader that
      * takes everything during the DATA callback (the usual case) then costs
@@ -202,7 +206,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     if (s->mode == CLTCP_READ_DRAIN) {
       sock_emit(s, CLTCP_EV_DATA, 0, (const uint8_t *)buf->base, (size_t)nread);
     } else {
-      cltcp__sock_keep *k = s->keep;
+      cltcp__sock_keep *k = sock_keep(s);
       if ((uint8_t *)buf->base == cltcp__handle_loop(&s->h)->readbuf) {
         k->bptr = (const uint8_t *)buf->base;
         k->blen = (size_t)nread;
@@ -299,7 +303,7 @@ static void queue_emptied(cltcp__socket *s) {
 static void shutdown_cb(uv_shutdown_t *req, int status) {
   cltcp__socket *s = req->data;
   free(req);
-  s->sreq = NULL;
+  s->x->sreq = NULL;
   if (status == UV_ECANCELED || s->h.closing)
     return;
   sock_emit(s, CLTCP_EV_SHUTDOWN, status, NULL, 0);
@@ -309,7 +313,7 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
  * from inside a call): the drain mark, the FLUSHED events now due, and the
  * close or shutdown that waited for an empty queue. */
 static void after_progress(cltcp__socket *s) {
-  if (s->above_mark && sock_queued(s) <= s->drain_mark) {
+  if (s->above_mark && sock_queued(s) <= sock_drain_mark(s)) {
     s->above_mark = false;
     if (!s->h.closing) {
       sock_emit(s, CLTCP_EV_DRAIN, 0, NULL, sock_queued(s));
@@ -347,8 +351,8 @@ static void write_cb(uv_write_t *req, int status) {
     wbuf_release(cltcp__handle_loop(&s->h), &w->wf, &w->wf_cap);
   }
   sock_write_happened(s);
-  if (s->tmo != NULL)
-    s->tmo->last_queued = sock_queued(s);
+  if (sock_tmo(s) != NULL)
+    sock_tmo(s)->last_queued = sock_queued(s);
   if (w->wf_len > 0 || w->wq_len > 0) {
     cltcp__socket_start_write(s);
     if (s->uv_closed)
@@ -411,16 +415,16 @@ void cltcp__socket_start_write(cltcp__socket *s) {
     if (sock_collected(s) == 0) {
       if (s->shut_wanted && !s->shut_started) {
         s->shut_started = true;
-        s->sreq = malloc(sizeof(*s->sreq));
-        if (s->sreq == NULL) {
+        if (cltcp__socket_more(s) != 0 ||
+            (s->x->sreq = malloc(sizeof(*s->x->sreq))) == NULL) {
           cltcp__socket_fail_later(s, UV_ENOMEM);
           return;
         }
-        s->sreq->data = s;
-        rc = uv_shutdown(s->sreq, (uv_stream_t *)&s->tcp, shutdown_cb);
+        s->x->sreq->data = s;
+        rc = uv_shutdown(s->x->sreq, (uv_stream_t *)&s->tcp, shutdown_cb);
         if (rc != 0) {
-          free(s->sreq);
-          s->sreq = NULL;
+          free(s->x->sreq);
+          s->x->sreq = NULL;
           cltcp__socket_fail_later(s, rc);
         }
       }
@@ -520,14 +524,17 @@ int cltcp_socket_set_read_mode(cltcp_id id, int mode) {
     return rc;
   if (mode == CLTCP_READ_DRAIN && sock_kept(s) > 0)
     return CLTCP_EMODE;
-  if (mode == CLTCP_READ_KEEP && s->keep == NULL) {
-    s->keep = calloc(1, sizeof(*s->keep));
-    if (s->keep == NULL)
+  if (mode == CLTCP_READ_KEEP && sock_keep(s) == NULL) {
+    rc = cltcp__socket_more(s);
+    if (rc != 0)
+      return rc;
+    s->x->keep = calloc(1, sizeof(*s->x->keep));
+    if (s->x->keep == NULL)
       return UV_ENOMEM;
-  } else if (mode == CLTCP_READ_DRAIN && s->keep != NULL) {
-    free(s->keep->kbuf);
-    free(s->keep);
-    s->keep = NULL;
+  } else if (mode == CLTCP_READ_DRAIN && sock_keep(s) != NULL) {
+    free(sock_keep(s)->kbuf);
+    free(sock_keep(s));
+    s->x->keep = NULL;
   }
   s->mode = (uint8_t)mode;
   return 0;
@@ -555,7 +562,7 @@ int cltcp_socket_read(size_t *n, cltcp_id id, uint8_t *dst, size_t max) {
   rc = sock_get_closing(&s, id);
   if (rc != 0)
     return rc;
-  k = s->keep;
+  k = sock_keep(s);
   if (k == NULL) {
     *n = 0; /* drain mode keeps nothing */
     return 0;
@@ -679,7 +686,8 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
         else
           send_collected(s); /* no queue item: sent now, not coalesced */
       }
-      if (s->drain_mark != (size_t)-1 && sock_queued(s) > s->drain_mark)
+      if (s->drain_mark != SOCK_DRAIN_NONE &&
+          sock_queued(s) > sock_drain_mark(s))
         s->above_mark = true;
       cltcp__socket_arm_timer(s);
     }
@@ -711,7 +719,17 @@ int cltcp_socket_set_drain_mark(cltcp_id id, size_t mark) {
   int rc = sock_get(&s, id);
   if (rc != 0)
     return rc;
-  s->drain_mark = mark;
+  if (mark == (size_t)-1) {
+    s->drain_mark = SOCK_DRAIN_NONE;
+  } else if (mark < SOCK_DRAIN_BIG) {
+    s->drain_mark = (uint32_t)mark;
+  } else {
+    rc = cltcp__socket_more(s); /* 4 GiB or more: kept in the part */
+    if (rc != 0)
+      return rc;
+    s->x->drain_mark = mark;
+    s->drain_mark = SOCK_DRAIN_BIG;
+  }
   s->above_mark = mark != (size_t)-1 && sock_queued(s) > mark;
   return 0;
 }

@@ -26,7 +26,7 @@ int cltcp__socket_create(cltcp__socket **out, cltcp__loop *loop, cltcp_cb cb,
   if (rc != 0)
     return rc;
   s->read_enabled = s->write_enabled = true;
-  s->drain_mark = (size_t)-1;
+  s->drain_mark = SOCK_DRAIN_NONE;
   uv_tcp_init(&loop->uv, &s->tcp);
   s->tcp.data = s;
   cltcp__handle_link(&s->h);
@@ -37,30 +37,45 @@ int cltcp__socket_create(cltcp__socket **out, cltcp__loop *loop, cltcp_cb cb,
 /* The kind's destroy: the socket's memory, after its CLOSE event. */
 static void socket_destroy(cltcp__handle *h) {
   cltcp__socket *s = (cltcp__socket *)h;
-  if (s->keep != NULL) {
-    free(s->keep->kbuf);
-    free(s->keep);
-  }
+  cltcp__sock_more *x = s->x;
   if (s->w != NULL) {
     free(s->w->wq);
     free(s->w->wf);
     free(s->w->marks);
     free(s->w);
   }
-  if (s->conn != NULL) {
-    free(s->conn->addrs);
-    free(s->conn);
+  if (x != NULL) {
+    if (x->keep != NULL) {
+      free(x->keep->kbuf);
+      free(x->keep);
+    }
+    if (x->conn != NULL) {
+      free(x->conn->addrs);
+      free(x->conn);
+    }
+    free(x->tmo);
+    free(x->sreq);
+    free(x);
   }
-  free(s->tmo);
-  free(s->sreq);
   free(s);
+}
+
+int cltcp__socket_more(cltcp__socket *s) {
+  if (s->x == NULL) {
+    s->x = calloc(1, sizeof(*s->x));
+    if (s->x == NULL)
+      return UV_ENOMEM;
+  }
+  return 0;
 }
 
 int cltcp__socket_timeouts(cltcp__socket *s) {
   cltcp__sock_timeouts *t;
   uint64_t n;
-  if (s->tmo != NULL)
+  if (sock_tmo(s) != NULL)
     return 0;
+  if (cltcp__socket_more(s) != 0)
+    return UV_ENOMEM;
   t = calloc(1, sizeof(*t));
   if (t == NULL)
     return UV_ENOMEM;
@@ -69,7 +84,7 @@ int cltcp__socket_timeouts(cltcp__socket *s) {
   n = sock_now();
   t->last_read = t->last_write = n;
   t->last_queued = sock_queued(s);
-  s->tmo = t;
+  s->x->tmo = t;
   cltcp__handle_apply_ref(&s->h);
   return 0;
 }
@@ -129,14 +144,14 @@ void cltcp__socket_close_now(cltcp__socket *s, int status) {
   }
   s->dfr_queued = false; /* the queued items are skipped */
   s->fq_queued = false;
-  if (s->conn != NULL && s->conn->dns != NULL) {
-    cltcp__dns_abort(s->conn->dns);
-    s->conn->dns = NULL;
+  if (sock_conn(s) != NULL && sock_conn(s)->dns != NULL) {
+    cltcp__dns_abort(sock_conn(s)->dns);
+    sock_conn(s)->dns = NULL;
   }
   s->h.pending_closes = 0;
-  if (s->tmo != NULL) {
+  if (sock_tmo(s) != NULL) {
     s->h.pending_closes++;
-    uv_close((uv_handle_t *)&s->tmo->timer, cltcp__socket_uv_closed);
+    uv_close((uv_handle_t *)&sock_tmo(s)->timer, cltcp__socket_uv_closed);
   }
   /* Between two connect attempts the tcp handle is already closing; its
    * close callback (reopen_cb) counts itself. */
@@ -164,15 +179,15 @@ void cltcp__socket_close_flush(cltcp__socket *s) {
 
 static void socket_timer_cb(uv_timer_t *timer) {
   cltcp__socket *s = timer->data;
-  cltcp__sock_timeouts *t = s->tmo;
+  cltcp__sock_timeouts *t = sock_tmo(s);
   uint64_t n = sock_now_floor();
   size_t q;
   t->timer_due = 0;
   if (s->uv_closed)
     return;
   if ((s->state == ST_RESOLVING || s->state == ST_CONNECTING) &&
-      t->connect_to != 0 && s->conn != NULL &&
-      n >= s->conn->start + t->connect_to) {
+      t->connect_to != 0 && sock_conn(s) != NULL &&
+      n >= sock_conn(s)->start + t->connect_to) {
     cltcp__socket_fail(s, UV_ETIMEDOUT);
     return;
   }
@@ -201,13 +216,13 @@ static void socket_timer_cb(uv_timer_t *timer) {
  * costs no timer operation per read.  A socket without timeouts has no
  * timer. */
 void cltcp__socket_arm_timer(cltcp__socket *s) {
-  cltcp__sock_timeouts *t = s->tmo;
+  cltcp__sock_timeouts *t = sock_tmo(s);
   uint64_t due = 0, d, n;
   if (s->uv_closed || t == NULL)
     return;
   if ((s->state == ST_RESOLVING || s->state == ST_CONNECTING) &&
-      t->connect_to != 0 && s->conn != NULL)
-    due = s->conn->start + t->connect_to;
+      t->connect_to != 0 && sock_conn(s) != NULL)
+    due = sock_conn(s)->start + t->connect_to;
   if (s->state == ST_CONNECTED) {
     if (t->read_to != 0 && s->read_enabled && !s->eof && !s->h.closing) {
       d = t->last_read + t->read_to;
@@ -240,9 +255,9 @@ void cltcp__socket_arm_timer(cltcp__socket *s) {
 }
 
 void cltcp__socket_rearm_timer(cltcp__socket *s) {
-  if (s->tmo != NULL && s->tmo->timer_due) {
-    uv_timer_stop(&s->tmo->timer);
-    s->tmo->timer_due = 0;
+  if (sock_tmo(s) != NULL && sock_tmo(s)->timer_due) {
+    uv_timer_stop(&sock_tmo(s)->timer);
+    sock_tmo(s)->timer_due = 0;
   }
   cltcp__socket_arm_timer(s);
 }
@@ -275,9 +290,9 @@ static void socket_recover(cltcp__handle *h) {
 static unsigned socket_uv_handles(cltcp__handle *h, uv_handle_t *out[]) {
   cltcp__socket *s = (cltcp__socket *)h;
   out[0] = (uv_handle_t *)&s->tcp;
-  if (s->tmo == NULL)
+  if (sock_tmo(s) == NULL)
     return 1;
-  out[1] = (uv_handle_t *)&s->tmo->timer;
+  out[1] = (uv_handle_t *)&sock_tmo(s)->timer;
   return 2;
 }
 
@@ -333,19 +348,19 @@ int cltcp_socket_set_timeouts(cltcp_id id, double read_seconds,
   {
     uint64_t r = cltcp__seconds_to_ms(read_seconds);
     uint64_t w = cltcp__seconds_to_ms(write_seconds);
-    if (s->tmo == NULL && r == 0 && w == 0)
+    if (sock_tmo(s) == NULL && r == 0 && w == 0)
       return 0; /* none set, none asked: nothing to make */
     rc = cltcp__socket_timeouts(s);
     if (rc != 0)
       return rc;
-    s->tmo->read_to = r;
-    s->tmo->write_to = w;
+    sock_tmo(s)->read_to = r;
+    sock_tmo(s)->write_to = w;
   }
   /* A new timeout counts from now, not from an old activity. */
   if (s->state == ST_CONNECTED) {
     uint64_t n = sock_now();
-    s->tmo->last_read = n;
-    s->tmo->last_write = n;
+    sock_tmo(s)->last_read = n;
+    sock_tmo(s)->last_write = n;
   }
   cltcp__socket_rearm_timer(s);
   return 0;
@@ -358,12 +373,12 @@ int cltcp_socket_set_connect_timeout(cltcp_id id, double seconds) {
     return rc;
   {
     uint64_t c = cltcp__seconds_to_ms(seconds);
-    if (s->tmo == NULL && c == 0)
+    if (sock_tmo(s) == NULL && c == 0)
       return 0;
     rc = cltcp__socket_timeouts(s);
     if (rc != 0)
       return rc;
-    s->tmo->connect_to = c;
+    sock_tmo(s)->connect_to = c;
   }
   cltcp__socket_rearm_timer(s);
   return 0;
@@ -385,7 +400,7 @@ void cltcp__socket_apply_options(cltcp__socket *s) {
   if (s->nodelay)
     uv_tcp_nodelay(&s->tcp, 1);
   if (s->keepalive)
-    uv_tcp_keepalive(&s->tcp, 1, s->keepalive_delay);
+    uv_tcp_keepalive(&s->tcp, 1, s->x != NULL ? s->x->keepalive_delay : 1);
 }
 
 int cltcp_socket_nodelay(cltcp_id id, int enable) {
@@ -404,8 +419,15 @@ int cltcp_socket_keepalive(cltcp_id id, int enable, unsigned delay) {
     return rc;
   if (enable && delay == 0)
     delay = 1;
+  /* The delay is kept only for a socket that is not connected yet:
+   * cltcp__socket_apply_options() applies it at the connection. */
+  if (enable && s->state != ST_CONNECTED) {
+    rc = cltcp__socket_more(s);
+    if (rc != 0)
+      return rc;
+    s->x->keepalive_delay = delay;
+  }
   s->keepalive = enable != 0;
-  s->keepalive_delay = delay;
   return uv_tcp_keepalive(&s->tcp, enable != 0, delay);
 }
 
