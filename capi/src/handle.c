@@ -22,7 +22,8 @@ void cltcp__handle_init(cltcp__handle *h, int kind,
                         const cltcp__handle_kind *ops, cltcp_cb cb,
                         uintptr_t ctx) {
   atomic_store_explicit(&kinds[kind], ops, memory_order_relaxed);
-  cltcp__queue_init(&h->hq);
+  h->prev = h->next = 0;
+  h->linked = false;
   h->cb = cb;
   h->ctx = ctx;
 }
@@ -44,11 +45,39 @@ int cltcp__handle_new(cltcp__handle **out, size_t size, cltcp__loop *loop,
   return 0;
 }
 
-void cltcp__handle_link(cltcp__handle *h) {
-  cltcp__queue_insert_head(&cltcp__handle_loop(h)->handles, &h->hq);
+/* The linked handle at slot index + 1 `i' (not 0). */
+static cltcp__handle *linked_at(const cltcp__loop *loop, uint32_t i) {
+  return loop->slots[i - 1].ptr;
 }
 
-void cltcp__handle_unlink(cltcp__handle *h) { cltcp__queue_remove(&h->hq); }
+void cltcp__handle_link(cltcp__handle *h) {
+  cltcp__loop *loop = cltcp__handle_loop(h);
+  uint32_t self = cltcp__id_slot(h->id) + 1;
+  if (h->linked)
+    return;
+  h->prev = 0;
+  h->next = loop->handles;
+  if (h->next != 0)
+    linked_at(loop, h->next)->prev = self;
+  loop->handles = self;
+  h->linked = true;
+}
+
+/* Needs only the neighbours' slots: the handle's own id may be freed
+ * already. */
+void cltcp__handle_unlink(cltcp__handle *h) {
+  cltcp__loop *loop = cltcp__handle_loop(h);
+  if (!h->linked)
+    return;
+  if (h->prev != 0)
+    linked_at(loop, h->prev)->next = h->next;
+  else
+    loop->handles = h->next;
+  if (h->next != 0)
+    linked_at(loop, h->next)->prev = h->prev;
+  h->prev = h->next = 0;
+  h->linked = false;
+}
 
 bool cltcp__handle_begin_close(cltcp__handle *h, int status) {
   if (h->closing)
@@ -79,20 +108,20 @@ void cltcp__handle_uv_closed(uv_handle_t *uvh) {
 }
 
 void cltcp__handles_teardown(cltcp__loop *loop) {
-  cltcp__queue *q, *next;
-  /* A teardown starts a close and unlinks nothing, but the next node is
+  uint32_t i, next;
+  /* A teardown starts a close and unlinks nothing, but the next handle is
    * taken first all the same. */
-  for (q = loop->handles.next; q != &loop->handles; q = next) {
-    cltcp__handle *h = cltcp__container_of(q, cltcp__handle, hq);
-    next = q->next;
+  for (i = loop->handles; i != 0; i = next) {
+    cltcp__handle *h = linked_at(loop, i);
+    next = h->next;
     handle_ops(h)->teardown(h);
   }
 }
 
 void cltcp__handles_recover(cltcp__loop *loop) {
-  cltcp__queue *q;
-  cltcp__queue_foreach(q, &loop->handles) {
-    cltcp__handle *h = cltcp__container_of(q, cltcp__handle, hq);
+  uint32_t i;
+  for (i = loop->handles; i != 0; i = linked_at(loop, i)->next) {
+    cltcp__handle *h = linked_at(loop, i);
     const cltcp__handle_kind *ops = handle_ops(h);
     if (ops->recover != NULL)
       ops->recover(h);
@@ -164,7 +193,7 @@ static void handle_info(cltcp_handle_info *info, cltcp__handle *h) {
 int cltcp_loop_handles(cltcp_handle_info *out, size_t max, size_t *n,
                        cltcp_id loop_id) {
   cltcp__loop *loop;
-  cltcp__queue *q;
+  uint32_t i;
   size_t count = 0;
   int rc;
   if (n == NULL || (out == NULL && max > 0))
@@ -172,9 +201,9 @@ int cltcp_loop_handles(cltcp_handle_info *out, size_t max, size_t *n,
   rc = cltcp__loop_lookup(&loop, loop_id);
   if (rc != 0)
     return rc;
-  cltcp__queue_foreach(q, &loop->handles) {
+  for (i = loop->handles; i != 0; i = linked_at(loop, i)->next) {
     if (count < max)
-      handle_info(&out[count], cltcp__container_of(q, cltcp__handle, hq));
+      handle_info(&out[count], linked_at(loop, i));
     count++;
   }
   *n = cltcp__dns_list(out, max, count, loop);
@@ -183,7 +212,7 @@ int cltcp_loop_handles(cltcp_handle_info *out, size_t max, size_t *n,
 
 int cltcp_loop_kind_counts(size_t *counts, size_t ncounts, cltcp_id loop_id) {
   cltcp__loop *loop;
-  cltcp__queue *q;
+  uint32_t j;
   size_t listed = 0, i;
   int rc;
   if (counts == NULL && ncounts > 0)
@@ -193,8 +222,8 @@ int cltcp_loop_kind_counts(size_t *counts, size_t ncounts, cltcp_id loop_id) {
     return rc;
   for (i = 0; i < ncounts; i++)
     counts[i] = 0;
-  cltcp__queue_foreach(q, &loop->handles) {
-    cltcp__handle *h = cltcp__container_of(q, cltcp__handle, hq);
+  for (j = loop->handles; j != 0; j = linked_at(loop, j)->next) {
+    cltcp__handle *h = linked_at(loop, j);
     size_t k = (size_t)cltcp__id_kind(h->id);
     if (k < ncounts)
       counts[k]++;

@@ -177,8 +177,10 @@ typedef struct cltcp__loop {
   unsigned nwriter_spare;
   cltcp__dns *dns; /* NULL until the first lookup */
   /* every socket, server, timer, signal and async of the loop (newest
-   * first), for listing, recovery and teardown */
-  cltcp__queue handles;
+   * first), for listing, recovery and teardown: the slot index + 1 of the
+   * first (0 = none), linked through the handles' `prev' and `next'
+   * (handle.c) */
+  uint32_t handles;
   /* ---- end of turn (write coalescing, stream.c) ----
    * Work run once per turn after the poll phase, by `turn_check': the
    * sockets written during the turn send everything they collected in one
@@ -220,11 +222,13 @@ typedef struct cltcp__handle_kind {
 /* The most uv handles a handle has (a server: tcp, poll, retry timer). */
 #define CLTCP__UV_HANDLES_MAX 3
 
-/* The head is what every handle pays (issue 12: 48 bytes, from 96).  What
+/* The head is what every handle pays (issue 12: 40 bytes, from 96).  What
  * the id tells is not stored again: the kind (so the kind's functions, from
  * a table handle.c fills) and the loop (cltcp__handle_loop()). */
 struct cltcp__handle {
-  cltcp__queue hq; /* loop->handles */
+  /* loop->handles, by slot index + 1 (0 = none): a handle's id, so its
+   * slot, lives while it is linked; two indices are half of two pointers */
+  uint32_t prev, next;
   cltcp_id id;
   cltcp_cb cb;
   uintptr_t ctx;
@@ -235,7 +239,8 @@ struct cltcp__handle {
    * keep-mode socket's last bytes stay readable), but every call other than
    * reading returns CLTCP_ECLOSED from then on. */
   bool closing;
-  bool unref; /* the owner unreferenced the handle */
+  bool unref;  /* the owner unreferenced the handle */
+  bool linked; /* in loop->handles */
 };
 
 /* The loops by index (ids.c): read without a lock, see ids.c. */

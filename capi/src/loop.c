@@ -36,7 +36,6 @@ int cltcp_loop_new(cltcp_id *out) {
     return rc;
   }
   loop->uv.data = loop;
-  cltcp__queue_init(&loop->handles);
   cltcp__defer_loop_init(loop);
   uv_timer_init(&loop->uv, &loop->wake);
   uv_unref((uv_handle_t *)&loop->wake);
