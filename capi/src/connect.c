@@ -25,7 +25,7 @@ static void connecting_done(cltcp__socket *s) {
   if (c != NULL) {
     free(c->addrs);
     free(c);
-    s->x->conn = NULL;
+    sock_x(s)->conn = NULL;
   }
 }
 
@@ -71,15 +71,19 @@ static int start_connect(cltcp__socket *s, const struct sockaddr *sa) {
 }
 
 static void reopen_cb(uv_handle_t *h) {
-  cltcp__socket *s = h->data;
+  cltcp__socket *s = sock_of_tcp(h);
   s->tcp_reopening = false;
   if (s->uv_closed) {
     /* Closed while reopening: this close counts for the socket. */
     cltcp__socket_uv_closed(h);
     return;
   }
-  uv_tcp_init(&cltcp__handle_loop(&s->h)->uv, &s->tcp);
-  s->tcp.data = s;
+  {
+    /* libuv leaves `data' alone, but the part is not left to that */
+    void *x = s->tcp.data;
+    uv_tcp_init(&cltcp__handle_loop(&s->h)->uv, &s->tcp);
+    s->tcp.data = x;
+  }
   cltcp__handle_apply_ref(&s->h); /* a fresh handle is referenced */
   try_connect_next(s);
 }
@@ -152,8 +156,8 @@ int cltcp_socket_connect(cltcp_id id, const char *host, int port) {
   rc = cltcp__socket_more(s);
   if (rc != 0)
     return rc;
-  s->x->conn = calloc(1, sizeof(*s->x->conn));
-  if (s->x->conn == NULL)
+  sock_x(s)->conn = calloc(1, sizeof(*sock_x(s)->conn));
+  if (sock_x(s)->conn == NULL)
     return UV_ENOMEM;
   sock_conn(s)->port = port;
   sock_conn(s)->start = sock_now();

@@ -101,13 +101,15 @@ typedef struct cltcp__sock_more {
 #define SOCK_DRAIN_NONE UINT32_MAX
 #define SOCK_DRAIN_BIG (UINT32_MAX - 1)
 
-/* What every socket pays beyond its uv_tcp_t and the handle head: 32 bytes
- * (issue 12), so that a socket is a 336-byte malloc() chunk. */
+/* What every socket pays beyond its uv_tcp_t and the handle head: 24 bytes
+ * (issue 12), so that a socket is a 320-byte malloc() chunk.  The `more'
+ * part's pointer is the tcp handle's `data' (libuv's field for its user,
+ * which libuv never reads or writes): the tcp handle's callbacks get their
+ * socket with container_of, not through `data'. */
 typedef struct cltcp__socket {
   cltcp__handle h;
   uv_tcp_t tcp;
   cltcp__sock_writer *w;
-  cltcp__sock_more *x;
   uint64_t sends;       /* uv_try_write and uv_write calls (for tests) */
   uint32_t drain_mark;  /* see SOCK_DRAIN_NONE */
   unsigned state : 2;
@@ -132,17 +134,27 @@ typedef struct cltcp__socket {
   unsigned dfr_queued : 1;
   unsigned fq_queued : 1;
 } cltcp__socket;
-_Static_assert(sizeof(cltcp__socket) <= 328, "a socket fits 336 bytes");
+_Static_assert(sizeof(cltcp__socket) <= 312, "a socket fits 320 bytes");
+
+/* The socket of its tcp handle. */
+static inline cltcp__socket *sock_of_tcp(const void *tcp) {
+  return cltcp__container_of(tcp, cltcp__socket, tcp);
+}
+
+/* The `more' part, NULL until made (cltcp__socket_more()). */
+static inline cltcp__sock_more *sock_x(const cltcp__socket *s) {
+  return s->tcp.data;
+}
 
 /* The rare parts (NULL when the socket has none). */
 static inline cltcp__sock_timeouts *sock_tmo(const cltcp__socket *s) {
-  return s->x != NULL ? s->x->tmo : NULL;
+  return sock_x(s) != NULL ? sock_x(s)->tmo : NULL;
 }
 static inline cltcp__sock_connecting *sock_conn(const cltcp__socket *s) {
-  return s->x != NULL ? s->x->conn : NULL;
+  return sock_x(s) != NULL ? sock_x(s)->conn : NULL;
 }
 static inline cltcp__sock_keep *sock_keep(const cltcp__socket *s) {
-  return s->x != NULL ? s->x->keep : NULL;
+  return sock_x(s) != NULL ? sock_x(s)->keep : NULL;
 }
 
 /* The drain mark, (size_t)-1 for none. */
@@ -150,7 +162,7 @@ static inline size_t sock_drain_mark(const cltcp__socket *s) {
   if (s->drain_mark == SOCK_DRAIN_NONE)
     return (size_t)-1;
   if (s->drain_mark == SOCK_DRAIN_BIG)
-    return s->x->drain_mark;
+    return sock_x(s)->drain_mark;
   return s->drain_mark;
 }
 

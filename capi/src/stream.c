@@ -41,9 +41,9 @@ static void deferred_run(void *obj) {
   s->dfr_queued = false;
   if (s->h.closing)
     return;
-  if (s->x != NULL && s->x->dfr_error != 0) {
-    int err = s->x->dfr_error;
-    s->x->dfr_error = 0;
+  if (sock_x(s) != NULL && sock_x(s)->dfr_error != 0) {
+    int err = sock_x(s)->dfr_error;
+    sock_x(s)->dfr_error = 0;
     sock_emit(s, CLTCP_EV_ERROR, err, NULL, 0);
     cltcp__socket_close_now(s, 0);
     return;
@@ -138,8 +138,8 @@ void cltcp__socket_fail_later(cltcp__socket *s, int err) {
     cltcp__socket_close_now(s, err);
     return;
   }
-  if (s->x->dfr_error == 0)
-    s->x->dfr_error = err;
+  if (sock_x(s)->dfr_error == 0)
+    sock_x(s)->dfr_error = err;
   if (sock_defer(s) != 0)
     cltcp__socket_close_now(s, err);
 }
@@ -147,7 +147,7 @@ void cltcp__socket_fail_later(cltcp__socket *s, int err) {
 /* ---- reading ----------------------------------------------------------- */
 
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  cltcp__socket *s = h->data;
+  cltcp__socket *s = sock_of_tcp(h);
   cltcp__sock_keep *k;
   (void)hint;
   if (s->mode == CLTCP_READ_DRAIN) {
@@ -200,7 +200,7 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 }
 
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-  cltcp__socket *s = stream->data;
+  cltcp__socket *s = sock_of_tcp(stream);
   if (nread > 0) {
     sock_read_happened(s);
     if (s->mode == CLTCP_READ_DRAIN) {
@@ -303,7 +303,7 @@ static void queue_emptied(cltcp__socket *s) {
 static void shutdown_cb(uv_shutdown_t *req, int status) {
   cltcp__socket *s = req->data;
   free(req);
-  s->x->sreq = NULL;
+  sock_x(s)->sreq = NULL;
   if (status == UV_ECANCELED || s->h.closing)
     return;
   sock_emit(s, CLTCP_EV_SHUTDOWN, status, NULL, 0);
@@ -416,15 +416,15 @@ void cltcp__socket_start_write(cltcp__socket *s) {
       if (s->shut_wanted && !s->shut_started) {
         s->shut_started = true;
         if (cltcp__socket_more(s) != 0 ||
-            (s->x->sreq = malloc(sizeof(*s->x->sreq))) == NULL) {
+            (sock_x(s)->sreq = malloc(sizeof(*sock_x(s)->sreq))) == NULL) {
           cltcp__socket_fail_later(s, UV_ENOMEM);
           return;
         }
-        s->x->sreq->data = s;
-        rc = uv_shutdown(s->x->sreq, (uv_stream_t *)&s->tcp, shutdown_cb);
+        sock_x(s)->sreq->data = s;
+        rc = uv_shutdown(sock_x(s)->sreq, (uv_stream_t *)&s->tcp, shutdown_cb);
         if (rc != 0) {
-          free(s->x->sreq);
-          s->x->sreq = NULL;
+          free(sock_x(s)->sreq);
+          sock_x(s)->sreq = NULL;
           cltcp__socket_fail_later(s, rc);
         }
       }
@@ -528,13 +528,13 @@ int cltcp_socket_set_read_mode(cltcp_id id, int mode) {
     rc = cltcp__socket_more(s);
     if (rc != 0)
       return rc;
-    s->x->keep = calloc(1, sizeof(*s->x->keep));
-    if (s->x->keep == NULL)
+    sock_x(s)->keep = calloc(1, sizeof(*sock_x(s)->keep));
+    if (sock_x(s)->keep == NULL)
       return UV_ENOMEM;
   } else if (mode == CLTCP_READ_DRAIN && sock_keep(s) != NULL) {
     free(sock_keep(s)->kbuf);
     free(sock_keep(s));
-    s->x->keep = NULL;
+    sock_x(s)->keep = NULL;
   }
   s->mode = (uint8_t)mode;
   return 0;
@@ -727,7 +727,7 @@ int cltcp_socket_set_drain_mark(cltcp_id id, size_t mark) {
     rc = cltcp__socket_more(s); /* 4 GiB or more: kept in the part */
     if (rc != 0)
       return rc;
-    s->x->drain_mark = mark;
+    sock_x(s)->drain_mark = mark;
     s->drain_mark = SOCK_DRAIN_BIG;
   }
   s->above_mark = mark != (size_t)-1 && sock_queued(s) > mark;

@@ -28,7 +28,7 @@ int cltcp__socket_create(cltcp__socket **out, cltcp__loop *loop, cltcp_cb cb,
   s->read_enabled = s->write_enabled = true;
   s->drain_mark = SOCK_DRAIN_NONE;
   uv_tcp_init(&loop->uv, &s->tcp);
-  s->tcp.data = s;
+  s->tcp.data = NULL; /* no `more' part yet */
   cltcp__handle_link(&s->h);
   *out = s;
   return 0;
@@ -37,7 +37,7 @@ int cltcp__socket_create(cltcp__socket **out, cltcp__loop *loop, cltcp_cb cb,
 /* The kind's destroy: the socket's memory, after its CLOSE event. */
 static void socket_destroy(cltcp__handle *h) {
   cltcp__socket *s = (cltcp__socket *)h;
-  cltcp__sock_more *x = s->x;
+  cltcp__sock_more *x = sock_x(s);
   if (s->w != NULL) {
     free(s->w->wq);
     free(s->w->wf);
@@ -61,10 +61,11 @@ static void socket_destroy(cltcp__handle *h) {
 }
 
 int cltcp__socket_more(cltcp__socket *s) {
-  if (s->x == NULL) {
-    s->x = calloc(1, sizeof(*s->x));
-    if (s->x == NULL)
+  if (sock_x(s) == NULL) {
+    cltcp__sock_more *x = calloc(1, sizeof(*x));
+    if (x == NULL)
       return UV_ENOMEM;
+    s->tcp.data = x;
   }
   return 0;
 }
@@ -84,13 +85,13 @@ int cltcp__socket_timeouts(cltcp__socket *s) {
   n = sock_now();
   t->last_read = t->last_write = n;
   t->last_queued = sock_queued(s);
-  s->x->tmo = t;
+  sock_x(s)->tmo = t;
   cltcp__handle_apply_ref(&s->h);
   return 0;
 }
 
 static void unused_closed(uv_handle_t *h) {
-  cltcp__socket *s = h->data;
+  cltcp__socket *s = sock_of_tcp(h);
   if (--s->h.pending_closes > 0)
     return;
   cltcp__id_free(cltcp__handle_loop(&s->h), s->h.id);
@@ -117,7 +118,8 @@ void cltcp__socket_fail(cltcp__socket *s, int err) {
 }
 
 void cltcp__socket_uv_closed(uv_handle_t *uvh) {
-  cltcp__socket *s = uvh->data;
+  /* the tcp handle, or the timer (whose `data' is the socket) */
+  cltcp__socket *s = uvh->type == UV_TCP ? sock_of_tcp(uvh) : uvh->data;
   if (--s->h.pending_closes > 0)
     return;
   /* NOTIFY writes whose bytes never left were cancelled by the close:
@@ -400,7 +402,7 @@ void cltcp__socket_apply_options(cltcp__socket *s) {
   if (s->nodelay)
     uv_tcp_nodelay(&s->tcp, 1);
   if (s->keepalive)
-    uv_tcp_keepalive(&s->tcp, 1, s->x != NULL ? s->x->keepalive_delay : 1);
+    uv_tcp_keepalive(&s->tcp, 1, sock_x(s) != NULL ? sock_x(s)->keepalive_delay : 1);
 }
 
 int cltcp_socket_nodelay(cltcp_id id, int enable) {
@@ -425,7 +427,7 @@ int cltcp_socket_keepalive(cltcp_id id, int enable, unsigned delay) {
     rc = cltcp__socket_more(s);
     if (rc != 0)
       return rc;
-    s->x->keepalive_delay = delay;
+    sock_x(s)->keepalive_delay = delay;
   }
   s->keepalive = enable != 0;
   return uv_tcp_keepalive(&s->tcp, enable != 0, delay);
