@@ -25,6 +25,10 @@
  * (3% of a server's CPU).  At most 1 MiB is kept. */
 #define CLTCP__WBUF_SIZE 2048u
 #define CLTCP__WBUF_SPARES 512u
+/* Spare socket writers a loop keeps (stream.c; 320 bytes each, at most
+ * 320 KiB): every socket written in a turn holds one until the end of the
+ * turn, so a thousand connections answered in one turn take a thousand. */
+#define CLTCP__WRITER_SPARES 1024u
 
 #define CLTCP__HIDDEN __attribute__((visibility("hidden")))
 
@@ -173,7 +177,7 @@ typedef struct cltcp__loop {
   unsigned nwbuf_spare;
   /* Spare socket writers (stream.c), for the same reason: a socket holds
    * one only while it writes. */
-  void *writer_spare[CLTCP__WBUF_SPARES];
+  void *writer_spare[CLTCP__WRITER_SPARES];
   unsigned nwriter_spare;
   cltcp__dns *dns; /* NULL until the first lookup */
   /* every socket, server, timer, signal and async of the loop (newest

@@ -374,7 +374,7 @@ static void writer_release(cltcp__socket *s) {
   wbuf_release(loop, &w->wf, &w->wf_cap);
   wbuf_release(loop, &w->wq, &w->wq_cap);
   free(w->marks);
-  if (loop->nwriter_spare < CLTCP__WBUF_SPARES)
+  if (loop->nwriter_spare < CLTCP__WRITER_SPARES)
     loop->writer_spare[loop->nwriter_spare++] = w;
   else
     free(w);
