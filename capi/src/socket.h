@@ -91,7 +91,7 @@ typedef struct cltcp__sock_more {
   cltcp__sock_connecting *conn;
   cltcp__sock_keep *keep;
   uv_shutdown_t *sreq;
-  size_t drain_mark;        /* when the socket's says SOCK_DRAIN_BIG */
+  size_t drain_mark;        /* when the socket's field says SOCK_DRAIN_BIG */
   int dfr_error;            /* an ERROR to deliver on the next turn */
   unsigned keepalive_delay; /* set before the connection */
 } cltcp__sock_more;
@@ -137,7 +137,7 @@ typedef struct cltcp__socket {
 _Static_assert(sizeof(cltcp__socket) <= 312, "a socket fits 320 bytes");
 
 /* The socket of its tcp handle. */
-static inline cltcp__socket *sock_of_tcp(const void *tcp) {
+static inline cltcp__socket *sock_of_tcp(void *tcp) {
   return cltcp__container_of(tcp, cltcp__socket, tcp);
 }
 
