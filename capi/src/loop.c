@@ -135,6 +135,8 @@ int cltcp_loop_close(cltcp_id id) {
   free(loop->readbuf);
   while (loop->nwbuf_spare > 0)
     free(loop->wbuf_spare[--loop->nwbuf_spare]);
+  while (loop->nwbuf_small_spare > 0)
+    free(loop->wbuf_small_spare[--loop->nwbuf_small_spare]);
   while (loop->nwriter_spare > 0)
     free(loop->writer_spare[--loop->nwriter_spare]);
   free(loop);

@@ -279,16 +279,60 @@ static int append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *d,
 }
 
 /* A write buffer no longer needed (*buf empty): back to the loop's spares
- * when it has the first size and there is room, else freed. */
+ * when it has one of the two first sizes and there is room, else freed. */
 static void wbuf_release(cltcp__loop *loop, uint8_t **buf, size_t *cap) {
   if (*buf == NULL)
     return;
   if (*cap == CLTCP__WBUF_SIZE && loop->nwbuf_spare < CLTCP__WBUF_SPARES)
     loop->wbuf_spare[loop->nwbuf_spare++] = *buf;
+  else if (*cap == CLTCP__WBUF_SMALL &&
+           loop->nwbuf_small_spare < CLTCP__WBUF_SMALL_SPARES)
+    loop->wbuf_small_spare[loop->nwbuf_small_spare++] = *buf;
   else
     free(*buf);
   *buf = NULL;
   *cap = 0;
+}
+
+/* A spare write buffer of `size' bytes, NULL when the loop has none. */
+static uint8_t *wbuf_take(cltcp__loop *loop, size_t size) {
+  if (size == CLTCP__WBUF_SIZE && loop->nwbuf_spare > 0)
+    return loop->wbuf_spare[--loop->nwbuf_spare];
+  if (size == CLTCP__WBUF_SMALL && loop->nwbuf_small_spare > 0)
+    return loop->wbuf_small_spare[--loop->nwbuf_small_spare];
+  return NULL;
+}
+
+/* Appends n bytes to the writer's `wq'.  It starts small when they fit in
+ * CLTCP__WBUF_SMALL, else at CLTCP__WBUF_SIZE, and doubles from there; a
+ * buffer of one of the two first sizes comes from the loop's spares when
+ * there is one (the bytes so far move into it), so that collecting a turn's
+ * writes calls no malloc() in the steady state. */
+static int wq_append(cltcp__loop *loop, cltcp__sock_writer *w,
+                     const uint8_t *d, size_t n) {
+  size_t need = w->wq_len + n;
+  if (need > w->wq_cap) {
+    size_t c = w->wq_cap == 0 && need <= CLTCP__WBUF_SMALL ? CLTCP__WBUF_SMALL
+                                                           : CLTCP__WBUF_SIZE;
+    uint8_t *nb;
+    while (c < need)
+      c *= 2;
+    nb = wbuf_take(loop, c);
+    if (nb != NULL) {
+      if (w->wq_len > 0)
+        memcpy(nb, w->wq, w->wq_len);
+      wbuf_release(loop, &w->wq, &w->wq_cap);
+    } else {
+      nb = realloc(w->wq, c);
+      if (nb == NULL)
+        return UV_ENOMEM;
+    }
+    w->wq = nb;
+    w->wq_cap = c;
+  }
+  memcpy(w->wq + w->wq_len, d, n);
+  w->wq_len = need;
+  return 0;
 }
 
 static void queue_emptied(cltcp__socket *s) {
@@ -659,14 +703,8 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
       cltcp__loop *loop = cltcp__handle_loop(&s->h);
       cltcp__sock_writer *w;
       rc = writer_get(&w, s);
-      if (rc == 0) {
-        if (w->wq == NULL && len - done <= CLTCP__WBUF_SIZE &&
-            loop->nwbuf_spare > 0) {
-          w->wq = loop->wbuf_spare[--loop->nwbuf_spare];
-          w->wq_cap = CLTCP__WBUF_SIZE;
-        }
-        rc = append(&w->wq, &w->wq_len, &w->wq_cap, data + done, len - done);
-      }
+      if (rc == 0)
+        rc = wq_append(loop, w, data + done, len - done);
       if (rc != 0) {
         if (flags & CLTCP_WRITE_NOTIFY)
           s->w->marks_len--; /* the mark just pushed */
