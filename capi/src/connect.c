@@ -167,8 +167,8 @@ int cltcp_socket_connect(cltcp_id id, const char *host, int port) {
       cltcp__socket_fail_later(s, rc);
   } else {
     s->state = ST_RESOLVING;
-    rc = cltcp__dns_start(&sock_conn(s)->dns, cltcp__handle_loop(&s->h), host, CLTCP_AF_UNSPEC,
-                          dns_done, s);
+    rc = cltcp__dns_start(&sock_conn(s)->dns, cltcp__handle_loop(&s->h),
+                          host, CLTCP_AF_UNSPEC, dns_done, s);
     if (rc != 0) {
       s->state = ST_NEW;
       connecting_done(s);

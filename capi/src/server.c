@@ -196,8 +196,8 @@ static void accept_some(cltcp__server *sv) {
       return;
     }
     sv->failing = false;
-    rc = cltcp__socket_accept(cltcp__handle_loop(&sv->h), fd, sv->sock_cb, sv->sock_ctx,
-                              announce, sv, &made);
+    rc = cltcp__socket_accept(cltcp__handle_loop(&sv->h), fd, sv->sock_cb,
+                              sv->sock_ctx, announce, sv, &made);
     if (rc != 0 && !made) {
       pause_accepting(sv, rc);
       return;

@@ -648,7 +648,8 @@ int cltcp_socket_write(cltcp_id id, const uint8_t *data, size_t len,
   rc = sock_get(&s, id);
   if (rc != 0)
     return rc;
-  if (cltcp__handle_loop(&s->h)->entered) /* cltcp_loop_run() blocked SIGPIPE already */
+  /* cltcp_loop_run() blocked SIGPIPE already */
+  if (cltcp__handle_loop(&s->h)->entered)
     return socket_write(s, data, len, flags);
   blocked = cltcp__sigpipe_block(&old);
   rc = socket_write(s, data, len, flags);

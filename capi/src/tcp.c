@@ -402,7 +402,8 @@ void cltcp__socket_apply_options(cltcp__socket *s) {
   if (s->nodelay)
     uv_tcp_nodelay(&s->tcp, 1);
   if (s->keepalive)
-    uv_tcp_keepalive(&s->tcp, 1, sock_x(s) != NULL ? sock_x(s)->keepalive_delay : 1);
+    uv_tcp_keepalive(&s->tcp, 1,
+                     sock_x(s) != NULL ? sock_x(s)->keepalive_delay : 1);
 }
 
 int cltcp_socket_nodelay(cltcp_id id, int enable) {
