@@ -38,6 +38,9 @@ static void connected(cltcp__socket *s) {
   }
   connecting_done(s);
   cltcp__socket_apply_options(s);
+  /* A client's part held the connect state and the keep-alive delay: an
+   * idle connection keeps no part it does not use (issue 12). */
+  cltcp__socket_more_trim(s);
   if (!s->h.closing) {
     sock_emit(s, CLTCP_EV_CONNECT, 0, NULL, 0);
     if (s->uv_closed)

@@ -271,6 +271,9 @@ CLTCP__HIDDEN void cltcp__socket_rearm_timer(cltcp__socket *s);
 CLTCP__HIDDEN int cltcp__socket_timeouts(cltcp__socket *s);
 /* The socket's `more' part, made on first use (UV_ENOMEM). */
 CLTCP__HIDDEN int cltcp__socket_more(cltcp__socket *s);
+/* Frees the `more' part if nothing in it is needed any more (a connected
+ * socket's: its keep-alive delay was applied). */
+CLTCP__HIDDEN void cltcp__socket_more_trim(cltcp__socket *s);
 
 /* ---- stream.c ------------------------------------------------------------ */
 /* Reports err on the next turn (ERROR, then close): for failures known

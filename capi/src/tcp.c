@@ -70,6 +70,16 @@ int cltcp__socket_more(cltcp__socket *s) {
   return 0;
 }
 
+void cltcp__socket_more_trim(cltcp__socket *s) {
+  cltcp__sock_more *x = sock_x(s);
+  if (x == NULL || x->tmo != NULL || x->conn != NULL || x->keep != NULL ||
+      x->sreq != NULL || x->dfr_error != 0 || s->drain_mark == SOCK_DRAIN_BIG ||
+      s->state != ST_CONNECTED)
+    return;
+  free(x);
+  s->tcp.data = NULL;
+}
+
 int cltcp__socket_timeouts(cltcp__socket *s) {
   cltcp__sock_timeouts *t;
   uint64_t n;
