@@ -610,8 +610,9 @@ CLTCP_EXTERN int cltcp_socket_send_count(uint64_t *n, cltcp_id sock);
 
 /* Sets the drain mark for backpressure: once the write queue has held more
  * than `mark' bytes and falls to `mark' or below, CLTCP_EV_DRAIN is
- * delivered.  (size_t)-1 (the default) turns it off.  Returns 0 or
- * CLTCP_ECLOSED/CLTCP_EKIND. */
+ * delivered.  (size_t)-1 (the default) turns it off.  Returns 0,
+ * UV_ENOMEM (a mark of 4 GiB or more only, which takes memory),
+ * CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_socket_set_drain_mark(cltcp_id sock, size_t mark);
 
 /* Sets the read and write timeouts in seconds; 0, negative or NaN = none.
@@ -673,7 +674,8 @@ CLTCP_EXTERN int cltcp_socket_nodelay(cltcp_id sock, int enable);
 /* Sets TCP keep-alive; delay_seconds is the idle time before the first
  * probe (ignored when enable is 0; 0 with enable means 1).  May be called
  * before connecting (it applies once connected).  Returns 0, the system's
- * error for the setting (a libuv code), CLTCP_ECLOSED or CLTCP_EKIND. */
+ * error for the setting (a libuv code), UV_ENOMEM (enabling it before the
+ * connection only), CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_socket_keepalive(cltcp_id sock, int enable,
                                         unsigned delay_seconds);
 

@@ -96,7 +96,7 @@ static void unused_closed(uv_handle_t *uvh) { free(uvh->data); }
 static void async_recover(cltcp__handle *h) {
   cltcp__async *a = (cltcp__async *)h;
   void **w = a->async.queue;
-  void **head = h->loop->uv.async_handles;
+  void **head = cltcp__handle_loop(h)->uv.async_handles;
   void **q;
   for (q = head[0]; q != head; q = q[0])
     if (q == w)
@@ -108,8 +108,13 @@ static void async_recover(cltcp__handle *h) {
   w[0] = w[1] = (void *)w;
 }
 
-static const cltcp__handle_kind async_kind = {async_teardown, async_recover,
-                                              NULL, NULL};
+static unsigned async_uv_handles(cltcp__handle *h, uv_handle_t *out[]) {
+  out[0] = (uv_handle_t *)&((cltcp__async *)h)->async;
+  return 1;
+}
+
+static const cltcp__handle_kind async_kind = {
+    async_teardown, async_recover, NULL, NULL, async_uv_handles};
 
 int cltcp_async_new(cltcp_id *out, cltcp_id loop_id, cltcp_cb cb,
                     uintptr_t ctx) {
@@ -140,8 +145,7 @@ int cltcp_async_new(cltcp_id *out, cltcp_id loop_id, cltcp_cb cb,
     uv_close((uv_handle_t *)&a->async, unused_closed);
     return rc;
   }
-  cltcp__handle_init(&a->h, loop, CLTCP_KIND_ASYNC, &async_kind, cb, ctx);
-  a->h.uvh[0] = (uv_handle_t *)&a->async;
+  cltcp__handle_init(&a->h, CLTCP_KIND_ASYNC, &async_kind, cb, ctx);
   cltcp__handle_link(&a->h);
   *out = a->h.id;
   return 0;

@@ -21,22 +21,26 @@ static void start_io(cltcp__socket *s) {
 
 /* The connecting part is no longer needed (its request has completed). */
 static void connecting_done(cltcp__socket *s) {
-  if (s->conn != NULL) {
-    free(s->conn->addrs);
-    free(s->conn);
-    s->conn = NULL;
+  cltcp__sock_connecting *c = sock_conn(s);
+  if (c != NULL) {
+    free(c->addrs);
+    free(c);
+    sock_x(s)->conn = NULL;
   }
 }
 
 static void connected(cltcp__socket *s) {
+  cltcp__sock_timeouts *t = sock_tmo(s);
   s->state = ST_CONNECTED;
-  if (s->tmo != NULL) {
-    uint64_t n = sock_now();
-    s->tmo->last_read = s->tmo->last_write = n;
-    s->tmo->last_queued = 0;
+  if (t != NULL) {
+    t->last_read = t->last_write = sock_now();
+    t->last_queued = 0;
   }
   connecting_done(s);
   cltcp__socket_apply_options(s);
+  /* A client's part held the connect state and the keep-alive delay: an
+   * idle connection keeps no part it does not use (issue 12). */
+  cltcp__socket_more_trim(s);
   if (!s->h.closing) {
     sock_emit(s, CLTCP_EV_CONNECT, 0, NULL, 0);
     if (s->uv_closed)
@@ -53,8 +57,8 @@ static void connect_cb(uv_connect_t *req, int status) {
     connected(s);
     return;
   }
-  s->conn->last_err = status;
-  if (s->conn->next_addr < s->conn->naddrs && !s->h.closing) {
+  sock_conn(s)->last_err = status;
+  if (sock_conn(s)->next_addr < sock_conn(s)->naddrs && !s->h.closing) {
     try_connect_next(s);
     return;
   }
@@ -64,21 +68,25 @@ static void connect_cb(uv_connect_t *req, int status) {
 static int start_connect(cltcp__socket *s, const struct sockaddr *sa) {
   int rc;
   s->state = ST_CONNECTING;
-  s->conn->creq.data = s;
-  rc = uv_tcp_connect(&s->conn->creq, &s->tcp, sa, connect_cb);
+  sock_conn(s)->creq.data = s;
+  rc = uv_tcp_connect(&sock_conn(s)->creq, &s->tcp, sa, connect_cb);
   return rc;
 }
 
 static void reopen_cb(uv_handle_t *h) {
-  cltcp__socket *s = h->data;
+  cltcp__socket *s = sock_of_tcp(h);
   s->tcp_reopening = false;
   if (s->uv_closed) {
     /* Closed while reopening: this close counts for the socket. */
     cltcp__socket_uv_closed(h);
     return;
   }
-  uv_tcp_init(&s->h.loop->uv, &s->tcp);
-  s->tcp.data = s;
+  {
+    /* libuv leaves `data' alone, but the part is not left to that */
+    void *x = s->tcp.data;
+    uv_tcp_init(&cltcp__handle_loop(&s->h)->uv, &s->tcp);
+    s->tcp.data = x;
+  }
   cltcp__handle_apply_ref(&s->h); /* a fresh handle is referenced */
   try_connect_next(s);
 }
@@ -87,7 +95,7 @@ static void reopen_cb(uv_handle_t *h) {
  * handle, later ones close and reopen it (a socket that failed to connect
  * cannot be reused, and the family may differ). */
 static void try_connect_next(cltcp__socket *s) {
-  cltcp__sock_connecting *c = s->conn;
+  cltcp__sock_connecting *c = sock_conn(s);
   struct sockaddr_storage ss;
   int rc;
   if (uv_fileno((uv_handle_t *)&s->tcp, &(uv_os_fd_t){0}) == 0) {
@@ -115,11 +123,11 @@ static void try_connect_next(cltcp__socket *s) {
 
 static void dns_done(void *arg, int status, const cltcp_addr *addrs, size_t n) {
   cltcp__socket *s = arg;
-  cltcp__sock_connecting *c = s->conn;
+  cltcp__sock_connecting *c = sock_conn(s);
   c->dns = NULL;
   if (s->uv_closed)
     return;
-  if (status == UV_ECANCELED && s->h.loop->tearing_down)
+  if (status == UV_ECANCELED && cltcp__handle_loop(&s->h)->tearing_down)
     return; /* loop teardown: socket_teardown() closes the socket */
   if (status < 0 || n == 0) {
     cltcp__socket_fail(s, status < 0 ? status : CLTCP_ENOTFOUND);
@@ -148,19 +156,22 @@ int cltcp_socket_connect(cltcp_id id, const char *host, int port) {
     return rc;
   if (s->state != ST_NEW)
     return CLTCP_ESTATE;
-  s->conn = calloc(1, sizeof(*s->conn));
-  if (s->conn == NULL)
+  rc = cltcp__socket_more(s);
+  if (rc != 0)
+    return rc;
+  sock_x(s)->conn = calloc(1, sizeof(*sock_x(s)->conn));
+  if (sock_x(s)->conn == NULL)
     return UV_ENOMEM;
-  s->conn->port = port;
-  s->conn->start = sock_now();
+  sock_conn(s)->port = port;
+  sock_conn(s)->start = sock_now();
   if (cltcp__parse_addr(&ss, host, port) == 0) {
     rc = start_connect(s, (struct sockaddr *)&ss);
     if (rc != 0)
       cltcp__socket_fail_later(s, rc);
   } else {
     s->state = ST_RESOLVING;
-    rc = cltcp__dns_start(&s->conn->dns, s->h.loop, host, CLTCP_AF_UNSPEC,
-                          dns_done, s);
+    rc = cltcp__dns_start(&sock_conn(s)->dns, cltcp__handle_loop(&s->h),
+                          host, CLTCP_AF_UNSPEC, dns_done, s);
     if (rc != 0) {
       s->state = ST_NEW;
       connecting_done(s);

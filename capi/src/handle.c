@@ -8,13 +8,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cltcp__handle_init(cltcp__handle *h, cltcp__loop *loop, int kind,
+/* Each kind's functions, stored by every handle made of the kind (the same
+ * pointer each time; atomic because loops may run in several threads), so
+ * that the head needs no pointer to them and handle.c names no kind. */
+static _Atomic(const cltcp__handle_kind *) kinds[CLTCP__KIND_MAX + 1];
+
+static const cltcp__handle_kind *handle_ops(const cltcp__handle *h) {
+  return atomic_load_explicit(&kinds[cltcp__id_kind(h->id)],
+                              memory_order_relaxed);
+}
+
+void cltcp__handle_init(cltcp__handle *h, int kind,
                         const cltcp__handle_kind *ops, cltcp_cb cb,
                         uintptr_t ctx) {
-  cltcp__queue_init(&h->hq);
-  h->ops = ops;
-  h->loop = loop;
-  h->kind = kind;
+  atomic_store_explicit(&kinds[kind], ops, memory_order_relaxed);
+  h->prev = h->next = 0;
+  h->linked = false;
   h->cb = cb;
   h->ctx = ctx;
 }
@@ -31,16 +40,44 @@ int cltcp__handle_new(cltcp__handle **out, size_t size, cltcp__loop *loop,
     free(h);
     return rc;
   }
-  cltcp__handle_init(h, loop, kind, ops, cb, ctx);
+  cltcp__handle_init(h, kind, ops, cb, ctx);
   *out = h;
   return 0;
 }
 
-void cltcp__handle_link(cltcp__handle *h) {
-  cltcp__queue_insert_head(&h->loop->handles, &h->hq);
+/* The linked handle at slot index + 1 `i' (not 0). */
+static cltcp__handle *linked_at(const cltcp__loop *loop, uint32_t i) {
+  return loop->slots[i - 1].ptr;
 }
 
-void cltcp__handle_unlink(cltcp__handle *h) { cltcp__queue_remove(&h->hq); }
+void cltcp__handle_link(cltcp__handle *h) {
+  cltcp__loop *loop = cltcp__handle_loop(h);
+  uint32_t self = cltcp__id_slot(h->id) + 1;
+  if (h->linked)
+    return;
+  h->prev = 0;
+  h->next = loop->handles;
+  if (h->next != 0)
+    linked_at(loop, h->next)->prev = self;
+  loop->handles = self;
+  h->linked = true;
+}
+
+/* Needs only the neighbours' slots: the handle's own id may be freed
+ * already. */
+void cltcp__handle_unlink(cltcp__handle *h) {
+  cltcp__loop *loop = cltcp__handle_loop(h);
+  if (!h->linked)
+    return;
+  if (h->prev != 0)
+    linked_at(loop, h->prev)->next = h->next;
+  else
+    loop->handles = h->next;
+  if (h->next != 0)
+    linked_at(loop, h->next)->prev = h->prev;
+  h->prev = h->next = 0;
+  h->linked = false;
+}
 
 bool cltcp__handle_begin_close(cltcp__handle *h, int status) {
   if (h->closing)
@@ -51,11 +88,12 @@ bool cltcp__handle_begin_close(cltcp__handle *h, int status) {
 }
 
 void cltcp__handle_finish(cltcp__handle *h) {
+  const cltcp__handle_kind *ops = handle_ops(h);
   h->cb(h->ctx, h->id, CLTCP_EV_CLOSE, h->close_status, 0, NULL, 0);
-  cltcp__id_free(h->loop, h->id);
+  cltcp__id_free(cltcp__handle_loop(h), h->id);
   cltcp__handle_unlink(h);
-  if (h->ops->destroy != NULL)
-    h->ops->destroy(h);
+  if (ops->destroy != NULL)
+    ops->destroy(h);
   else
     free(h);
 }
@@ -70,22 +108,23 @@ void cltcp__handle_uv_closed(uv_handle_t *uvh) {
 }
 
 void cltcp__handles_teardown(cltcp__loop *loop) {
-  cltcp__queue *q, *next;
-  /* A teardown starts a close and unlinks nothing, but the next node is
+  uint32_t i, next;
+  /* A teardown starts a close and unlinks nothing, but the next handle is
    * taken first all the same. */
-  for (q = loop->handles.next; q != &loop->handles; q = next) {
-    cltcp__handle *h = cltcp__container_of(q, cltcp__handle, hq);
-    next = q->next;
-    h->ops->teardown(h);
+  for (i = loop->handles; i != 0; i = next) {
+    cltcp__handle *h = linked_at(loop, i);
+    next = h->next;
+    handle_ops(h)->teardown(h);
   }
 }
 
 void cltcp__handles_recover(cltcp__loop *loop) {
-  cltcp__queue *q;
-  cltcp__queue_foreach(q, &loop->handles) {
-    cltcp__handle *h = cltcp__container_of(q, cltcp__handle, hq);
-    if (h->ops->recover != NULL)
-      h->ops->recover(h);
+  uint32_t i;
+  for (i = loop->handles; i != 0; i = linked_at(loop, i)->next) {
+    cltcp__handle *h = linked_at(loop, i);
+    const cltcp__handle_kind *ops = handle_ops(h);
+    if (ops->recover != NULL)
+      ops->recover(h);
   }
 }
 
@@ -106,14 +145,13 @@ static int handle_get(cltcp__handle **out, cltcp_id id) {
 }
 
 void cltcp__handle_apply_ref(cltcp__handle *h) {
-  size_t i;
-  for (i = 0; i < sizeof(h->uvh) / sizeof(h->uvh[0]); i++) {
-    if (h->uvh[i] == NULL)
-      continue;
+  uv_handle_t *uvh[CLTCP__UV_HANDLES_MAX];
+  unsigned i, n = handle_ops(h)->uv_handles(h, uvh);
+  for (i = 0; i < n; i++) {
     if (h->unref)
-      uv_unref(h->uvh[i]);
+      uv_unref(uvh[i]);
     else
-      uv_ref(h->uvh[i]);
+      uv_ref(uvh[i]);
   }
 }
 
@@ -140,12 +178,13 @@ int cltcp_handle_refd(int *ref, cltcp_id id) {
 }
 
 static void handle_info(cltcp_handle_info *info, cltcp__handle *h) {
+  const cltcp__handle_kind *ops = handle_ops(h);
   memset(info, 0, sizeof(*info));
   info->id = h->id;
-  info->kind = h->kind;
+  info->kind = cltcp__id_kind(h->id);
   info->state = CLTCP_STATE_ACTIVE;
-  if (h->ops->info != NULL)
-    h->ops->info(h, info);
+  if (ops->info != NULL)
+    ops->info(h, info);
   if (h->closing)
     info->state = CLTCP_STATE_CLOSING;
   info->flags |= h->unref ? 0 : CLTCP_INFO_REF;
@@ -154,7 +193,7 @@ static void handle_info(cltcp_handle_info *info, cltcp__handle *h) {
 int cltcp_loop_handles(cltcp_handle_info *out, size_t max, size_t *n,
                        cltcp_id loop_id) {
   cltcp__loop *loop;
-  cltcp__queue *q;
+  uint32_t i;
   size_t count = 0;
   int rc;
   if (n == NULL || (out == NULL && max > 0))
@@ -162,9 +201,9 @@ int cltcp_loop_handles(cltcp_handle_info *out, size_t max, size_t *n,
   rc = cltcp__loop_lookup(&loop, loop_id);
   if (rc != 0)
     return rc;
-  cltcp__queue_foreach(q, &loop->handles) {
+  for (i = loop->handles; i != 0; i = linked_at(loop, i)->next) {
     if (count < max)
-      handle_info(&out[count], cltcp__container_of(q, cltcp__handle, hq));
+      handle_info(&out[count], linked_at(loop, i));
     count++;
   }
   *n = cltcp__dns_list(out, max, count, loop);
@@ -173,7 +212,7 @@ int cltcp_loop_handles(cltcp_handle_info *out, size_t max, size_t *n,
 
 int cltcp_loop_kind_counts(size_t *counts, size_t ncounts, cltcp_id loop_id) {
   cltcp__loop *loop;
-  cltcp__queue *q;
+  uint32_t j;
   size_t listed = 0, i;
   int rc;
   if (counts == NULL && ncounts > 0)
@@ -183,10 +222,11 @@ int cltcp_loop_kind_counts(size_t *counts, size_t ncounts, cltcp_id loop_id) {
     return rc;
   for (i = 0; i < ncounts; i++)
     counts[i] = 0;
-  cltcp__queue_foreach(q, &loop->handles) {
-    cltcp__handle *h = cltcp__container_of(q, cltcp__handle, hq);
-    if ((size_t)h->kind < ncounts)
-      counts[h->kind]++;
+  for (j = loop->handles; j != 0; j = linked_at(loop, j)->next) {
+    cltcp__handle *h = linked_at(loop, j);
+    size_t k = (size_t)cltcp__id_kind(h->id);
+    if (k < ncounts)
+      counts[k]++;
     listed++;
   }
   /* Every other id of the table is a DNS request, and so is every

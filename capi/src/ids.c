@@ -22,7 +22,7 @@
 
 static pthread_mutex_t loops_mutex = PTHREAD_MUTEX_INITIALIZER;
 /* Read without the lock (acquire), written under it (release). */
-static _Atomic(cltcp__loop *) loops[CLTCP__LOOP_MAX];
+_Atomic(cltcp__loop *) cltcp__loops[CLTCP__LOOP_MAX];
 static _Atomic(cltcp_id) loop_ids[CLTCP__LOOP_MAX]; /* 0 = no loop */
 static _Atomic(uint32_t) gen_floors[CLTCP__LOOP_MAX];
 /* Only under the lock. */
@@ -34,7 +34,7 @@ int cltcp__loop_register(cltcp__loop *loop) {
   pthread_mutex_lock(&loops_mutex);
   /* Index 0 is never used, so that no loop id has an all-zero middle. */
   for (i = 1; i < CLTCP__LOOP_MAX; i++) {
-    if (atomic_load_explicit(&loops[i], memory_order_relaxed) == NULL &&
+    if (atomic_load_explicit(&cltcp__loops[i], memory_order_relaxed) == NULL &&
         !retired[i]) {
       loop_gens[i]++;
       loop->index = i;
@@ -42,7 +42,7 @@ int cltcp__loop_register(cltcp__loop *loop) {
           atomic_load_explicit(&gen_floors[i], memory_order_relaxed);
       loop->id = cltcp__id_make(CLTCP_KIND_LOOP, i, CLTCP__LOOP_SLOT,
                                loop_gens[i]);
-      atomic_store_explicit(&loops[i], loop, memory_order_release);
+      atomic_store_explicit(&cltcp__loops[i], loop, memory_order_release);
       atomic_store_explicit(&loop_ids[i], loop->id, memory_order_release);
       pthread_mutex_unlock(&loops_mutex);
       return 0;
@@ -67,7 +67,7 @@ void cltcp__loop_unregister(cltcp__loop *loop) {
    * must already fail on the floor alone. */
   atomic_store_explicit(&gen_floors[i], floor, memory_order_release);
   atomic_store_explicit(&loop_ids[i], 0, memory_order_release);
-  atomic_store_explicit(&loops[i], NULL, memory_order_release);
+  atomic_store_explicit(&cltcp__loops[i], NULL, memory_order_release);
   if (floor >= CLTCP__GEN_RETIRE || loop_gens[i] >= CLTCP__GEN_MAX)
     retired[i] = true;
   pthread_mutex_unlock(&loops_mutex);
@@ -88,7 +88,7 @@ int cltcp__loop_lookup(cltcp__loop **out, cltcp_id id) {
   if (i == 0 || i >= CLTCP__LOOP_MAX ||
       atomic_load_explicit(&loop_ids[i], memory_order_acquire) != id)
     return CLTCP_ECLOSED;
-  loop = atomic_load_explicit(&loops[i], memory_order_acquire);
+  loop = atomic_load_explicit(&cltcp__loops[i], memory_order_acquire);
   if (loop == NULL || loop->id != id || loop->tearing_down)
     return CLTCP_ECLOSED;
   *out = loop;
@@ -107,7 +107,7 @@ int cltcp__lookup(void **out, cltcp_id id, int kind) {
       cltcp__id_gen(id) <=
           atomic_load_explicit(&gen_floors[i], memory_order_acquire))
     return CLTCP_ECLOSED;
-  loop = atomic_load_explicit(&loops[i], memory_order_acquire);
+  loop = atomic_load_explicit(&cltcp__loops[i], memory_order_acquire);
   if (loop == NULL)
     return CLTCP_ECLOSED;
   s = cltcp__id_slot(id);
@@ -116,7 +116,7 @@ int cltcp__lookup(void **out, cltcp_id id, int kind) {
   slot = &loop->slots[s];
   /* The stored id says what the slot holds: a forged kind, a stale
    * generation or a free slot (kind 0) all differ. */
-  if (slot->id != id || slot->ptr == NULL)
+  if (slot->id != id)
     return CLTCP_ECLOSED;
   *out = slot->ptr;
   return 0;
@@ -149,7 +149,6 @@ int cltcp__id_alloc(cltcp_id *out, cltcp__loop *loop, int kind, void *ptr) {
   slot = &loop->slots[s];
   slot->ptr = ptr;
   slot->id = cltcp__id_make(kind, loop->index, s, gen);
-  slot->next_free = 0;
   loop->live++;
   *out = slot->id;
   return 0;
@@ -161,7 +160,7 @@ void cltcp__id_free(cltcp__loop *loop, cltcp_id id) {
   if (s >= loop->nslots)
     return;
   slot = &loop->slots[s];
-  if (slot->ptr == NULL || slot->id != id)
+  if (slot->id != id)
     return;
   loop->live--;
   slot->ptr = NULL;

@@ -12,6 +12,7 @@
 #include "queue.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,6 +25,18 @@
  * (3% of a server's CPU).  At most 1 MiB is kept. */
 #define CLTCP__WBUF_SIZE 2048u
 #define CLTCP__WBUF_SPARES 512u
+/* A socket whose turn's writes fit in CLTCP__WBUF_SMALL bytes collects them
+ * in a small buffer (of which a loop keeps as many spares as writers): a
+ * short answer (an echo, a small HTTP response) then holds 272 bytes until
+ * the end of the turn, not 2 KiB, and so do the spares that the busiest
+ * turn leaves (issue 12: the idle figure counts those of the bench's
+ * handshake turns).  At most 272 KiB is kept. */
+#define CLTCP__WBUF_SMALL 256u
+#define CLTCP__WBUF_SMALL_SPARES 1024u
+/* Spare socket writers a loop keeps (stream.c; 320 bytes each, at most
+ * 320 KiB): every socket written in a turn holds one until the end of the
+ * turn, so a thousand connections answered in one turn take a thousand. */
+#define CLTCP__WRITER_SPARES 1024u
 
 #define CLTCP__HIDDEN __attribute__((visibility("hidden")))
 
@@ -103,14 +116,18 @@ static inline cltcp_id cltcp__id_make(int kind, uint32_t loop, uint32_t slot,
          ((cltcp_id)slot << CLTCP__SLOT_SHIFT) | (cltcp_id)gen;
 }
 
-/* A slot of a loop's handle table.  In use: ptr is the object and id its
- * whole id.  Free: ptr is NULL and id holds only the generation the next
- * id of this slot gets (kind 0, so no lookup can match it). */
+/* A slot of a loop's handle table (16 bytes: issue 12).  In use: ptr is
+ * the object and id its whole id.  Free: id holds only the generation the
+ * next id of this slot gets (kind 0, so no lookup can match it, which is
+ * how a slot is known to be free), and next_free takes ptr's place. */
 typedef struct cltcp__slot {
-  void *ptr;
+  union {
+    void *ptr;
+    uint32_t next_free; /* free list link (index + 1, 0 = end) */
+  };
   cltcp_id id;
-  uint32_t next_free; /* free list link (index + 1, 0 = end) */
 } cltcp__slot;
+_Static_assert(sizeof(cltcp__slot) == 16, "a slot is two words");
 
 /* ---- deferred work (defer.c) --------------------------------------------
  * Work that must not run inside the call that produced it (libuv's rule:
@@ -166,10 +183,18 @@ typedef struct cltcp__loop {
    * holds no write buffer and a busy one does not call malloc() per turn. */
   uint8_t *wbuf_spare[CLTCP__WBUF_SPARES];
   unsigned nwbuf_spare;
+  uint8_t *wbuf_small_spare[CLTCP__WBUF_SMALL_SPARES];
+  unsigned nwbuf_small_spare;
+  /* Spare socket writers (stream.c), for the same reason: a socket holds
+   * one only while it writes. */
+  void *writer_spare[CLTCP__WRITER_SPARES];
+  unsigned nwriter_spare;
   cltcp__dns *dns; /* NULL until the first lookup */
   /* every socket, server, timer, signal and async of the loop (newest
-   * first), for listing, recovery and teardown */
-  cltcp__queue handles;
+   * first), for listing, recovery and teardown: the slot index + 1 of the
+   * first (0 = none), linked through the handles' `prev' and `next'
+   * (handle.c) */
+  uint32_t handles;
   /* ---- end of turn (write coalescing, stream.c) ----
    * Work run once per turn after the poll phase, by `turn_check': the
    * sockets written during the turn send everything they collected in one
@@ -179,6 +204,9 @@ typedef struct cltcp__loop {
   uv_check_t turn_check;
   cltcp__queue turn_end;
   cltcp__queue turn_batch; /* the batch turn_check runs (like `batch') */
+  /* spare items of the queues by id (defer.c), kept for reuse so that
+   * queueing a socket costs no malloc() in the steady state */
+  cltcp__queue spare_items;
 } cltcp__loop;
 
 /* ---- handles (handle.c) --------------------------------------------------
@@ -198,30 +226,46 @@ typedef struct cltcp__handle_kind {
   /* Frees the handle's memory once its CLOSE event was delivered (NULL:
    * free() of the handle, which is the head of its allocation). */
   void (*destroy)(cltcp__handle *h);
+  /* Stores the uv handles cltcp_handle_ref() acts on in out[] and returns
+   * their number.  A kind that re-initializes one of them (a socket between
+   * connect attempts) or adds one later (a socket's timer) applies `unref'
+   * again with cltcp__handle_apply_ref(). */
+  unsigned (*uv_handles)(cltcp__handle *h, uv_handle_t *out[]);
 } cltcp__handle_kind;
 
+/* The most uv handles a handle has (a server: tcp, poll, retry timer). */
+#define CLTCP__UV_HANDLES_MAX 3
+
+/* The head is what every handle pays (issue 12: 40 bytes, from 96).  What
+ * the id tells is not stored again: the kind (so the kind's functions, from
+ * a table handle.c fills) and the loop (cltcp__handle_loop()). */
 struct cltcp__handle {
-  cltcp__queue hq; /* loop->handles */
-  const cltcp__handle_kind *ops;
-  cltcp__loop *loop;
+  /* loop->handles, by slot index + 1 (0 = none): a handle's id, so its
+   * slot, lives while it is linked; two indices are half of two pointers */
+  uint32_t prev, next;
   cltcp_id id;
   cltcp_cb cb;
   uintptr_t ctx;
-  /* The uv handles cltcp_handle_ref() acts on (NULL when unused).  A kind
-   * that re-initializes one of them (a socket between connect attempts) or
-   * adds one later (a socket's timer) applies `unref' again with
-   * cltcp__handle_apply_ref(). */
-  uv_handle_t *uvh[3];
-  int kind;
-  int close_status;  /* status of the CLOSE event */
-  int pending_closes; /* uv handles still closing */
+  int close_status;       /* status of the CLOSE event */
+  uint8_t pending_closes; /* uv handles still closing */
   /* Set when the owner or the library started closing the handle.  Its id
    * stays in the table until the CLOSE event has been delivered (so a
    * keep-mode socket's last bytes stay readable), but every call other than
    * reading returns CLTCP_ECLOSED from then on. */
   bool closing;
-  bool unref; /* the owner unreferenced the handle */
+  bool unref;  /* the owner unreferenced the handle */
+  bool linked; /* in loop->handles */
 };
+
+/* The loops by index (ids.c): read without a lock, see ids.c. */
+CLTCP__HIDDEN extern _Atomic(cltcp__loop *) cltcp__loops[CLTCP__LOOP_MAX];
+
+/* The loop of a handle, from its id (the loop outlives its handles, and
+ * the thread that runs it stored it there before making any of them). */
+static inline cltcp__loop *cltcp__handle_loop(const cltcp__handle *h) {
+  return atomic_load_explicit(&cltcp__loops[cltcp__id_loop(h->id)],
+                              memory_order_relaxed);
+}
 
 /* ---- ids.c --------------------------------------------------------------- */
 CLTCP__HIDDEN int cltcp__loop_lookup(cltcp__loop **out, cltcp_id id);
@@ -252,18 +296,29 @@ CLTCP__HIDDEN void cltcp__deferred_init(cltcp__deferred *d);
 /* Queues d to run on the next turn (once, however often it is queued). */
 CLTCP__HIDDEN void cltcp__defer(cltcp__loop *loop, cltcp__deferred *d,
                                 cltcp__deferred_fn fn);
-/* Queues d to run at the end of the current turn (after the poll phase),
- * or of the next one when called outside a turn or from the end-of-turn
- * work itself.  Cancel with cltcp__undefer(). */
-CLTCP__HIDDEN void cltcp__at_turn_end(cltcp__loop *loop, cltcp__deferred *d,
-                                      cltcp__deferred_fn fn);
 /* Unqueues d, from whichever queue holds it (a no-op when none does). */
 CLTCP__HIDDEN void cltcp__undefer(cltcp__deferred *d);
+/* Work queued by id, for handles that embed no node (sockets): fn gets the
+ * handle the id names, if the id is still alive when the work runs.  The
+ * owner keeps its own "queued" bit: it queues once while the bit is set,
+ * and cancels by clearing it (fn checks the bit; the item stays queued and
+ * is skipped).  cltcp__defer_id() runs on the next turn (with the nodes,
+ * in one FIFO order); cltcp__at_turn_end_id() at the end of the current
+ * turn (after the poll phase), or of the next one when called outside a
+ * turn or from the end-of-turn work itself.  Both return 0, or UV_ENOMEM
+ * when no item could be had: cltcp__defer_reserve() makes sure the next
+ * one can (0 or UV_ENOMEM). */
+typedef void (*cltcp__id_fn)(void *handle);
+CLTCP__HIDDEN int cltcp__defer_id(cltcp__loop *loop, cltcp_id id,
+                                  cltcp__id_fn fn);
+CLTCP__HIDDEN int cltcp__at_turn_end_id(cltcp__loop *loop, cltcp_id id,
+                                        cltcp__id_fn fn);
+CLTCP__HIDDEN int cltcp__defer_reserve(cltcp__loop *loop);
 
 /* ---- handle.c ------------------------------------------------------------ */
-/* Fills the head of a new handle (not linked yet, no id yet). */
-CLTCP__HIDDEN void cltcp__handle_init(cltcp__handle *h, cltcp__loop *loop,
-                                      int kind, const cltcp__handle_kind *ops,
+/* Fills the head of a new handle (not linked yet; its id is set). */
+CLTCP__HIDDEN void cltcp__handle_init(cltcp__handle *h, int kind,
+                                      const cltcp__handle_kind *ops,
                                       cltcp_cb cb, uintptr_t ctx);
 /* A new handle of `size' bytes (the cltcp__handle first), zeroed, with its
  * id and head filled, not linked yet.  Returns 0, UV_ENOMEM or an id

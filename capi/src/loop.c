@@ -36,7 +36,6 @@ int cltcp_loop_new(cltcp_id *out) {
     return rc;
   }
   loop->uv.data = loop;
-  cltcp__queue_init(&loop->handles);
   cltcp__defer_loop_init(loop);
   uv_timer_init(&loop->uv, &loop->wake);
   uv_unref((uv_handle_t *)&loop->wake);
@@ -136,6 +135,10 @@ int cltcp_loop_close(cltcp_id id) {
   free(loop->readbuf);
   while (loop->nwbuf_spare > 0)
     free(loop->wbuf_spare[--loop->nwbuf_spare]);
+  while (loop->nwbuf_small_spare > 0)
+    free(loop->wbuf_small_spare[--loop->nwbuf_small_spare]);
+  while (loop->nwriter_spare > 0)
+    free(loop->writer_spare[--loop->nwriter_spare]);
   free(loop);
   return 0;
 }

@@ -83,8 +83,16 @@ static void server_info(cltcp__handle *h, cltcp_handle_info *info) {
     info->detail = server_port((cltcp__server *)h);
 }
 
-static const cltcp__handle_kind server_kind = {server_teardown, NULL,
-                                               server_info, NULL};
+static unsigned server_uv_handles(cltcp__handle *h, uv_handle_t *out[]) {
+  cltcp__server *sv = (cltcp__server *)h;
+  out[0] = (uv_handle_t *)&sv->tcp;
+  out[1] = (uv_handle_t *)&sv->poll;
+  out[2] = (uv_handle_t *)&sv->retry;
+  return 3;
+}
+
+static const cltcp__handle_kind server_kind = {
+    server_teardown, NULL, server_info, NULL, server_uv_handles};
 
 /* Closing a server nobody knows (listen failed): no event. */
 static void unused_closed(uv_handle_t *uvh) {
@@ -188,8 +196,8 @@ static void accept_some(cltcp__server *sv) {
       return;
     }
     sv->failing = false;
-    rc = cltcp__socket_accept(sv->h.loop, fd, sv->sock_cb, sv->sock_ctx,
-                              announce, sv, &made);
+    rc = cltcp__socket_accept(cltcp__handle_loop(&sv->h), fd, sv->sock_cb,
+                              sv->sock_ctx, announce, sv, &made);
     if (rc != 0 && !made) {
       pause_accepting(sv, rc);
       return;
@@ -322,13 +330,10 @@ int cltcp_server_listen_ex(cltcp_id *out, cltcp_id loop_id, const char *host,
     uv_close((uv_handle_t *)&sv->tcp, unused_closed);
     return rc;
   }
-  cltcp__handle_init(&sv->h, loop, CLTCP_KIND_SERVER, &server_kind, server_cb,
+  cltcp__handle_init(&sv->h, CLTCP_KIND_SERVER, &server_kind, server_cb,
                      server_ctx);
   sv->sock_cb = sock_cb;
   sv->sock_ctx = sock_ctx;
-  sv->h.uvh[0] = (uv_handle_t *)&sv->tcp;
-  sv->h.uvh[1] = (uv_handle_t *)&sv->poll;
-  sv->h.uvh[2] = (uv_handle_t *)&sv->retry;
   cltcp__handle_link(&sv->h);
   *out = sv->h.id;
   return 0;

@@ -99,8 +99,13 @@ static void signal_info(cltcp__handle *h, cltcp_handle_info *info) {
   info->detail = ((cltcp__signal *)h)->signum;
 }
 
-static const cltcp__handle_kind signal_kind = {signal_teardown, signal_recover,
-                                               signal_info, NULL};
+static unsigned signal_uv_handles(cltcp__handle *h, uv_handle_t *out[]) {
+  out[0] = (uv_handle_t *)&((cltcp__signal *)h)->sig;
+  return 1;
+}
+
+static const cltcp__handle_kind signal_kind = {
+    signal_teardown, signal_recover, signal_info, NULL, signal_uv_handles};
 
 static void signal_cb(uv_signal_t *uvs, int signum) {
   cltcp__signal *s = uvs->data;
@@ -140,8 +145,7 @@ int cltcp_signal_start(cltcp_id *out, cltcp_id loop_id, int signum,
     uv_close((uv_handle_t *)&s->sig, unused_closed);
     return rc;
   }
-  cltcp__handle_init(&s->h, loop, CLTCP_KIND_SIGNAL, &signal_kind, cb, ctx);
-  s->h.uvh[0] = (uv_handle_t *)&s->sig;
+  cltcp__handle_init(&s->h, CLTCP_KIND_SIGNAL, &signal_kind, cb, ctx);
   cltcp__handle_link(&s->h);
   *out = s->h.id;
   return 0;

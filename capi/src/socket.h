@@ -24,13 +24,15 @@ enum {
 };
 
 /* What a socket holds only while it uses it, each allocated on first use so
- * that an idle connection costs little more than its uv_tcp_t (issue 12):
+ * that an idle connection costs little more than its uv_tcp_t (issue 12;
+ * writers come from a pool of the loop, so a keep-alive server's response
+ * costs no malloc()):
  *   timeouts   the timer and the clocks, from the first timeout set
  *   connecting the connect request and the addresses to try, until connected
  *   keep       the keep-mode input buffer, from cltcp_socket_set_read_mode()
- *   writer     the uv_write in flight and its buffer, the FLUSHED marks:
- *              from the first write the kernel does not take at once or the
- *              first NOTIFY write, given back when all has left */
+ *   writer     the turn's collected bytes, the uv_write in flight and its
+ *              buffer, the byte counts, the FLUSHED marks: from the first
+ *              write, given back when all has left */
 typedef struct cltcp__sock_timeouts {
   uv_timer_t timer;
   /* timeouts (ms, 0 = none) and clocks (ms of the precise clock) */
@@ -61,6 +63,16 @@ typedef struct cltcp__sock_keep {
 } cltcp__sock_keep;
 
 typedef struct cltcp__sock_writer {
+  /* `wq' collects the writes of the current turn until its end, and what is
+   * written while a uv_write is in flight; it swaps with `wf', so the
+   * steady state allocates nothing. */
+  uint8_t *wq;
+  size_t wq_len, wq_cap;
+  /* byte counts since the writer was taken (every byte written before had
+   * left then): accepted by cltcp_socket_write, and handed to the kernel
+   * for good.  A NOTIFY write's FLUSHED is due once `sent' reaches the
+   * `written' count its write ended at. */
+  uint64_t written, sent;
   uv_write_t wreq;
   /* `wf' is being handed to uv_write, chunk by chunk: bytes [0, wf_off)
    * are sent, [wf_off, wf_off + wf_chunk) are in the uv_write in flight. */
@@ -70,55 +82,101 @@ typedef struct cltcp__sock_writer {
   size_t marks_head, marks_len, marks_cap;
 } cltcp__sock_writer;
 
-typedef struct cltcp__socket {
-  cltcp__handle h;
-  uv_tcp_t tcp;
-  cltcp__deferred dfr;
-  cltcp__deferred fq;   /* queued for the end of the turn (coalescing) */
-  /* `wq' collects the writes of the current turn until its end, and what is
-   * written while a uv_write is in flight; it swaps with the writer's `wf',
-   * so the steady state allocates nothing. */
-  uint8_t *wq;
-  size_t wq_len, wq_cap;
-  /* byte counts since the socket was made: accepted by cltcp_socket_write,
-   * and handed to the kernel for good.  A NOTIFY write's FLUSHED is due
-   * once `sent' reaches the `written' count its write ended at. */
-  uint64_t written, sent;
-  uint64_t sends;       /* uv_try_write and uv_write calls (for tests) */
-  size_t drain_mark;
+/* The rest of what a socket uses rarely, in one part made on first use:
+ * the parts above but the writer, an error owed, a keep-alive delay to
+ * apply at the connection, a drain mark too large for the socket's own
+ * field.  Kept until the socket is freed. */
+typedef struct cltcp__sock_more {
   cltcp__sock_timeouts *tmo;
   cltcp__sock_connecting *conn;
   cltcp__sock_keep *keep;
-  cltcp__sock_writer *w;
   uv_shutdown_t *sreq;
-  int dfr_error;        /* an ERROR to deliver on the next turn */
-  unsigned keepalive_delay;
-  uint8_t state;
-  uint8_t mode;
-  /* flags */
-  bool uv_closed : 1;     /* uv_close called on the uv handles (close_now) */
-  bool tcp_reopening : 1; /* tcp closing between two connect attempts */
-  bool reading : 1;       /* uv_read_start active */
-  bool read_enabled : 1;
-  bool write_enabled : 1;
-  bool eof : 1;           /* peer's EOF seen */
-  bool writing : 1;       /* wreq in flight */
-  bool flush_close : 1;   /* close once the queue is empty */
-  bool shut_wanted : 1;   /* cltcp_socket_shutdown called */
-  bool shut_started : 1;
-  bool above_mark : 1;
-  bool nodelay : 1;
-  bool keepalive : 1;
-  bool accepted : 1;      /* made by a server (cltcp_loop_handles()) */
-  bool dfr_flushed : 1;   /* a FLUSHED to deliver on the next turn */
+  size_t drain_mark;        /* when the socket's field says SOCK_DRAIN_BIG */
+  int dfr_error;            /* an ERROR to deliver on the next turn */
+  unsigned keepalive_delay; /* set before the connection */
+} cltcp__sock_more;
+
+/* The socket's own drain mark field: none ((size_t)-1), or the mark is in
+ * the `more' part; any other value is the mark. */
+#define SOCK_DRAIN_NONE UINT32_MAX
+#define SOCK_DRAIN_BIG (UINT32_MAX - 1)
+
+/* What every socket pays beyond its uv_tcp_t and the handle head: 24 bytes
+ * (issue 12), so that a socket is a 320-byte malloc() chunk.  The `more'
+ * part's pointer is the tcp handle's `data' (libuv's field for its user,
+ * which libuv never reads or writes): the tcp handle's callbacks get their
+ * socket with container_of, not through `data'. */
+typedef struct cltcp__socket {
+  cltcp__handle h;
+  uv_tcp_t tcp;
+  cltcp__sock_writer *w;
+  uint64_t sends;       /* uv_try_write and uv_write calls (for tests) */
+  uint32_t drain_mark;  /* see SOCK_DRAIN_NONE */
+  unsigned state : 2;
+  unsigned mode : 1;
+  unsigned uv_closed : 1;     /* uv_close called on the uv handles */
+  unsigned tcp_reopening : 1; /* tcp closing between two connect attempts */
+  unsigned reading : 1;       /* uv_read_start active */
+  unsigned read_enabled : 1;
+  unsigned write_enabled : 1;
+  unsigned eof : 1;           /* peer's EOF seen */
+  unsigned writing : 1;       /* wreq in flight */
+  unsigned flush_close : 1;   /* close once the queue is empty */
+  unsigned shut_wanted : 1;   /* cltcp_socket_shutdown called */
+  unsigned shut_started : 1;
+  unsigned above_mark : 1;
+  unsigned nodelay : 1;
+  unsigned keepalive : 1;
+  unsigned accepted : 1;      /* made by a server (cltcp_loop_handles()) */
+  unsigned dfr_flushed : 1;   /* a FLUSHED to deliver on the next turn */
+  /* queued by id (defer.c): deferred_run() for the next turn, and
+   * turn_end_run() for the end of the turn (write coalescing) */
+  unsigned dfr_queued : 1;
+  unsigned fq_queued : 1;
 } cltcp__socket;
+_Static_assert(sizeof(cltcp__socket) <= 312, "a socket fits 320 bytes");
+
+/* The socket of its tcp handle. */
+static inline cltcp__socket *sock_of_tcp(void *tcp) {
+  return cltcp__container_of(tcp, cltcp__socket, tcp);
+}
+
+/* The `more' part, NULL until made (cltcp__socket_more()). */
+static inline cltcp__sock_more *sock_x(const cltcp__socket *s) {
+  return s->tcp.data;
+}
+
+/* The rare parts (NULL when the socket has none). */
+static inline cltcp__sock_timeouts *sock_tmo(const cltcp__socket *s) {
+  return sock_x(s) != NULL ? sock_x(s)->tmo : NULL;
+}
+static inline cltcp__sock_connecting *sock_conn(const cltcp__socket *s) {
+  return sock_x(s) != NULL ? sock_x(s)->conn : NULL;
+}
+static inline cltcp__sock_keep *sock_keep(const cltcp__socket *s) {
+  return sock_x(s) != NULL ? sock_x(s)->keep : NULL;
+}
+
+/* The drain mark, (size_t)-1 for none. */
+static inline size_t sock_drain_mark(const cltcp__socket *s) {
+  if (s->drain_mark == SOCK_DRAIN_NONE)
+    return (size_t)-1;
+  if (s->drain_mark == SOCK_DRAIN_BIG)
+    return sock_x(s)->drain_mark;
+  return s->drain_mark;
+}
+
+/* Bytes collected for the end of the turn (or behind a uv_write). */
+static inline size_t sock_collected(const cltcp__socket *s) {
+  return s->w != NULL ? s->w->wq_len : 0;
+}
 
 /* Bytes accepted by cltcp_socket_write() and not yet handed to the kernel
  * for good: in libuv's queue, the rest of `wf', and `wq'. */
 static inline size_t sock_queued(const cltcp__socket *s) {
   const cltcp__sock_writer *w = s->w;
   return s->tcp.write_queue_size +
-         (w != NULL ? w->wf_len - w->wf_off - w->wf_chunk : 0) + s->wq_len;
+         (w != NULL ? w->wf_len - w->wf_off - w->wf_chunk + w->wq_len : 0);
 }
 
 /* Nothing handed to libuv is still in flight and nothing waits in `wf'. */
@@ -133,7 +191,7 @@ static inline size_t sock_marks(const cltcp__socket *s) {
 
 /* Bytes kept in keep mode (in kbuf, and unread in the shared buffer). */
 static inline size_t sock_kept(const cltcp__socket *s) {
-  const cltcp__sock_keep *k = s->keep;
+  const cltcp__sock_keep *k = sock_keep(s);
   return k != NULL ? k->kend - k->kstart + k->blen : 0;
 }
 
@@ -152,12 +210,12 @@ static inline uint64_t sock_now_floor(void) { return uv_hrtime() / 1000000; }
 /* Activity that restarts a clock: only a socket with timeouts keeps clocks,
  * so the others read no clock per read or write. */
 static inline void sock_read_happened(cltcp__socket *s) {
-  if (s->tmo != NULL)
-    s->tmo->last_read = sock_now();
+  if (sock_tmo(s) != NULL)
+    sock_tmo(s)->last_read = sock_now();
 }
 static inline void sock_write_happened(cltcp__socket *s) {
-  if (s->tmo != NULL)
-    s->tmo->last_write = sock_now();
+  if (sock_tmo(s) != NULL)
+    sock_tmo(s)->last_write = sock_now();
 }
 
 static inline void sock_emit(cltcp__socket *s, int event, int status,
@@ -211,6 +269,11 @@ CLTCP__HIDDEN void cltcp__socket_arm_timer(cltcp__socket *s);
 CLTCP__HIDDEN void cltcp__socket_rearm_timer(cltcp__socket *s);
 /* The socket's timeouts part, made on first use (UV_ENOMEM). */
 CLTCP__HIDDEN int cltcp__socket_timeouts(cltcp__socket *s);
+/* The socket's `more' part, made on first use (UV_ENOMEM). */
+CLTCP__HIDDEN int cltcp__socket_more(cltcp__socket *s);
+/* Frees the `more' part if nothing in it is needed any more (a connected
+ * socket's: its keep-alive delay was applied). */
+CLTCP__HIDDEN void cltcp__socket_more_trim(cltcp__socket *s);
 
 /* ---- stream.c ------------------------------------------------------------ */
 /* Reports err on the next turn (ERROR, then close): for failures known

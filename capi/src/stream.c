@@ -29,18 +29,21 @@ static void emit_flushed(cltcp__socket *s);
 static void writer_release(cltcp__socket *s);
 static int append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *d,
                   size_t n);
-static void send_collected(cltcp__socket *s);
-static void turn_end_run(cltcp__deferred *d);
+static bool send_collected(cltcp__socket *s);
+static void turn_end_run(void *obj);
 
 /* ---- deferred events ------------------------------------------------- */
 
-static void deferred_run(cltcp__deferred *d) {
-  cltcp__socket *s = cltcp__container_of(d, cltcp__socket, dfr);
+static void deferred_run(void *obj) {
+  cltcp__socket *s = obj;
+  if (!s->dfr_queued)
+    return; /* cancelled by the close */
+  s->dfr_queued = false;
   if (s->h.closing)
     return;
-  if (s->dfr_error != 0) {
-    int err = s->dfr_error;
-    s->dfr_error = 0;
+  if (sock_x(s) != NULL && sock_x(s)->dfr_error != 0) {
+    int err = sock_x(s)->dfr_error;
+    sock_x(s)->dfr_error = 0;
     sock_emit(s, CLTCP_EV_ERROR, err, NULL, 0);
     cltcp__socket_close_now(s, 0);
     return;
@@ -51,6 +54,18 @@ static void deferred_run(cltcp__deferred *d) {
   }
 }
 
+/* Queues deferred_run() for the next turn, once.  Returns 0 or UV_ENOMEM
+ * (no queue item could be had). */
+static int sock_defer(cltcp__socket *s) {
+  int rc;
+  if (s->dfr_queued)
+    return 0;
+  rc = cltcp__defer_id(cltcp__handle_loop(&s->h), s->h.id, deferred_run);
+  if (rc == 0)
+    s->dfr_queued = true;
+  return rc;
+}
+
 /* Delivers, in order, one FLUSHED for each NOTIFY write whose bytes (and
  * everything before them) have left, stopping if the owner closes the
  * socket from one of them.  Every path on which bytes left or marks came
@@ -58,7 +73,7 @@ static void deferred_run(cltcp__deferred *d) {
 static void emit_flushed(cltcp__socket *s) {
   cltcp__sock_writer *w;
   while ((w = s->w) != NULL && w->marks_len > 0 && !s->uv_closed &&
-         w->marks[w->marks_head] <= s->sent) {
+         w->marks[w->marks_head] <= w->sent) {
     w->marks_head = (w->marks_head + 1) % w->marks_cap;
     w->marks_len--;
     sock_emit(s, CLTCP_EV_FLUSHED, 0, NULL, 0);
@@ -66,24 +81,36 @@ static void emit_flushed(cltcp__socket *s) {
   writer_release(s);
 }
 
-/* The socket's writer, made on first use. */
+/* The socket's writer, taken on first use: a spare of the loop, or a new
+ * one. */
 static int writer_get(cltcp__sock_writer **out, cltcp__socket *s) {
   if (s->w == NULL) {
-    s->w = calloc(1, sizeof(*s->w));
-    if (s->w == NULL)
-      return UV_ENOMEM;
-    s->w->wreq.data = s;
+    cltcp__loop *loop = cltcp__handle_loop(&s->h);
+    cltcp__sock_writer *w;
+    if (loop->nwriter_spare > 0) {
+      w = loop->writer_spare[--loop->nwriter_spare];
+      memset(w, 0, sizeof(*w));
+    } else {
+      w = calloc(1, sizeof(*w));
+      if (w == NULL)
+        return UV_ENOMEM;
+    }
+    w->wreq.data = s;
+    s->w = w;
   }
   *out = s->w;
   return 0;
 }
 
-/* Remembers that a FLUSHED is owed once `sent' reaches `due'. */
-static int push_mark(cltcp__socket *s, uint64_t due) {
+/* Remembers that a FLUSHED is owed once `sent' reaches what is written now
+ * plus len. */
+static int push_mark(cltcp__socket *s, size_t len) {
   cltcp__sock_writer *w;
+  uint64_t due;
   int rc = writer_get(&w, s);
   if (rc != 0)
     return rc;
+  due = w->written + len;
   if (w->marks_len == w->marks_cap) {
     size_t cap = w->marks_cap ? w->marks_cap * 2 : 8, i;
     uint64_t *nm = malloc(cap * sizeof(*nm));
@@ -104,23 +131,31 @@ static int push_mark(cltcp__socket *s, uint64_t due) {
 }
 
 void cltcp__socket_fail_later(cltcp__socket *s, int err) {
-  if (s->dfr_error == 0)
-    s->dfr_error = err;
-  cltcp__defer(s->h.loop, &s->dfr, deferred_run);
+  /* Out of memory for the error's place or a queue item: the socket
+   * closes without the ERROR event, its CLOSE carrying the error (never
+   * from inside the call: CLOSE follows uv's close callbacks). */
+  if (cltcp__socket_more(s) != 0) {
+    cltcp__socket_close_now(s, err);
+    return;
+  }
+  if (sock_x(s)->dfr_error == 0)
+    sock_x(s)->dfr_error = err;
+  if (sock_defer(s) != 0)
+    cltcp__socket_close_now(s, err);
 }
 
 /* ---- reading ----------------------------------------------------------- */
 
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  cltcp__socket *s = h->data;
+  cltcp__socket *s = sock_of_tcp(h);
   cltcp__sock_keep *k;
   (void)hint;
   if (s->mode == CLTCP_READ_DRAIN) {
-    buf->base = (char *)s->h.loop->readbuf;
-    buf->len = s->h.loop->readbuf_len;
+    buf->base = (char *)cltcp__handle_loop(&s->h)->readbuf;
+    buf->len = cltcp__handle_loop(&s->h)->readbuf_len;
     return;
   }
-  k = s->keep;
+  k = sock_keep(s);
   if (k->kstart == k->kend) {
     /* Nothing kept: read into the loop's shared buffer.  A reader that
      * takes everything during the DATA callback (the usual case) then costs
@@ -132,8 +167,8 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
       k->kcap = 0;
     }
     k->kstart = k->kend = 0;
-    buf->base = (char *)s->h.loop->readbuf;
-    buf->len = s->h.loop->readbuf_len;
+    buf->base = (char *)cltcp__handle_loop(&s->h)->readbuf;
+    buf->len = cltcp__handle_loop(&s->h)->readbuf_len;
     return;
   }
   if (k->kcap - k->kend < KEEP_MIN_FREE) {
@@ -165,14 +200,14 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 }
 
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-  cltcp__socket *s = stream->data;
+  cltcp__socket *s = sock_of_tcp(stream);
   if (nread > 0) {
     sock_read_happened(s);
     if (s->mode == CLTCP_READ_DRAIN) {
       sock_emit(s, CLTCP_EV_DATA, 0, (const uint8_t *)buf->base, (size_t)nread);
     } else {
-      cltcp__sock_keep *k = s->keep;
-      if ((uint8_t *)buf->base == s->h.loop->readbuf) {
+      cltcp__sock_keep *k = sock_keep(s);
+      if ((uint8_t *)buf->base == cltcp__handle_loop(&s->h)->readbuf) {
         k->bptr = (const uint8_t *)buf->base;
         k->blen = (size_t)nread;
         sock_emit(s, CLTCP_EV_DATA, 0, k->bptr, (size_t)nread);
@@ -244,16 +279,60 @@ static int append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *d,
 }
 
 /* A write buffer no longer needed (*buf empty): back to the loop's spares
- * when it has the first size and there is room, else freed. */
+ * when it has one of the two first sizes and there is room, else freed. */
 static void wbuf_release(cltcp__loop *loop, uint8_t **buf, size_t *cap) {
   if (*buf == NULL)
     return;
   if (*cap == CLTCP__WBUF_SIZE && loop->nwbuf_spare < CLTCP__WBUF_SPARES)
     loop->wbuf_spare[loop->nwbuf_spare++] = *buf;
+  else if (*cap == CLTCP__WBUF_SMALL &&
+           loop->nwbuf_small_spare < CLTCP__WBUF_SMALL_SPARES)
+    loop->wbuf_small_spare[loop->nwbuf_small_spare++] = *buf;
   else
     free(*buf);
   *buf = NULL;
   *cap = 0;
+}
+
+/* A spare write buffer of `size' bytes, NULL when the loop has none. */
+static uint8_t *wbuf_take(cltcp__loop *loop, size_t size) {
+  if (size == CLTCP__WBUF_SIZE && loop->nwbuf_spare > 0)
+    return loop->wbuf_spare[--loop->nwbuf_spare];
+  if (size == CLTCP__WBUF_SMALL && loop->nwbuf_small_spare > 0)
+    return loop->wbuf_small_spare[--loop->nwbuf_small_spare];
+  return NULL;
+}
+
+/* Appends n bytes to the writer's `wq'.  It starts small when they fit in
+ * CLTCP__WBUF_SMALL, else at CLTCP__WBUF_SIZE, and doubles from there; a
+ * buffer of one of the two first sizes comes from the loop's spares when
+ * there is one (the bytes so far move into it), so that collecting a turn's
+ * writes calls no malloc() in the steady state. */
+static int wq_append(cltcp__loop *loop, cltcp__sock_writer *w,
+                     const uint8_t *d, size_t n) {
+  size_t need = w->wq_len + n;
+  if (need > w->wq_cap) {
+    size_t c = w->wq_cap == 0 && need <= CLTCP__WBUF_SMALL ? CLTCP__WBUF_SMALL
+                                                           : CLTCP__WBUF_SIZE;
+    uint8_t *nb;
+    while (c < need)
+      c *= 2;
+    nb = wbuf_take(loop, c);
+    if (nb != NULL) {
+      if (w->wq_len > 0)
+        memcpy(nb, w->wq, w->wq_len);
+      wbuf_release(loop, &w->wq, &w->wq_cap);
+    } else {
+      nb = realloc(w->wq, c);
+      if (nb == NULL)
+        return UV_ENOMEM;
+    }
+    w->wq = nb;
+    w->wq_cap = c;
+  }
+  memcpy(w->wq + w->wq_len, d, n);
+  w->wq_len = need;
+  return 0;
 }
 
 static void queue_emptied(cltcp__socket *s) {
@@ -268,7 +347,7 @@ static void queue_emptied(cltcp__socket *s) {
 static void shutdown_cb(uv_shutdown_t *req, int status) {
   cltcp__socket *s = req->data;
   free(req);
-  s->sreq = NULL;
+  sock_x(s)->sreq = NULL;
   if (status == UV_ECANCELED || s->h.closing)
     return;
   sock_emit(s, CLTCP_EV_SHUTDOWN, status, NULL, 0);
@@ -278,7 +357,7 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
  * from inside a call): the drain mark, the FLUSHED events now due, and the
  * close or shutdown that waited for an empty queue. */
 static void after_progress(cltcp__socket *s) {
-  if (s->above_mark && sock_queued(s) <= s->drain_mark) {
+  if (s->above_mark && sock_queued(s) <= sock_drain_mark(s)) {
     s->above_mark = false;
     if (!s->h.closing) {
       sock_emit(s, CLTCP_EV_DRAIN, 0, NULL, sock_queued(s));
@@ -289,7 +368,7 @@ static void after_progress(cltcp__socket *s) {
   emit_flushed(s);
   if (s->uv_closed)
     return;
-  if (sock_idle_writer(s) && s->wq_len == 0)
+  if (sock_idle_writer(s) && sock_collected(s) == 0)
     queue_emptied(s);
   else
     cltcp__socket_arm_timer(s);
@@ -308,17 +387,17 @@ static void write_cb(uv_write_t *req, int status) {
     cltcp__socket_fail(s, status);
     return;
   }
-  s->sent += w->wf_chunk;
+  w->sent += w->wf_chunk;
   w->wf_off += w->wf_chunk;
   w->wf_chunk = 0;
   if (w->wf_off >= w->wf_len) {
     w->wf_len = w->wf_off = 0;
-    wbuf_release(s->h.loop, &w->wf, &w->wf_cap);
+    wbuf_release(cltcp__handle_loop(&s->h), &w->wf, &w->wf_cap);
   }
   sock_write_happened(s);
-  if (s->tmo != NULL)
-    s->tmo->last_queued = sock_queued(s);
-  if (w->wf_len > 0 || s->wq_len > 0) {
+  if (sock_tmo(s) != NULL)
+    sock_tmo(s)->last_queued = sock_queued(s);
+  if (w->wf_len > 0 || w->wq_len > 0) {
     cltcp__socket_start_write(s);
     if (s->uv_closed)
       return;
@@ -326,14 +405,23 @@ static void write_cb(uv_write_t *req, int status) {
   after_progress(s);
 }
 
-/* Gives the writer back once nothing is in flight and no mark is owed. */
+/* Gives the writer back once nothing is in flight or collected and no
+ * mark is owed: to the loop's spares while there is room.  Its counts go
+ * with it: with nothing queued, the next writer counts from 0 again. */
 static void writer_release(cltcp__socket *s) {
   cltcp__sock_writer *w = s->w;
-  if (w == NULL || s->writing || w->wf_len != 0 || w->marks_len != 0)
+  cltcp__loop *loop;
+  if (w == NULL || s->writing || w->wf_len != 0 || w->wq_len != 0 ||
+      w->marks_len != 0)
     return;
-  wbuf_release(s->h.loop, &w->wf, &w->wf_cap);
+  loop = cltcp__handle_loop(&s->h);
+  wbuf_release(loop, &w->wf, &w->wf_cap);
+  wbuf_release(loop, &w->wq, &w->wq_cap);
   free(w->marks);
-  free(w);
+  if (loop->nwriter_spare < CLTCP__WRITER_SPARES)
+    loop->writer_spare[loop->nwriter_spare++] = w;
+  else
+    free(w);
   s->w = NULL;
 }
 
@@ -349,13 +437,13 @@ static int take_collected(cltcp__socket *s, size_t sent) {
     return rc;
   tb = w->wf;
   tc = w->wf_cap;
-  w->wf = s->wq;
-  w->wf_cap = s->wq_cap;
-  w->wf_len = s->wq_len;
+  w->wf = w->wq;
+  w->wf_cap = w->wq_cap;
+  w->wf_len = w->wq_len;
   w->wf_off = sent;
-  s->wq = tb;
-  s->wq_cap = tc;
-  s->wq_len = 0;
+  w->wq = tb;
+  w->wq_cap = tc;
+  w->wq_len = 0;
   return 0;
 }
 
@@ -368,19 +456,19 @@ void cltcp__socket_start_write(cltcp__socket *s) {
   if (s->writing || s->state != ST_CONNECTED || s->uv_closed)
     return;
   if (s->w == NULL || s->w->wf_len == 0) {
-    if (s->wq_len == 0) {
+    if (sock_collected(s) == 0) {
       if (s->shut_wanted && !s->shut_started) {
         s->shut_started = true;
-        s->sreq = malloc(sizeof(*s->sreq));
-        if (s->sreq == NULL) {
+        if (cltcp__socket_more(s) != 0 ||
+            (sock_x(s)->sreq = malloc(sizeof(*sock_x(s)->sreq))) == NULL) {
           cltcp__socket_fail_later(s, UV_ENOMEM);
           return;
         }
-        s->sreq->data = s;
-        rc = uv_shutdown(s->sreq, (uv_stream_t *)&s->tcp, shutdown_cb);
+        sock_x(s)->sreq->data = s;
+        rc = uv_shutdown(sock_x(s)->sreq, (uv_stream_t *)&s->tcp, shutdown_cb);
         if (rc != 0) {
-          free(s->sreq);
-          s->sreq = NULL;
+          free(sock_x(s)->sreq);
+          sock_x(s)->sreq = NULL;
           cltcp__socket_fail_later(s, rc);
         }
       }
@@ -410,27 +498,31 @@ void cltcp__socket_start_write(cltcp__socket *s) {
 }
 
 /* Sends what `wq' collected: one uv_try_write of all of it (up to
- * MAX_CHUNK), the rest through uv_write.  Nothing is emitted here. */
-static void send_collected(cltcp__socket *s) {
+ * MAX_CHUNK), the rest through uv_write.  Nothing is emitted here.
+ * Returns whether any byte left. */
+static bool send_collected(cltcp__socket *s) {
+  cltcp__sock_writer *w = s->w;
   uv_buf_t b;
   int n, rc;
-  if (s->state != ST_CONNECTED || s->uv_closed || s->wq_len == 0 ||
-      !sock_idle_writer(s) || s->tcp.write_queue_size != 0)
-    return; /* connected() or write_cb() sends it */
-  b.base = (char *)s->wq;
-  b.len = s->wq_len < MAX_CHUNK ? s->wq_len : MAX_CHUNK;
+  if (s->state != ST_CONNECTED || s->uv_closed || w == NULL ||
+      w->wq_len == 0 || !sock_idle_writer(s) || s->tcp.write_queue_size != 0)
+    return false; /* connected() or write_cb() sends it */
+  b.base = (char *)w->wq;
+  b.len = w->wq_len < MAX_CHUNK ? w->wq_len : MAX_CHUNK;
   s->sends++;
   n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
   /* Any error other than EAGAIN is left for uv_write to report through its
    * callback, so failures arrive as events, never from here. */
   if (n > 0) {
-    s->sent += (uint64_t)n;
+    w->sent += (uint64_t)n;
     sock_write_happened(s);
-    if ((size_t)n == s->wq_len) {
-      /* All of it left: an idle socket keeps no buffer. */
-      s->wq_len = 0;
-      wbuf_release(s->h.loop, &s->wq, &s->wq_cap);
-      return;
+    if ((size_t)n == w->wq_len) {
+      /* All of it left: an idle socket keeps no buffer and no writer
+       * (unless FLUSHED marks are owed). */
+      w->wq_len = 0;
+      wbuf_release(cltcp__handle_loop(&s->h), &w->wq, &w->wq_cap);
+      writer_release(s);
+      return true;
     }
   } else {
     n = 0;
@@ -439,22 +531,26 @@ static void send_collected(cltcp__socket *s) {
   rc = take_collected(s, (size_t)n);
   if (rc != 0) {
     cltcp__socket_fail_later(s, rc);
-    return;
+    return n > 0;
   }
   cltcp__socket_start_write(s);
+  return n > 0;
 }
 
 /* The end of the turn a socket was written in: the turn's writes leave
  * together. */
-static void turn_end_run(cltcp__deferred *d) {
-  cltcp__socket *s = cltcp__container_of(d, cltcp__socket, fq);
-  uint64_t before = s->sent;
+static void turn_end_run(void *obj) {
+  cltcp__socket *s = obj;
+  bool progress;
+  if (!s->fq_queued)
+    return; /* cancelled by the close */
+  s->fq_queued = false;
   if (s->uv_closed)
     return;
-  send_collected(s);
+  progress = send_collected(s);
   if (s->uv_closed)
     return;
-  if (s->sent != before || (sock_marks(s) > 0 && sock_idle_writer(s)))
+  if (progress || (sock_marks(s) > 0 && sock_idle_writer(s)))
     after_progress(s);
   else
     cltcp__socket_arm_timer(s);
@@ -472,14 +568,17 @@ int cltcp_socket_set_read_mode(cltcp_id id, int mode) {
     return rc;
   if (mode == CLTCP_READ_DRAIN && sock_kept(s) > 0)
     return CLTCP_EMODE;
-  if (mode == CLTCP_READ_KEEP && s->keep == NULL) {
-    s->keep = calloc(1, sizeof(*s->keep));
-    if (s->keep == NULL)
+  if (mode == CLTCP_READ_KEEP && sock_keep(s) == NULL) {
+    rc = cltcp__socket_more(s);
+    if (rc != 0)
+      return rc;
+    sock_x(s)->keep = calloc(1, sizeof(*sock_x(s)->keep));
+    if (sock_x(s)->keep == NULL)
       return UV_ENOMEM;
-  } else if (mode == CLTCP_READ_DRAIN && s->keep != NULL) {
-    free(s->keep->kbuf);
-    free(s->keep);
-    s->keep = NULL;
+  } else if (mode == CLTCP_READ_DRAIN && sock_keep(s) != NULL) {
+    free(sock_keep(s)->kbuf);
+    free(sock_keep(s));
+    sock_x(s)->keep = NULL;
   }
   s->mode = (uint8_t)mode;
   return 0;
@@ -507,7 +606,7 @@ int cltcp_socket_read(size_t *n, cltcp_id id, uint8_t *dst, size_t max) {
   rc = sock_get_closing(&s, id);
   if (rc != 0)
     return rc;
-  k = s->keep;
+  k = sock_keep(s);
   if (k == NULL) {
     *n = 0; /* drain mode keeps nothing */
     return 0;
@@ -549,7 +648,8 @@ int cltcp_socket_write(cltcp_id id, const uint8_t *data, size_t len,
   rc = sock_get(&s, id);
   if (rc != 0)
     return rc;
-  if (s->h.loop->entered) /* cltcp_loop_run() blocked SIGPIPE already */
+  /* cltcp_loop_run() blocked SIGPIPE already */
+  if (cltcp__handle_loop(&s->h)->entered)
     return socket_write(s, data, len, flags);
   blocked = cltcp__sigpipe_block(&old);
   rc = socket_write(s, data, len, flags);
@@ -564,14 +664,18 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
   int rc;
   if (s->shut_wanted)
     return UV_EPIPE;
-  /* Reserve the FLUSHED first, so a failure leaves nothing half done. */
+  /* Reserve the FLUSHED first, so a failure leaves nothing half done: its
+   * mark, and the queue item a FLUSHED due at once needs. */
   if (flags & CLTCP_WRITE_NOTIFY) {
-    rc = push_mark(s, s->written + len);
+    rc = cltcp__defer_reserve(cltcp__handle_loop(&s->h));
+    if (rc != 0)
+      return rc;
+    rc = push_mark(s, len);
     if (rc != 0)
       return rc;
   }
   q = sock_queued(s);
-  if (len >= COALESCE_MAX && s->wq_len == 0)
+  if (len >= COALESCE_MAX && sock_collected(s) == 0)
     flags |= CLTCP_WRITE_NOW;
   if (len > 0) {
     if ((flags & CLTCP_WRITE_NOW) && s->state == ST_CONNECTED && q == 0 &&
@@ -587,48 +691,52 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
       n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
       /* Any error other than EAGAIN is left for uv_write to report through
        * its callback, so failures arrive as events, never from here. */
-      if (n > 0) {
+      if (n > 0)
         done = (size_t)n;
-        s->sent += done;
-      }
     }
-    s->written += done; /* those bytes left, whatever happens next */
+    /* Those bytes left, whatever happens next.  Without a writer nothing
+     * is counted: the next one counts from there. */
+    if (done > 0 && s->w != NULL) {
+      s->w->sent += done;
+      s->w->written += done;
+    }
     if (done < len) {
-      cltcp__loop *loop = s->h.loop;
-      if (s->wq == NULL && len - done <= CLTCP__WBUF_SIZE &&
-          loop->nwbuf_spare > 0) {
-        s->wq = loop->wbuf_spare[--loop->nwbuf_spare];
-        s->wq_cap = CLTCP__WBUF_SIZE;
-      }
-      rc = append(&s->wq, &s->wq_len, &s->wq_cap, data + done, len - done);
+      cltcp__loop *loop = cltcp__handle_loop(&s->h);
+      cltcp__sock_writer *w;
+      rc = writer_get(&w, s);
+      if (rc == 0)
+        rc = wq_append(loop, w, data + done, len - done);
       if (rc != 0) {
-        if (flags & CLTCP_WRITE_NOTIFY) {
+        if (flags & CLTCP_WRITE_NOTIFY)
           s->w->marks_len--; /* the mark just pushed */
-          writer_release(s);
-        }
+        writer_release(s);
         return rc;
       }
-    }
-    s->written += len - done;
-    if (done < len) {
+      w->written += len - done;
       if (q == 0)
         sock_write_happened(s); /* the write clock starts now */
       if (tried)
         cltcp__socket_start_write(s); /* the kernel is full: no second try */
       else if (flags & CLTCP_WRITE_NOW)
         send_collected(s); /* this write and what the turn collected */
-      else
-        cltcp__at_turn_end(s->h.loop, &s->fq, turn_end_run);
-      if (s->drain_mark != (size_t)-1 && sock_queued(s) > s->drain_mark)
+      else if (!s->fq_queued) {
+        if (cltcp__at_turn_end_id(loop, s->h.id, turn_end_run) == 0)
+          s->fq_queued = true;
+        else
+          send_collected(s); /* no queue item: sent now, not coalesced */
+      }
+      if (s->drain_mark != SOCK_DRAIN_NONE &&
+          sock_queued(s) > sock_drain_mark(s))
         s->above_mark = true;
       cltcp__socket_arm_timer(s);
     }
   }
-  if ((flags & CLTCP_WRITE_NOTIFY) && s->sent >= s->written) {
+  if ((flags & CLTCP_WRITE_NOTIFY) &&
+      (s->w == NULL || s->w->sent >= s->w->written)) {
     /* Everything before it has left already: the FLUSHED comes on the next
      * turn, never from inside this call. */
     s->dfr_flushed = true;
-    cltcp__defer(s->h.loop, &s->dfr, deferred_run);
+    (void)sock_defer(s); /* cannot fail: an item was reserved above */
   }
   return 0;
 }
@@ -650,7 +758,17 @@ int cltcp_socket_set_drain_mark(cltcp_id id, size_t mark) {
   int rc = sock_get(&s, id);
   if (rc != 0)
     return rc;
-  s->drain_mark = mark;
+  if (mark == (size_t)-1) {
+    s->drain_mark = SOCK_DRAIN_NONE;
+  } else if (mark < SOCK_DRAIN_BIG) {
+    s->drain_mark = (uint32_t)mark;
+  } else {
+    rc = cltcp__socket_more(s); /* 4 GiB or more: kept in the part */
+    if (rc != 0)
+      return rc;
+    sock_x(s)->drain_mark = mark;
+    s->drain_mark = SOCK_DRAIN_BIG;
+  }
   s->above_mark = mark != (size_t)-1 && sock_queued(s) > mark;
   return 0;
 }
@@ -717,7 +835,7 @@ int cltcp_socket_close(cltcp_id id, int mode) {
   if (mode == CLTCP_CLOSE_NOW) {
     /* What the kernel would have taken at once without coalescing still
      * goes: the writes of this turn get the one try they would have had. */
-    if (cltcp__deferred_queued(&s->fq))
+    if (s->fq_queued)
       send_collected(s);
     cltcp__socket_close_now(s, 0);
   } else {

@@ -10,9 +10,11 @@ static void socket_teardown(cltcp__handle *h);
 static void socket_recover(cltcp__handle *h);
 static void socket_info(cltcp__handle *h, cltcp_handle_info *info);
 static void socket_destroy(cltcp__handle *h);
+static unsigned socket_uv_handles(cltcp__handle *h, uv_handle_t *out[]);
 
-static const cltcp__handle_kind socket_kind = {socket_teardown, socket_recover,
-                                               socket_info, socket_destroy};
+static const cltcp__handle_kind socket_kind = {
+    socket_teardown, socket_recover, socket_info, socket_destroy,
+    socket_uv_handles};
 
 /* ---- creation ------------------------------------------------------------ */
 
@@ -24,12 +26,9 @@ int cltcp__socket_create(cltcp__socket **out, cltcp__loop *loop, cltcp_cb cb,
   if (rc != 0)
     return rc;
   s->read_enabled = s->write_enabled = true;
-  s->drain_mark = (size_t)-1;
-  cltcp__deferred_init(&s->dfr);
-  cltcp__deferred_init(&s->fq);
+  s->drain_mark = SOCK_DRAIN_NONE;
   uv_tcp_init(&loop->uv, &s->tcp);
-  s->tcp.data = s;
-  s->h.uvh[0] = (uv_handle_t *)&s->tcp;
+  s->tcp.data = NULL; /* no `more' part yet */
   cltcp__handle_link(&s->h);
   *out = s;
   return 0;
@@ -38,49 +37,74 @@ int cltcp__socket_create(cltcp__socket **out, cltcp__loop *loop, cltcp_cb cb,
 /* The kind's destroy: the socket's memory, after its CLOSE event. */
 static void socket_destroy(cltcp__handle *h) {
   cltcp__socket *s = (cltcp__socket *)h;
-  if (s->keep != NULL) {
-    free(s->keep->kbuf);
-    free(s->keep);
-  }
+  cltcp__sock_more *x = sock_x(s);
   if (s->w != NULL) {
+    free(s->w->wq);
     free(s->w->wf);
     free(s->w->marks);
     free(s->w);
   }
-  if (s->conn != NULL) {
-    free(s->conn->addrs);
-    free(s->conn);
+  if (x != NULL) {
+    if (x->keep != NULL) {
+      free(x->keep->kbuf);
+      free(x->keep);
+    }
+    if (x->conn != NULL) {
+      free(x->conn->addrs);
+      free(x->conn);
+    }
+    free(x->tmo);
+    free(x->sreq);
+    free(x);
   }
-  free(s->wq);
-  free(s->tmo);
-  free(s->sreq);
   free(s);
+}
+
+int cltcp__socket_more(cltcp__socket *s) {
+  if (sock_x(s) == NULL) {
+    cltcp__sock_more *x = calloc(1, sizeof(*x));
+    if (x == NULL)
+      return UV_ENOMEM;
+    s->tcp.data = x;
+  }
+  return 0;
+}
+
+void cltcp__socket_more_trim(cltcp__socket *s) {
+  cltcp__sock_more *x = sock_x(s);
+  if (x == NULL || x->tmo != NULL || x->conn != NULL || x->keep != NULL ||
+      x->sreq != NULL || x->dfr_error != 0 || s->drain_mark == SOCK_DRAIN_BIG ||
+      s->state != ST_CONNECTED)
+    return;
+  free(x);
+  s->tcp.data = NULL;
 }
 
 int cltcp__socket_timeouts(cltcp__socket *s) {
   cltcp__sock_timeouts *t;
   uint64_t n;
-  if (s->tmo != NULL)
+  if (sock_tmo(s) != NULL)
     return 0;
+  if (cltcp__socket_more(s) != 0)
+    return UV_ENOMEM;
   t = calloc(1, sizeof(*t));
   if (t == NULL)
     return UV_ENOMEM;
-  uv_timer_init(&s->h.loop->uv, &t->timer);
+  uv_timer_init(&cltcp__handle_loop(&s->h)->uv, &t->timer);
   t->timer.data = s;
   n = sock_now();
   t->last_read = t->last_write = n;
   t->last_queued = sock_queued(s);
-  s->tmo = t;
-  s->h.uvh[1] = (uv_handle_t *)&t->timer;
+  sock_x(s)->tmo = t;
   cltcp__handle_apply_ref(&s->h);
   return 0;
 }
 
 static void unused_closed(uv_handle_t *h) {
-  cltcp__socket *s = h->data;
+  cltcp__socket *s = sock_of_tcp(h);
   if (--s->h.pending_closes > 0)
     return;
-  cltcp__id_free(s->h.loop, s->h.id);
+  cltcp__id_free(cltcp__handle_loop(&s->h), s->h.id);
   cltcp__handle_unlink(&s->h);
   socket_destroy(&s->h);
 }
@@ -104,7 +128,8 @@ void cltcp__socket_fail(cltcp__socket *s, int err) {
 }
 
 void cltcp__socket_uv_closed(uv_handle_t *uvh) {
-  cltcp__socket *s = uvh->data;
+  /* the tcp handle, or the timer (whose `data' is the socket) */
+  cltcp__socket *s = uvh->type == UV_TCP ? sock_of_tcp(uvh) : uvh->data;
   if (--s->h.pending_closes > 0)
     return;
   /* NOTIFY writes whose bytes never left were cancelled by the close:
@@ -129,16 +154,16 @@ void cltcp__socket_close_now(cltcp__socket *s, int status) {
   } else if (status != 0 && s->h.close_status == 0) {
     s->h.close_status = status;
   }
-  cltcp__undefer(&s->dfr);
-  cltcp__undefer(&s->fq);
-  if (s->conn != NULL && s->conn->dns != NULL) {
-    cltcp__dns_abort(s->conn->dns);
-    s->conn->dns = NULL;
+  s->dfr_queued = false; /* the queued items are skipped */
+  s->fq_queued = false;
+  if (sock_conn(s) != NULL && sock_conn(s)->dns != NULL) {
+    cltcp__dns_abort(sock_conn(s)->dns);
+    sock_conn(s)->dns = NULL;
   }
   s->h.pending_closes = 0;
-  if (s->tmo != NULL) {
+  if (sock_tmo(s) != NULL) {
     s->h.pending_closes++;
-    uv_close((uv_handle_t *)&s->tmo->timer, cltcp__socket_uv_closed);
+    uv_close((uv_handle_t *)&sock_tmo(s)->timer, cltcp__socket_uv_closed);
   }
   /* Between two connect attempts the tcp handle is already closing; its
    * close callback (reopen_cb) counts itself. */
@@ -154,7 +179,7 @@ void cltcp__socket_close_flush(cltcp__socket *s) {
   if (s->state == ST_NEW ||
       (s->state == ST_CONNECTED && sock_queued(s) == 0 &&
        sock_idle_writer(s)) ||
-      (s->state != ST_CONNECTED && s->wq_len == 0)) {
+      (s->state != ST_CONNECTED && sock_collected(s) == 0)) {
     cltcp__socket_close_now(s, s->h.close_status);
     return;
   }
@@ -166,15 +191,15 @@ void cltcp__socket_close_flush(cltcp__socket *s) {
 
 static void socket_timer_cb(uv_timer_t *timer) {
   cltcp__socket *s = timer->data;
-  cltcp__sock_timeouts *t = s->tmo;
+  cltcp__sock_timeouts *t = sock_tmo(s);
   uint64_t n = sock_now_floor();
   size_t q;
   t->timer_due = 0;
   if (s->uv_closed)
     return;
   if ((s->state == ST_RESOLVING || s->state == ST_CONNECTING) &&
-      t->connect_to != 0 && s->conn != NULL &&
-      n >= s->conn->start + t->connect_to) {
+      t->connect_to != 0 && sock_conn(s) != NULL &&
+      n >= sock_conn(s)->start + t->connect_to) {
     cltcp__socket_fail(s, UV_ETIMEDOUT);
     return;
   }
@@ -203,13 +228,13 @@ static void socket_timer_cb(uv_timer_t *timer) {
  * costs no timer operation per read.  A socket without timeouts has no
  * timer. */
 void cltcp__socket_arm_timer(cltcp__socket *s) {
-  cltcp__sock_timeouts *t = s->tmo;
+  cltcp__sock_timeouts *t = sock_tmo(s);
   uint64_t due = 0, d, n;
   if (s->uv_closed || t == NULL)
     return;
   if ((s->state == ST_RESOLVING || s->state == ST_CONNECTING) &&
-      t->connect_to != 0 && s->conn != NULL)
-    due = s->conn->start + t->connect_to;
+      t->connect_to != 0 && sock_conn(s) != NULL)
+    due = sock_conn(s)->start + t->connect_to;
   if (s->state == ST_CONNECTED) {
     if (t->read_to != 0 && s->read_enabled && !s->eof && !s->h.closing) {
       d = t->last_read + t->read_to;
@@ -235,16 +260,16 @@ void cltcp__socket_arm_timer(cltcp__socket *s) {
    * precise clock itself (and re-arms if it is not reached); the loop time
    * the wait counts from is made fresh first.  That time never runs ahead
    * of the precise clock, so the wait is never shorter than what is left. */
-  uv_update_time(&s->h.loop->uv);
-  n = uv_now(&s->h.loop->uv);
+  uv_update_time(&cltcp__handle_loop(&s->h)->uv);
+  n = uv_now(&cltcp__handle_loop(&s->h)->uv);
   uv_timer_start(&t->timer, socket_timer_cb, due > n ? due - n : 1, 0);
   t->timer_due = due;
 }
 
 void cltcp__socket_rearm_timer(cltcp__socket *s) {
-  if (s->tmo != NULL && s->tmo->timer_due) {
-    uv_timer_stop(&s->tmo->timer);
-    s->tmo->timer_due = 0;
+  if (sock_tmo(s) != NULL && sock_tmo(s)->timer_due) {
+    uv_timer_stop(&sock_tmo(s)->timer);
+    sock_tmo(s)->timer_due = 0;
   }
   cltcp__socket_arm_timer(s);
 }
@@ -260,7 +285,7 @@ static void socket_teardown(cltcp__handle *h) {
 static void socket_recover(cltcp__handle *h) {
   cltcp__socket *s = (cltcp__socket *)h;
   void **w = s->tcp.io_watcher.pending_queue;
-  void **head = s->h.loop->uv.pending_queue;
+  void **head = cltcp__handle_loop(&s->h)->uv.pending_queue;
   void **q;
   if (w[0] == (void *)w)
     return; /* not pending */
@@ -271,6 +296,16 @@ static void socket_recover(cltcp__handle *h) {
    * include that dead frame's list head.  Closing the handle unlinks it,
    * so make it a list of its own first.  (The loop only tears down now.) */
   w[0] = w[1] = (void *)w;
+}
+
+/* The tcp handle, and the timer once the socket has timeouts. */
+static unsigned socket_uv_handles(cltcp__handle *h, uv_handle_t *out[]) {
+  cltcp__socket *s = (cltcp__socket *)h;
+  out[0] = (uv_handle_t *)&s->tcp;
+  if (sock_tmo(s) == NULL)
+    return 1;
+  out[1] = (uv_handle_t *)&sock_tmo(s)->timer;
+  return 2;
 }
 
 /* cltcp_loop_handles(): the socket's CLTCP_STATE_* (handle.c puts
@@ -325,19 +360,19 @@ int cltcp_socket_set_timeouts(cltcp_id id, double read_seconds,
   {
     uint64_t r = cltcp__seconds_to_ms(read_seconds);
     uint64_t w = cltcp__seconds_to_ms(write_seconds);
-    if (s->tmo == NULL && r == 0 && w == 0)
+    if (sock_tmo(s) == NULL && r == 0 && w == 0)
       return 0; /* none set, none asked: nothing to make */
     rc = cltcp__socket_timeouts(s);
     if (rc != 0)
       return rc;
-    s->tmo->read_to = r;
-    s->tmo->write_to = w;
+    sock_tmo(s)->read_to = r;
+    sock_tmo(s)->write_to = w;
   }
   /* A new timeout counts from now, not from an old activity. */
   if (s->state == ST_CONNECTED) {
     uint64_t n = sock_now();
-    s->tmo->last_read = n;
-    s->tmo->last_write = n;
+    sock_tmo(s)->last_read = n;
+    sock_tmo(s)->last_write = n;
   }
   cltcp__socket_rearm_timer(s);
   return 0;
@@ -350,12 +385,12 @@ int cltcp_socket_set_connect_timeout(cltcp_id id, double seconds) {
     return rc;
   {
     uint64_t c = cltcp__seconds_to_ms(seconds);
-    if (s->tmo == NULL && c == 0)
+    if (sock_tmo(s) == NULL && c == 0)
       return 0;
     rc = cltcp__socket_timeouts(s);
     if (rc != 0)
       return rc;
-    s->tmo->connect_to = c;
+    sock_tmo(s)->connect_to = c;
   }
   cltcp__socket_rearm_timer(s);
   return 0;
@@ -377,7 +412,8 @@ void cltcp__socket_apply_options(cltcp__socket *s) {
   if (s->nodelay)
     uv_tcp_nodelay(&s->tcp, 1);
   if (s->keepalive)
-    uv_tcp_keepalive(&s->tcp, 1, s->keepalive_delay);
+    uv_tcp_keepalive(&s->tcp, 1,
+                     sock_x(s) != NULL ? sock_x(s)->keepalive_delay : 1);
 }
 
 int cltcp_socket_nodelay(cltcp_id id, int enable) {
@@ -396,8 +432,15 @@ int cltcp_socket_keepalive(cltcp_id id, int enable, unsigned delay) {
     return rc;
   if (enable && delay == 0)
     delay = 1;
+  /* The delay is kept only for a socket that is not connected yet:
+   * cltcp__socket_apply_options() applies it at the connection. */
+  if (enable && s->state != ST_CONNECTED) {
+    rc = cltcp__socket_more(s);
+    if (rc != 0)
+      return rc;
+    sock_x(s)->keepalive_delay = delay;
+  }
   s->keepalive = enable != 0;
-  s->keepalive_delay = delay;
   return uv_tcp_keepalive(&s->tcp, enable != 0, delay);
 }
 

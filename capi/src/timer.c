@@ -36,8 +36,8 @@ static void timer_arm(cltcp__timer *t, uint64_t now_ns, uint64_t min_ms) {
   uint64_t due_ms = (t->due_ns + 999999) / 1000000;
   uint64_t loop_ms, ms;
   (void)now_ns;
-  uv_update_time(&t->h.loop->uv);
-  loop_ms = uv_now(&t->h.loop->uv);
+  uv_update_time(&cltcp__handle_loop(&t->h)->uv);
+  loop_ms = uv_now(&cltcp__handle_loop(&t->h)->uv);
   ms = due_ms > loop_ms ? due_ms - loop_ms : 0;
   uv_timer_start(&t->timer, timer_fired, ms < min_ms ? min_ms : ms, 0);
 }
@@ -57,7 +57,13 @@ static void timer_teardown(cltcp__handle *h) {
   timer_close((cltcp__timer *)h, UV_ECANCELED);
 }
 
-static const cltcp__handle_kind timer_kind = {timer_teardown, NULL, NULL, NULL};
+static unsigned timer_uv_handles(cltcp__handle *h, uv_handle_t *out[]) {
+  out[0] = (uv_handle_t *)&((cltcp__timer *)h)->timer;
+  return 1;
+}
+
+static const cltcp__handle_kind timer_kind = {timer_teardown, NULL, NULL, NULL,
+                                              timer_uv_handles};
 
 static void timer_fired(uv_timer_t *uvt) {
   cltcp__timer *t = uvt->data;
@@ -97,7 +103,6 @@ int cltcp_timer_start(cltcp_id *out, cltcp_id loop_id, double seconds,
     return rc;
   uv_timer_init(&loop->uv, &t->timer);
   t->timer.data = t;
-  t->h.uvh[0] = (uv_handle_t *)&t->timer;
   /* A positive repeat of less than a nanosecond still repeats. */
   t->repeat_ns = seconds_to_ns(repeat_seconds);
   if (t->repeat_ns == 0 && cltcp__sanitize_seconds(repeat_seconds) > 0)

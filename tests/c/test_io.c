@@ -299,6 +299,46 @@ START_TEST(queued_and_drain_mark) {
 }
 END_TEST
 
+/* A mark too large for the socket's own 32-bit field is kept whole (in the
+ * socket's rarely used part): cut to its low 32 bits, this one would be
+ * 1 MiB and the queue below would cross it. */
+START_TEST(drain_mark_of_4_gib_or_more) {
+#if SIZE_MAX > UINT32_MAX
+  pair p;
+  const size_t len = 16 * MiB, small = 1 * MiB;
+  const size_t big = ((size_t)1 << 32) + small;
+  uint8_t *data = payload(12, len);
+  reader r = {0};
+  pair_open(&p, 0, 0, 16 * 1024);
+  ck_assert_int_eq(cltcp_socket_set_drain_mark(p.c, big), 0);
+  ck_assert_int_eq(cltcp_socket_write(p.c, data, len, 0), 0);
+  ck_assert_uint_gt(queued(p.c), small);
+  r.fd = p.fd;
+  r.seed = 12;
+  r.want = len;
+  pump_until(p.loop, pred_reader, &r, 30);
+  ck_assert_uint_eq(r.bad, 0);
+  ck_assert_uint_eq(queued(p.c), 0);
+  run_for(p.loop, 0.05);
+  ck_assert_uint_eq(rec_count_ev(p.c, CLTCP_EV_DRAIN), 0);
+  /* The same queue against the small mark: one DRAIN (the set-up can give
+   * one), also after the large mark was in the part. */
+  ck_assert_int_eq(cltcp_socket_set_drain_mark(p.c, small), 0);
+  ck_assert_int_eq(cltcp_socket_write(p.c, data, len, 0), 0);
+  free(data);
+  ck_assert_uint_gt(queued(p.c), small);
+  r.want += len;
+  r.seed = 0;
+  r.bad = 1; /* contents checked above */
+  pump_until(p.loop, pred_reader, &r, 30);
+  wait_ev(p.loop, p.c, CLTCP_EV_DRAIN, 1, 5);
+  ck_assert_uint_eq(rec_count_ev(p.c, CLTCP_EV_DRAIN), 1);
+  ck_assert_uint_le(rec_find(p.c, CLTCP_EV_DRAIN, 0)->len, small);
+  pair_finish(&p);
+#endif
+}
+END_TEST
+
 /* ---- EOF ----------------------------------------------------------------- */
 
 START_TEST(peer_eof) {
@@ -1105,6 +1145,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, flushed_empty_write);
   tcase_add_test(tc, set_cb_mid_stream);
   tcase_add_test(tc, queued_and_drain_mark);
+  tcase_add_test(tc, drain_mark_of_4_gib_or_more);
   tcase_add_test(tc, peer_eof);
   tcase_add_test(tc, write_in_eof_then_graceful_close);
   tcase_add_test(tc, peer_reset_client);

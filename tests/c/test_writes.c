@@ -112,6 +112,53 @@ START_TEST(five_writes_in_a_turn_one_send) {
 }
 END_TEST
 
+/* Writes of one turn that outgrow the small first buffer (256 bytes) and
+ * then the 2 KiB one: the bytes move along, in order, and still leave in
+ * one send.  The first round leaves a 2 KiB spare, which the second moves
+ * into (leaving a small spare), and the third starts in that. */
+static uint8_t g_grow[2200];
+static const size_t g_grow_cut[3][3] = {
+    {200, 100, 1000}, {200, 100, 1900}, {200, 100, 1900}};
+static int g_round;
+
+static void grow_on_data(const ev *e) {
+  size_t i, off = 0;
+  if (e->id != g_sock || e->event != CLTCP_EV_DATA)
+    return;
+  g_sends_before = sends(g_sock);
+  for (i = 0; i < 3; i++) {
+    size_t n = g_grow_cut[g_round][i];
+    ck_assert_int_eq(cltcp_socket_write(g_sock, g_grow + off, n, 0), 0);
+    off += n;
+  }
+}
+
+START_TEST(writes_outgrowing_the_first_buffers_in_a_turn) {
+  pair p;
+  uint8_t buf[4096];
+  size_t got, total;
+  want w;
+  pair_open(&p, 0);
+  g_sock = p.c;
+  rec_hook = grow_on_data;
+  for (g_round = 0; g_round < 3; g_round++) {
+    /* other bytes each round: a buffer reused must not pass for right */
+    pattern_fill(g_grow, 21 + (uint32_t)g_round, 0, sizeof g_grow);
+    total = g_grow_cut[g_round][0] + g_grow_cut[g_round][1] +
+            g_grow_cut[g_round][2];
+    ck_assert_int_eq(write(p.fd, "x", 1), 1);
+    w = (want){p.c, CLTCP_EV_DATA, g_round + 1};
+    run_until(p.loop, pred_events, &w, 5);
+    ck_assert_uint_eq(sends(p.c), g_sends_before + 1);
+    ck_assert_uint_eq(queued(p.c), 0);
+    got = drain_now(p.fd, buf, sizeof buf);
+    ck_assert_uint_eq(got, total);
+    ck_assert_mem_eq(buf, g_grow, got);
+  }
+  pair_finish(&p);
+}
+END_TEST
+
 START_TEST(writes_outside_a_turn_leave_in_the_next) {
   /* Writes before the loop runs are collected (nothing sent yet, all of it
    * queued) and leave together during the next turn, which does not block
@@ -444,6 +491,7 @@ static Suite *suite(void) {
   TCase *tc = tcase_create("writes");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, five_writes_in_a_turn_one_send);
+  tcase_add_test(tc, writes_outgrowing_the_first_buffers_in_a_turn);
   tcase_add_test(tc, writes_outside_a_turn_leave_in_the_next);
   tcase_add_test(tc, writes_from_a_timer_leave_in_that_turn);
   tcase_add_test(tc, write_now_is_immediate);
