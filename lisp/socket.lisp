@@ -507,7 +507,10 @@ SOCKET-CLOSED.  Whether the peer closed is SOCKET-PEER-CLOSED-P.  Signals a
 TYPE-ERROR naming the argument for a BUFFER that is not such a vector or for
 START / END that are not bounding indices of it."
   (check-argument buffer octets)
-  (let* ((socket (%socket-of socket))
+  ;; Bound again so that the declarations are bound ones (ECL warns about a
+  ;; free type declaration for a variable of an enclosing form).
+  (let* ((buffer buffer)
+         (socket (%socket-of socket))
          (length (length buffer))
          (end (or end length))
          (leftover (%sock-leftover socket)))
@@ -517,7 +520,8 @@ START / END that are not bounding indices of it."
       (%argument-error :end end `(or null (integer 0 ,length))))
     (unless (and (typep start 'fixnum) (<= 0 start end))
       (%argument-error :start start `(integer 0 ,end)))
-    (locally (declare (type fixnum start end))
+    (let ((start start) (end end))
+      (declare (type fixnum start end))
       (cond ((= start end) 0)
             (leftover
              (let* ((from (%sock-leftover-start socket))
