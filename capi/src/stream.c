@@ -88,8 +88,11 @@ static int writer_get(cltcp__sock_writer **out, cltcp__socket *s) {
     cltcp__loop *loop = cltcp__handle_loop(&s->h);
     cltcp__sock_writer *w;
     if (loop->nwriter_spare > 0) {
+      /* writer_release() put it away empty: no buffer, no mark, nothing
+       * in flight; only its counts start again (not a memset of the
+       * whole part, uv_write_t included, on every response). */
       w = loop->writer_spare[--loop->nwriter_spare];
-      memset(w, 0, sizeof(*w));
+      w->written = w->sent = 0;
     } else {
       w = calloc(1, sizeof(*w));
       if (w == NULL)
@@ -417,7 +420,12 @@ static void writer_release(cltcp__socket *s) {
   loop = cltcp__handle_loop(&s->h);
   wbuf_release(loop, &w->wf, &w->wf_cap);
   wbuf_release(loop, &w->wq, &w->wq_cap);
-  free(w->marks);
+  if (w->marks != NULL) {
+    free(w->marks);
+    w->marks = NULL;
+    w->marks_cap = w->marks_head = 0;
+  }
+  w->wf_off = w->wf_chunk = 0;
   if (loop->nwriter_spare < CLTCP__WRITER_SPARES)
     loop->writer_spare[loop->nwriter_spare++] = w;
   else
