@@ -39,15 +39,19 @@
           (funcall (%fn event-cb) (make-event-condition status socket)))))
     (return-from %socket-event nil))
   ;; After close-socket the application hears nothing more of this socket.
-  (when (%sock-closed-p socket)
-    (return-from %socket-event nil))
+  ;; The flags are read once for the closed bit and a DATA event's keep bit.
+  (let ((flags (%sock-flags socket)))
+    (declare (type fixnum flags))
+    (when (logtest +flag-closed+ flags)
+      (return-from %socket-event nil))
+    (when (= event cltcp:+ev-data+)
+      (let ((read-cb (%sock-read-cb socket)))
+        (when read-cb
+          (if (logtest +flag-keep+ flags)
+              (funcall (%fn read-cb) socket (%sock-stream socket))
+              (funcall (%fn read-cb) socket (copy-foreign-octets data len)))))
+      (return-from %socket-event nil)))
   (case event
-    (#.cltcp:+ev-data+
-     (let ((read-cb (%sock-read-cb socket)))
-       (when read-cb
-         (if (%sock-keep-p socket)
-             (funcall (%fn read-cb) socket (%sock-stream socket))
-             (funcall (%fn read-cb) socket (copy-foreign-octets data len))))))
     (#.cltcp:+ev-flushed+
      (let ((write-cb (%sock-write-cb socket)))
        (when write-cb (funcall (%fn write-cb) socket))))
@@ -220,7 +224,13 @@ sends DATA once connected.  Behaves like TCP-CONNECT and signals a style-warning
 (defun %check-writable (socket)
   "Signal SOCKET-CLOSED unless SOCKET can still be written to (its loop gone
 included: lisp/checks.lisp)."
-  (when (or (%sock-closed-p socket) (%sock-draining-p socket) (%loop-gone-p socket))
+  ;; One read of the flags for both bits, and the socket's own accessor of
+  ;; the loop (%LOOP-GONE-P's is shared by every kind of handle, so its
+  ;; dispatch is the slower many-class kind): this runs on every write.
+  (when (or (logtest (logior +flag-closed+ +flag-draining+)
+                     (the fixnum (%sock-flags socket)))
+            (let ((base (%sock-base socket)))
+              (or (null base) (event-base-closing base))))
     (%signal-closed socket)))
 
 (defun %send-octets (socket octets start end)

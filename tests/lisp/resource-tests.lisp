@@ -141,6 +141,7 @@ served, and the error was reported once, not once per waiting client."
                  (setf old
                        (as:tcp-connect "127.0.0.1" port
                                        (lambda (socket data)
+                                         (declare (ignore socket))
                                          (push (text data) echoed)
                                          (cond ((equal (text data) "one!")
                                                 (exhaust))
