@@ -19,11 +19,16 @@
 #define MAX_CHUNK ((size_t)1 << 30)
 #endif
 
-/* A write at least this large, made while nothing is collected for the end
- * of the turn, is handed to the kernel at once: coalescing exists to save
- * the system calls of small writes, and for a large one it would only add a
- * copy of every byte (bulk transfers: an echo writes each read chunk). */
-#define COALESCE_MAX ((size_t)32 * 1024)
+/* A write larger than this, made while nothing is collected for the end of
+ * the turn, is handed to the kernel at once; smaller ones are collected and
+ * leave together at the end of the turn.  Collecting costs a copy of every
+ * byte, and saves a system call and the kernel's work per send, which for
+ * TCP is far from all per byte: a stream echo writing 64 KiB pieces (four
+ * per 256 KiB read) used a fifth less CPU per GiB when its pieces left as
+ * one send, the copy included (bench/ab-echo, issue 12).  Above 64 KiB --
+ * the read chunks of a drain-mode echo, up to 256 KiB -- the copy is no
+ * longer repaid: such a write goes straight from the caller's buffer. */
+#define COALESCE_MAX ((size_t)64 * 1024)
 
 static void emit_flushed(cltcp__socket *s);
 static void writer_release(cltcp__socket *s);
@@ -683,7 +688,7 @@ static int socket_write(cltcp__socket *s, const uint8_t *data, size_t len,
       return rc;
   }
   q = sock_queued(s);
-  if (len >= COALESCE_MAX && sock_collected(s) == 0)
+  if (len > COALESCE_MAX && sock_collected(s) == 0)
     flags |= CLTCP_WRITE_NOW;
   if (len > 0) {
     if ((flags & CLTCP_WRITE_NOW) && s->state == ST_CONNECTED && q == 0 &&

@@ -251,11 +251,11 @@ START_TEST(write_now_is_immediate) {
 END_TEST
 
 START_TEST(large_write_goes_at_once) {
-  /* A write of 32 KiB or more with nothing collected is not copied for the
-   * end of the turn: it goes to the kernel during the call (one send), and
-   * a small write after it is collected again. */
+  /* A write of more than 64 KiB with nothing collected is not copied for
+   * the end of the turn: it goes to the kernel during the call (one send),
+   * and a small write after it is collected again. */
   pair p;
-  const size_t len = 64 * 1024;
+  const size_t len = 64 * 1024 + 1;
   uint8_t *data = malloc(len), *buf = malloc(len + 16);
   uint64_t s0;
   size_t got;
@@ -270,6 +270,44 @@ START_TEST(large_write_goes_at_once) {
   ck_assert_int_eq(cltcp_socket_write(p.c, (const uint8_t *)"tail", 4, 0), 0);
   ck_assert_uint_eq(sends(p.c), s0 + 1);
   ck_assert_int_eq(cltcp_loop_run(&alive, p.loop, CLTCP_RUN_NOWAIT), 0);
+  got = 0;
+  {
+    double deadline = now_s() + 10;
+    while (got < len + 4 && now_s() < deadline) {
+      long n = raw_read(p.fd, buf + got, len + 16 - got, NULL);
+      if (n > 0) got += (size_t)n;
+      else cltcp_loop_run(&alive, p.loop, CLTCP_RUN_NOWAIT);
+    }
+  }
+  ck_assert_uint_eq(got, len + 4);
+  ck_assert_mem_eq(buf, data, len);
+  ck_assert_mem_eq(buf + len, "tail", 4);
+  free(data);
+  free(buf);
+  pair_finish(&p);
+}
+END_TEST
+
+START_TEST(write_of_64k_is_collected) {
+  /* A write of 64 KiB is still collected: nothing is sent during the call,
+   * the turn's writes leave together at its end, whole and in order. */
+  pair p;
+  const size_t len = 64 * 1024;
+  uint8_t *data = malloc(len), *buf = malloc(len + 16);
+  uint64_t s0;
+  size_t got;
+  int alive = 0;
+  ck_assert_ptr_nonnull(data);
+  ck_assert_ptr_nonnull(buf);
+  pattern_fill(data, 17, 0, len);
+  pair_open(&p, 0);
+  s0 = sends(p.c);
+  ck_assert_int_eq(cltcp_socket_write(p.c, data, len, 0), 0);
+  ck_assert_uint_eq(sends(p.c), s0);
+  ck_assert_int_eq(cltcp_socket_write(p.c, (const uint8_t *)"tail", 4, 0), 0);
+  ck_assert_uint_eq(sends(p.c), s0);
+  ck_assert_int_eq(cltcp_loop_run(&alive, p.loop, CLTCP_RUN_NOWAIT), 0);
+  ck_assert_uint_gt(sends(p.c), s0);
   got = 0;
   {
     double deadline = now_s() + 10;
@@ -496,6 +534,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, writes_from_a_timer_leave_in_that_turn);
   tcase_add_test(tc, write_now_is_immediate);
   tcase_add_test(tc, large_write_goes_at_once);
+  tcase_add_test(tc, write_of_64k_is_collected);
   tcase_add_test(tc, close_now_sends_the_turns_writes);
   tcase_add_test(tc, flushed_follows_its_own_bytes);
   tcase_add_test(tc, zero_byte_notify_waits_for_what_came_before);
