@@ -573,9 +573,10 @@ enum {
  * does not take is queued and drains as the socket becomes writable), at
  * the end of that turn -- after the poll phase's callbacks, before the loop
  * waits again, so coalescing adds no latency beyond the turn.  A write of
- * 32 KiB or more made while nothing is collected goes to the kernel at once
- * (coalescing saves the system calls of small writes; for a large one it
- * would only copy it); later writes of the turn are collected again.  A write made
+ * more than 64 KiB made while nothing is collected goes to the kernel at
+ * once, straight from `data' (collecting saves a send per write, and the
+ * kernel's work per send; above 64 KiB that no longer repays the copy);
+ * later writes of the turn are collected again.  A write made
  * outside a turn (before cltcp_loop_run) leaves during the next turn, which
  * then does not block before sending it.  With CLTCP_WRITE_NOW the bytes,
  * and any collected earlier in the turn, are handed to the kernel during
