@@ -88,3 +88,47 @@ deferred, but allowing WITH-APPLICATION-INTERRUPTS in the callbacks it runs."
            (optimize (speed 3) (safety 0)))
   (let ((vector (make-array count :element-type '(unsigned-byte 8))))
     (copy-foreign-into-octets pointer vector 0 count)))
+
+;;; ---- the runtime's own signals ----
+;;;
+;;; SIGNAL-HANDLER installs libuv's handler process-wide (lisp/signals.lisp),
+;;; in place of whatever the signal had.  Some signals are the Lisp runtime's
+;;; own machinery: taking one away would hang or crash the process at its
+;;; next garbage collection or thread interrupt.  (The fault signals --
+;;; SIGSEGV, SIGBUS, SIGILL, SIGFPE -- are every runtime's, and libcltcp
+;;; refuses them too: a handler that only notes one returns to the faulting
+;;; instruction.)  Read off the running implementations with /proc's
+;;; SigCgt and their sources: SBCL stops threads for GC with SIGUSR2,
+;;; interrupts them (INTERRUPT-THREAD) with SIGURG, and traps with SIGTRAP;
+;;; ECL's collector (Boehm's) suspends and resumes threads with SIGPWR and
+;;; SIGXCPU, and MP:INTERRUPT-PROCESS uses SIGRTMIN+2; CCL interrupts
+;;; processes with SIGPWR and suspends and kills threads with SIGRTMIN+6 and
+;;; +7 (its lisp-kernel/os-linux.h; not run here).
+
+#+(and linux (or ccl ecl))
+(defun %sigrtmin ()
+  #+ecl ext:+sigrtmin+
+  #-ecl (cffi:foreign-funcall "__libc_current_sigrtmin" :int))
+
+(defun %runtime-signal-use (signo)
+  "What the Lisp runtime (or the kernel, for a fault) uses the signal SIGNO for,
+as a phrase, when a handler of this library must not take it; else NIL."
+  (declare (type integer signo))
+  (cond ((member signo (list 11 4 8 #+linux 7 #-linux 10)) ; SEGV ILL FPE BUS
+         "the kernel sends it for a fault of the running instruction, which the Lisp runtime handles itself")
+        #+sbcl
+        ((= signo sb-unix:sigusr2) "SBCL stops threads with it for the garbage collector")
+        #+sbcl
+        ((= signo sb-unix:sigurg) "SBCL interrupts threads with it (INTERRUPT-THREAD, timeouts)")
+        #+sbcl
+        ((= signo sb-unix:sigtrap) "SBCL's error traps and breakpoints raise it")
+        #+(and ecl linux)
+        ((member signo '(30 24)) "ECL's garbage collector suspends and resumes threads with it")
+        #+(and ecl linux)
+        ((= signo (+ (%sigrtmin) 2)) "ECL interrupts threads with it (MP:INTERRUPT-PROCESS)")
+        #+(and ccl linux)
+        ((= signo 30) "CCL interrupts processes with it (PROCESS-INTERRUPT)")
+        #+(and ccl linux)
+        ((member signo (list (+ (%sigrtmin) 6) (+ (%sigrtmin) 7)))
+         "CCL suspends and kills threads with it")
+        (t nil)))

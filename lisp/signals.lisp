@@ -93,9 +93,22 @@ REF / UNREF; free it with FREE-SIGNAL-HANDLER (by signal number)."))
     ;; this was the last handle for the signal.
     (cltcp:signal-close (%handle-id watcher)))) ; RAW-STATUS: the loop may be closing it
 
+(defun %refuse-runtime-signal (signo)
+  "Signal an EVENT-ERROR (code EINVAL) when SIGNO is one the Lisp runtime needs
+for itself (see %RUNTIME-SIGNAL-USE in portability.lisp)."
+  (let ((use (%runtime-signal-use signo)))
+    (when use
+      (error 'event-error
+             :code *uv-einval*
+             :msg (format nil "signal-handler: signal ~D cannot be handled here: ~A; ~
+                               a handler in its place would hang or crash this Lisp."
+                          signo use)))))
+
 (defun %signal-handler (signo signal-cb event-cb)
   (check-type signo (integer 1 127))
   (check-type signal-cb (or function symbol))
+  ;; Before anything changes: an earlier handler for SIGNO is not freed.
+  (%refuse-runtime-signal signo)
   (let ((base (%current-base)))
     ;; One handler per signal and loop: replace an earlier one.
     (free-signal-handler signo)
@@ -121,9 +134,13 @@ CLEAR-SIGNAL-HANDLERS or the end of the loop put the previous disposition back
 exactly.  A live handler keeps the loop alive (free it, or UNREF it, to let the
 loop end).  A second SIGNAL-HANDLER for SIGNO in the same loop replaces the
 first; loops in other threads may handle the same signal too (each gets it).
-Signals the Lisp implementation uses itself must not be handled (SBCL: SIGUSR2
-stops threads for the garbage collector); SIGKILL and SIGSTOP cannot be, and
-give an EVENT-ERROR.  Returns the handler object (cl-async returned NIL), for
+Signals the Lisp implementation needs for itself are refused with an
+EVENT-ERROR (code EINVAL) that says what it uses them for: the fault signals
+SIGSEGV, SIGBUS, SIGILL and SIGFPE everywhere; on SBCL also SIGUSR2 (threads
+stop for the garbage collector), SIGURG (INTERRUPT-THREAD) and SIGTRAP; on ECL
+SIGPWR, SIGXCPU and SIGRTMIN+2; on CCL SIGPWR, SIGRTMIN+6 and +7.  SIGKILL and
+SIGSTOP cannot be handled, and give an EVENT-ERROR too.  Nothing changes when
+it is refused.  Returns the handler object (cl-async returned NIL), for
 REF and UNREF."
   (multiple-value-bind (event-cb keys) (%split-event-cb args)
     (when keys

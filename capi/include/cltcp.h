@@ -383,9 +383,11 @@ CLTCP_EXTERN int cltcp_timer_close(cltcp_id timer);
  * process with other threads that do not block it, one arriving in that
  * instant may meet SIG_DFL.  Do not change the signal's disposition
  * yourself while a handle watches it (it would be overwritten at close).
- * Returns 0, UV_EINVAL (cb NULL, signum not a signal number, or one that
- * cannot be caught: SIGKILL, SIGSTOP), UV_ENOMEM, CLTCP_ECLOSED or
- * CLTCP_EKIND. */
+ * Returns 0, UV_EINVAL (cb NULL, signum not a signal number, one that
+ * cannot be caught: SIGKILL, SIGSTOP, or one the kernel sends for a fault
+ * of the running instruction: SIGSEGV, SIGBUS, SIGILL, SIGFPE -- a handler
+ * that only notes it would return to the faulting instruction, and these
+ * are a Lisp runtime's own), UV_ENOMEM, CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_signal_start(cltcp_id *sig, cltcp_id loop, int signum,
                                     cltcp_cb cb, uintptr_t ctx);
 

@@ -116,12 +116,24 @@ static void signal_cb(uv_signal_t *uvs, int signum) {
 
 static void unused_closed(uv_handle_t *uvh) { free(uvh->data); }
 
+/* The signals the kernel sends for a fault of the instruction running
+ * (SIGSEGV, SIGBUS, SIGILL, SIGFPE): libuv's handler only notes the signal
+ * and returns, to the same instruction, which faults again -- the thread
+ * would spin there, and the loop never gets to the event.  Such a signal
+ * is the runtime's (a Lisp's garbage collector and error traps use them)
+ * or the process's end; it is not an event. */
+static bool fault_signal(int signum) {
+  return signum == SIGSEGV || signum == SIGBUS || signum == SIGILL ||
+         signum == SIGFPE;
+}
+
 int cltcp_signal_start(cltcp_id *out, cltcp_id loop_id, int signum,
                        cltcp_cb cb, uintptr_t ctx) {
   cltcp__loop *loop;
   cltcp__signal *s;
   int rc;
-  if (out == NULL || cb == NULL || signum <= 0 || signum >= NSIG)
+  if (out == NULL || cb == NULL || signum <= 0 || signum >= NSIG ||
+      fault_signal(signum))
     return UV_EINVAL;
   rc = cltcp__loop_lookup(&loop, loop_id);
   if (rc != 0)

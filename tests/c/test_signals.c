@@ -352,6 +352,18 @@ START_TEST(bad_arguments) {
                    UV_EINVAL);
   ck_assert_int_eq(cltcp_signal_start(&h, loop, SIGSTOP, rec_cb, 1),
                    UV_EINVAL);
+  {
+    /* Fault signals are refused, and their dispositions (the runner's or
+     * the sanitizers' own) stay as they were. */
+    static const int faults[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE};
+    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) {
+      struct sigaction before;
+      ck_assert_int_eq(sigaction(faults[i], NULL, &before), 0);
+      ck_assert_int_eq(cltcp_signal_start(&h, loop, faults[i], rec_cb, 1),
+                       UV_EINVAL);
+      assert_disposition(faults[i], &before);
+    }
+  }
   ck_assert_int_eq(cltcp_signal_start(&h, loop, SIGUSR1, NULL, 1), UV_EINVAL);
   ck_assert_int_eq(cltcp_signal_start(NULL, loop, SIGUSR1, rec_cb, 1),
                    UV_EINVAL);

@@ -132,6 +132,39 @@
     (done))
   (signals error (as:signal-handler as:+sigusr1+ (lambda (s) s))))
 
+;;; The signals the runtime needs are refused before anything changes: the
+;;; loop's handler for another signal lives on, and no object is registered.
+(test signal-handler-refuses-runtime-signals
+  (let ((refused (append (list as:+sigsegv+ as:+sigbus+ as:+sigill+ as:+sigfpe+)
+                         #+sbcl (list as:+sigusr2+ as:+sigurg+ as:+sigtrap+)
+                         #+(and ecl linux) (list 30 as:+sigxcpu+ (+ ext:+sigrtmin+ 2))))
+        (hits 0)
+        (sender nil))
+    (with-test-loop ()
+      (as:signal-handler as:+sigusr1+ (lambda (sig)
+                                        (declare (ignore sig))
+                                        (incf hits)
+                                        (as:clear-signal-handlers)
+                                        (done)))
+      (let ((registered (getf (as:stats) :data-registry-count)))
+        (dolist (signo refused)
+          (let ((e (handler-case (progn (as:signal-handler signo (lambda (s) s)) nil)
+                     (as:event-error (e) e))))
+            (is (typep e 'as:event-error) "signal ~D was not refused" signo)
+            (when e
+              (is (equal "EINVAL" (as:event-errname e)))
+              (is (search (format nil "signal ~D " signo) (princ-to-string e))))
+            (is (null (as:free-signal-handler signo)))))
+        (is (= registered (getf (as:stats) :data-registry-count))))
+      ;; The SIGUSR1 handler still works.
+      (setf sender (send-signals-later (list as:+sigusr1+))))
+    (bt:join-thread sender)
+    (is (= 1 hits))
+    ;; Signals nobody runtime-side uses are still handled (SIGUSR1 above;
+    ;; SIGTERM, which SBCL catches too, is a program's to take).
+    (is (null (as::%runtime-signal-use as:+sigterm+)))
+    (is (null (as::%runtime-signal-use as:+sigint+)))))
+
 ;;; SBCL only, because it checks SBCL's own SIGINT handling (C-c at the REPL
 ;;; raises SB-SYS:INTERACTIVE-INTERRUPT in the main thread), which a handler
 ;;; replaces while it lives and which freeing it must give back.  One test.
