@@ -102,8 +102,8 @@ Signals SOCKET-CLOSED on a closed server."
                                           :read-cb (%srv-read-cb server)
                                           :event-cb (%srv-event-cb server)
                                           :flags flags))))
-    ;; Only a server with a connect-cb gives its sockets extras.
-    (setf (%sock-connect-cb socket) (%srv-connect-cb server))
+    ;; The server's connect-cb is the server's: %ACCEPT calls it, the socket
+    ;; does not keep it (that would make extras for every connection).
     socket))
 
 (defun %accept (base server new-id)
@@ -123,7 +123,7 @@ at it, then run the server's connect-cb (reading starts after we return)."
       (with-status (socket)
         (cltcp:socket-set-read-mode new-id cltcp:+read-keep+))
       (%make-socket-stream socket))
-    (let ((connect-cb (%sock-connect-cb socket)))
+    (let ((connect-cb (%srv-connect-cb server)))
       (when connect-cb (funcall (%fn connect-cb) socket)))))
 
 (defun %server-event (base server id event status other)

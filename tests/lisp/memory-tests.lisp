@@ -55,6 +55,42 @@ rare is set; a write-cb then makes them, runs, and close forgets it."
     (is (functionp extras-after))
     (is (equal "ping" reply))))
 
+(test an-accepted-socket-of-a-server-with-connect-cb-holds-no-extras
+  "The server's connect-cb runs for each connection, but the accepted socket
+does not keep it: no extras, and STATS counts the function once, on the server."
+  (let ((extras-in-connect :unset) (extras-at-read :unset) (connects 0)
+        (base nil) (fns-with-server nil) (fns-with-socket nil) (reply nil))
+    (with-test-loop ()
+      (let* ((server nil))
+        (setf base (stat :fn-registry-count))
+        (setf server
+              (as:tcp-server "127.0.0.1" 0
+                             (lambda (s data)
+                               (setf extras-at-read (as::%sock-extras s)
+                                     fns-with-socket (- (stat :fn-registry-count) base))
+                               (as:write-socket-data s data))
+                             :event-cb #'ignore-event
+                             :connect-cb (lambda (s)
+                                           (incf connects)
+                                           (setf extras-in-connect (as::%sock-extras s)))))
+        (setf fns-with-server (- (stat :fn-registry-count) base))
+        (as:tcp-connect "127.0.0.1" (as:tcp-server-port server)
+                        (lambda (s data)
+                          (setf reply (text data))
+                          (as:close-socket s)
+                          (as:close-tcp-server server)
+                          (done))
+                        :event-cb #'ignore-event
+                        :data "ping")))
+    (is (= 1 connects))
+    (is (null extras-in-connect) "the accepted socket made extras: ~S" extras-in-connect)
+    (is (null extras-at-read) "the accepted socket made extras: ~S" extras-at-read)
+    ;; The server: read-cb, event-cb, connect-cb; then also the client and
+    ;; the accepted socket: a read-cb and an event-cb each.
+    (is (eql 3 fns-with-server))
+    (is (eql 7 fns-with-socket))
+    (is (equal "ping" reply))))
+
 (test flags-and-extras-survive-change-class
   "CHANGE-CLASS of a live socket keeps its packed flags (unref, closed) and
 its extras (write-cb)."
