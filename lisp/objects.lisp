@@ -94,8 +94,8 @@ one slot read and a LOGTEST, the cost of the slot read it replaces."
 
 ;;; What few sockets use lives in one structure, made the first time one of
 ;;; its fields is set to something else than its default, so that a socket
-;;; that uses none (an accepted connection of a server without a connect-cb,
-;;; the usual case) holds NIL there: 7 fields it would otherwise carry in
+;;; that uses none (an accepted connection, with or without its server's
+;;; connect-cb, the usual case) holds NIL there: 7 fields it would otherwise carry in
 ;;; every instance.  Reading one is a slot read and a NIL test while there is
 ;;; none (the write path reads the write-cb per write).
 (defstruct (socket-extras (:constructor %make-socket-extras ())
