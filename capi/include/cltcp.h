@@ -547,8 +547,10 @@ enum {
 };
 
 /* Switches the read mode.  Switching keep -> drain with bytes buffered
- * returns CLTCP_EMODE (read them first).  Returns 0, CLTCP_EMODE,
- * UV_EINVAL, CLTCP_ECLOSED or CLTCP_EKIND. */
+ * returns CLTCP_EMODE (read them first).  Keep mode holds no memory for
+ * the socket until a DATA callback leaves bytes unread; those wait in a
+ * buffer of the socket's, given back once they are all read.  Returns 0,
+ * CLTCP_EMODE, UV_EINVAL, CLTCP_ECLOSED or CLTCP_EKIND. */
 CLTCP_EXTERN int cltcp_socket_set_read_mode(cltcp_id sock, int mode);
 
 /* Keep mode: stores in *n the number of bytes in the input buffer.  Works in

@@ -178,6 +178,14 @@ typedef struct cltcp__loop {
    * calls alloc_cb and read_cb back to back for one stream at a time */
   uint8_t *readbuf;
   size_t readbuf_len;
+  /* Keep mode, while a DATA callback runs on bytes read into `readbuf':
+   * the socket, and the part of those bytes it has not read yet
+   * (cltcp_socket_read takes from here after the socket's own kept bytes).
+   * What is left when the callback returns is copied into the socket's keep
+   * buffer; a socket that reads everything never needs one (stream.c). */
+  void *kb_sock;
+  const uint8_t *kb_ptr;
+  size_t kb_len;
   /* Spare write buffers of CLTCP__WBUF_SIZE (stream.c): a socket whose
    * turn's writes all left gives its buffer back here, so an idle socket
    * holds no write buffer and a busy one does not call malloc() per turn. */

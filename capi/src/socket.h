@@ -29,7 +29,8 @@ enum {
  * costs no malloc()):
  *   timeouts   the timer and the clocks, from the first timeout set
  *   connecting the connect request and the addresses to try, until connected
- *   keep       the keep-mode input buffer, from cltcp_socket_set_read_mode()
+ *   keep       the keep-mode input buffer, from the first DATA callback
+ *              that leaves bytes unread, until they are all read
  *   writer     the turn's collected bytes, the uv_write in flight and its
  *              buffer, the byte counts, the FLUSHED marks: from the first
  *              write, given back when all has left */
@@ -53,13 +54,12 @@ typedef struct cltcp__sock_connecting {
 } cltcp__sock_connecting;
 
 typedef struct cltcp__sock_keep {
-  /* bytes [kstart, kend) of kbuf, then, during a DATA callback only, the
-   * `blen' bytes at `bptr' still unread in the loop's shared read buffer
-   * (see read_cb). */
+  /* bytes [kstart, kend) of kbuf.  Made only when a DATA callback left
+   * bytes unread, and given back once they are all read (stream.c); the
+   * unread rest of the loop's shared buffer during a DATA callback is the
+   * loop's (kb_ptr, kb_len). */
   uint8_t *kbuf;
   size_t kcap, kstart, kend;
-  const uint8_t *bptr;
-  size_t blen;
 } cltcp__sock_keep;
 
 typedef struct cltcp__sock_writer {
@@ -192,7 +192,9 @@ static inline size_t sock_marks(const cltcp__socket *s) {
 /* Bytes kept in keep mode (in kbuf, and unread in the shared buffer). */
 static inline size_t sock_kept(const cltcp__socket *s) {
   const cltcp__sock_keep *k = sock_keep(s);
-  return k != NULL ? k->kend - k->kstart + k->blen : 0;
+  const cltcp__loop *loop = cltcp__handle_loop(&s->h);
+  return (k != NULL ? k->kend - k->kstart : 0) +
+         (loop->kb_sock == (const void *)s ? loop->kb_len : 0);
 }
 
 /* The socket clocks (last_read, last_write, connect_start, deadlines) are

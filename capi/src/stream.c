@@ -154,27 +154,45 @@ void cltcp__socket_fail_later(cltcp__socket *s, int err) {
 
 /* ---- reading ----------------------------------------------------------- */
 
+/* Gives back the keep part (and the rare part, if nothing else needs it):
+ * nothing is kept any more. */
+static void keep_free(cltcp__socket *s) {
+  cltcp__sock_keep *k = sock_keep(s);
+  if (k == NULL)
+    return;
+  free(k->kbuf);
+  free(k);
+  sock_x(s)->keep = NULL;
+  cltcp__socket_more_trim(s);
+}
+
+/* Keeps `len' bytes a DATA callback left unread, after those kept already.
+ * Returns 0 or UV_ENOMEM. */
+static int keep_append(cltcp__socket *s, const uint8_t *data, size_t len) {
+  cltcp__sock_keep *k = sock_keep(s);
+  if (k == NULL) {
+    if (cltcp__socket_more(s) != 0)
+      return UV_ENOMEM;
+    k = calloc(1, sizeof(*k));
+    if (k == NULL)
+      return UV_ENOMEM;
+    sock_x(s)->keep = k;
+  }
+  return append(&k->kbuf, &k->kend, &k->kcap, data, len);
+}
+
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   cltcp__socket *s = sock_of_tcp(h);
   cltcp__sock_keep *k;
   (void)hint;
-  if (s->mode == CLTCP_READ_DRAIN) {
-    buf->base = (char *)cltcp__handle_loop(&s->h)->readbuf;
-    buf->len = cltcp__handle_loop(&s->h)->readbuf_len;
-    return;
-  }
-  k = sock_keep(s);
-  if (k->kstart == k->kend) {
-    /* Nothing kept: read into the loop's shared buffer.  A reader that
-     * takes everything during the DATA callback (the usual case) then costs
-     * no per-socket memory and one copy in all; only what it leaves is
-     * copied into kbuf.  An idle keep-mode socket holds no buffer. */
-    if (k->kbuf != NULL) {
-      free(k->kbuf);
-      k->kbuf = NULL;
-      k->kcap = 0;
-    }
-    k->kstart = k->kend = 0;
+  k = s->mode == CLTCP_READ_DRAIN ? NULL : sock_keep(s);
+  if (k == NULL || k->kstart == k->kend) {
+    /* Drain mode, or nothing kept: read into the loop's shared buffer.  A
+     * keep-mode reader that takes everything during the DATA callback (the
+     * usual case) then costs no per-socket memory and one copy in all; only
+     * what it leaves is copied into a keep buffer.  An idle keep-mode
+     * socket holds none. */
+    keep_free(s);
     buf->base = (char *)cltcp__handle_loop(&s->h)->readbuf;
     buf->len = cltcp__handle_loop(&s->h)->readbuf_len;
     return;
@@ -214,23 +232,30 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     if (s->mode == CLTCP_READ_DRAIN) {
       sock_emit(s, CLTCP_EV_DATA, 0, (const uint8_t *)buf->base, (size_t)nread);
     } else {
-      cltcp__sock_keep *k = sock_keep(s);
-      if ((uint8_t *)buf->base == cltcp__handle_loop(&s->h)->readbuf) {
-        k->bptr = (const uint8_t *)buf->base;
-        k->blen = (size_t)nread;
-        sock_emit(s, CLTCP_EV_DATA, 0, k->bptr, (size_t)nread);
+      cltcp__loop *loop = cltcp__handle_loop(&s->h);
+      if ((uint8_t *)buf->base == loop->readbuf) {
+        /* Lent to cltcp_socket_read() for the callback (saved and put back,
+         * should a callback ever run inside another). */
+        void *prev_sock = loop->kb_sock;
+        const uint8_t *prev_ptr = loop->kb_ptr, *rest;
+        size_t prev_len = loop->kb_len, left;
+        loop->kb_sock = s;
+        loop->kb_ptr = (const uint8_t *)buf->base;
+        loop->kb_len = (size_t)nread;
+        sock_emit(s, CLTCP_EV_DATA, 0, loop->kb_ptr, (size_t)nread);
+        rest = loop->kb_ptr;
+        left = loop->kb_len;
+        loop->kb_sock = prev_sock;
+        loop->kb_ptr = prev_ptr;
+        loop->kb_len = prev_len;
         /* Keep what the callback did not read (also when it closed the
          * socket: the bytes stay readable until CLOSE). */
-        if (k->blen > 0 &&
-            append(&k->kbuf, &k->kend, &k->kcap, k->bptr, k->blen) != 0) {
-          k->bptr = NULL;
-          k->blen = 0;
+        if (left > 0 && keep_append(s, rest, left) != 0) {
           cltcp__socket_fail(s, UV_ENOMEM);
           return;
         }
-        k->bptr = NULL;
-        k->blen = 0;
       } else {
+        cltcp__sock_keep *k = sock_keep(s); /* alloc_cb gave its kbuf */
         k->kend += (size_t)nread;
         sock_emit(s, CLTCP_EV_DATA, 0, k->kbuf + k->kend - nread,
                   (size_t)nread);
@@ -581,18 +606,9 @@ int cltcp_socket_set_read_mode(cltcp_id id, int mode) {
     return rc;
   if (mode == CLTCP_READ_DRAIN && sock_kept(s) > 0)
     return CLTCP_EMODE;
-  if (mode == CLTCP_READ_KEEP && sock_keep(s) == NULL) {
-    rc = cltcp__socket_more(s);
-    if (rc != 0)
-      return rc;
-    sock_x(s)->keep = calloc(1, sizeof(*sock_x(s)->keep));
-    if (sock_x(s)->keep == NULL)
-      return UV_ENOMEM;
-  } else if (mode == CLTCP_READ_DRAIN && sock_keep(s) != NULL) {
-    free(sock_keep(s)->kbuf);
-    free(sock_keep(s));
-    sock_x(s)->keep = NULL;
-  }
+  /* Keep mode needs nothing until a DATA callback leaves bytes unread. */
+  if (mode == CLTCP_READ_DRAIN)
+    keep_free(s);
   s->mode = (uint8_t)mode;
   return 0;
 }
@@ -612,6 +628,7 @@ int cltcp_socket_buffered(size_t *n, cltcp_id id) {
 int cltcp_socket_read(size_t *n, cltcp_id id, uint8_t *dst, size_t max) {
   cltcp__socket *s;
   cltcp__sock_keep *k;
+  cltcp__loop *loop;
   size_t avail, done;
   int rc;
   if (n == NULL || (dst == NULL && max > 0))
@@ -620,13 +637,10 @@ int cltcp_socket_read(size_t *n, cltcp_id id, uint8_t *dst, size_t max) {
   if (rc != 0)
     return rc;
   k = sock_keep(s);
-  if (k == NULL) {
-    *n = 0; /* drain mode keeps nothing */
-    return 0;
-  }
-  /* Kept bytes come first: the shared buffer is only borrowed when none
-   * were kept (alloc_cb). */
-  avail = k->kend - k->kstart;
+  loop = cltcp__handle_loop(&s->h);
+  /* Kept bytes come first: the shared buffer is only lent when none were
+   * kept (alloc_cb).  Drain mode keeps nothing. */
+  avail = k != NULL ? k->kend - k->kstart : 0;
   if (avail > max)
     avail = max;
   if (avail > 0) {
@@ -636,11 +650,11 @@ int cltcp_socket_read(size_t *n, cltcp_id id, uint8_t *dst, size_t max) {
       k->kstart = k->kend = 0;
   }
   done = avail;
-  if (done < max && k->blen > 0) {
-    size_t take = k->blen < max - done ? k->blen : max - done;
-    memcpy(dst + done, k->bptr, take);
-    k->bptr += take;
-    k->blen -= take;
+  if (done < max && loop->kb_sock == (void *)s && loop->kb_len > 0) {
+    size_t take = loop->kb_len < max - done ? loop->kb_len : max - done;
+    memcpy(dst + done, loop->kb_ptr, take);
+    loop->kb_ptr += take;
+    loop->kb_len -= take;
     done += take;
   }
   *n = done;
