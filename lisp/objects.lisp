@@ -97,9 +97,13 @@ one slot read and a LOGTEST, the cost of the slot read it replaces."
 ;;; that uses none (an accepted connection, with or without its server's
 ;;; connect-cb, the usual case) holds NIL there: 7 fields it would otherwise carry in
 ;;; every instance.  Reading one is a slot read and a NIL test while there is
-;;; none (the write path reads the write-cb per write).
+;;; none (the write path reads the write-cb per write).  A :stream t socket
+;;; that uses nothing else holds its stream there alone, not in a structure
+;;; (64 bytes less per such connection); the structure is made, with the
+;;; stream moved into it, when another field is set.
 (defstruct (socket-extras (:constructor %make-socket-extras ())
-                          (:conc-name %extras-) (:copier nil) (:predicate nil))
+                          (:conc-name %extras-) (:copier nil)
+                          (:predicate %socket-extras-p))
   "A socket's rarely set fields (see %SOCK-EXTRAS)."
   (connect-cb nil)
   (write-cb nil)
@@ -117,8 +121,9 @@ one slot read and a LOGTEST, the cost of the slot read it replaces."
    (data :initarg :data :initform nil :accessor %sock-data :accessor socket-data)
    (read-cb :initarg :read-cb :initform nil :accessor %sock-read-cb)
    (event-cb :initarg :event-cb :initform nil :accessor %sock-event-cb)
-   ;; NIL or a SOCKET-EXTRAS: read through the accessors below
-   (extras :initform nil :type (or null socket-extras) :accessor %sock-extras))
+   ;; NIL, a SOCKET-EXTRAS, or the socket's stream alone: read through the
+   ;; accessors below
+   (extras :initform nil :accessor %sock-extras))
   (:documentation "A TCP connection (cl-async's socket class).  SOCKET-C is its C handle,
 SOCKET-DATA holds anything the application wants to keep with it.  A standard
 class: programs may subclass it and specialize CLOSE-SOCKET, REF, UNREF ... on
@@ -126,26 +131,41 @@ their class, or CHANGE-CLASS a live socket into a subclass of TCP-SOCKET."))
 
 (defmacro define-extra-accessor (name field default)
   "Define NAME and (SETF NAME), inline, as FIELD of a socket's SOCKET-EXTRAS,
-DEFAULT while it has none; storing DEFAULT then makes none."
+DEFAULT while it has none; storing DEFAULT then makes none.  A stream held
+alone moves into the structure when one is made."
   `(progn
      (declaim (inline ,name (setf ,name)))
      (defun ,name (socket)
        (let ((extras (%sock-extras socket)))
-         (if extras (,field (the socket-extras extras)) ,default)))
+         (if (%socket-extras-p extras) (,field extras) ,default)))
      (defun (setf ,name) (value socket)
        (let ((extras (%sock-extras socket)))
-         (cond (extras (setf (,field (the socket-extras extras)) value))
+         (cond ((%socket-extras-p extras) (setf (,field extras) value))
                ((eql value ,default))
                (t (let ((new (%make-socket-extras)))
-                    (setf (,field new) value
+                    ;; EXTRAS is NIL or the stream alone.
+                    (setf (%extras-stream new) extras
+                          (,field new) value
                           (%sock-extras socket) new)))))
        value)))
+
+(declaim (inline %sock-stream (setf %sock-stream)))
+(defun %sock-stream (socket)
+  "The async-io-stream of a :stream t socket (or NIL): in its extras, or there
+alone."
+  (let ((extras (%sock-extras socket)))
+    (if (%socket-extras-p extras) (%extras-stream extras) extras)))
+(defun (setf %sock-stream) (value socket)
+  (let ((extras (%sock-extras socket)))
+    (if (%socket-extras-p extras)
+        (setf (%extras-stream extras) value)
+        (setf (%sock-extras socket) value)))
+  value)
 
 (define-extra-accessor %sock-connect-cb %extras-connect-cb nil)
 (define-extra-accessor %sock-write-cb %extras-write-cb nil)
 (define-extra-accessor %sock-drain-cb %extras-drain-cb nil)
 (define-extra-accessor %sock-shutdown-cb %extras-shutdown-cb nil)
-(define-extra-accessor %sock-stream %extras-stream nil)
 (define-extra-accessor %sock-leftover %extras-leftover nil)
 (define-extra-accessor %sock-leftover-start %extras-leftover-start 0)
 

@@ -148,3 +148,39 @@ WRITE-BYTE makes it, and the byte arrives."
     (is (null before))
     (is (typep after '(simple-array (unsigned-byte 8) (4))))
     (is (equal '(33) reply))))
+
+(test a-stream-socket-holds-its-stream-alone-until-it-needs-extras
+  "An accepted :stream t socket holds its stream in place of the extras
+structure; setting a write-cb makes the structure, the stream moves into it,
+the write-cb runs and the stream still reads and writes."
+  (let ((alone :unset) (same-stream nil) (extras-after :unset) (stream-after :unset)
+        (write-cb-runs 0) (reply nil))
+    (with-test-loop ()
+      (let* ((server (as:tcp-server "127.0.0.1" 0
+                                    (lambda (s stream)
+                                      (let ((buffer (make-array 16 :element-type '(unsigned-byte 8))))
+                                        (setf alone (as::%sock-extras s)
+                                              same-stream (eq stream (as::%sock-stream s)))
+                                        (let ((n (read-sequence buffer stream)))
+                                          (as:write-socket-data
+                                           s (subseq buffer 0 n)
+                                           :write-cb (lambda (s)
+                                                       (incf write-cb-runs)
+                                                       (as:close-socket s)))
+                                          (setf extras-after (as::%sock-extras s)
+                                                stream-after (as::%sock-stream s)))))
+                                    :event-cb #'ignore-event :stream t)))
+        (as:tcp-connect "127.0.0.1" (as:tcp-server-port server)
+                        (lambda (s data)
+                          (setf reply (text data))
+                          (as:close-socket s)
+                          (as:close-tcp-server server)
+                          (done))
+                        :event-cb #'ignore-event
+                        :data "hello")))
+    (is (typep alone 'as:async-io-stream) "the extras slot held ~S" alone)
+    (is-true same-stream)
+    (is (typep extras-after 'as::socket-extras))
+    (is (eq alone stream-after))
+    (is (= 1 write-cb-runs))
+    (is (equal "hello" reply))))
