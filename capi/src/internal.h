@@ -392,6 +392,12 @@ CLTCP__HIDDEN int cltcp__socket_accept(cltcp__loop *loop, int fd, cltcp_cb cb,
                                        void (*announce)(void *arg, cltcp_id id),
                                        void *arg, bool *made);
 
+/* ---- stream.c: what loop.c uses of keep mode ----------------------------- */
+/* cltcp_loop_recover(): a keep-mode DATA callback that never returned left
+ * the shared read buffer lent; keeps its unread rest for the socket (until
+ * its CLOSE) and ends the loan. */
+CLTCP__HIDDEN void cltcp__keep_recover(cltcp__loop *loop);
+
 /* ---- dns.c ----------------------------------------------------------------
  * Internal lookups, used by connect.c for connecting by name.  The callback
  * is called exactly once, never from inside cltcp__dns_start(), unless

@@ -162,6 +162,9 @@ int cltcp_loop_recover(cltcp_id id) {
     loop->uv.watchers[loop->uv.nwatchers + 1] = NULL;
   }
 #endif
+  /* A keep-mode DATA callback left: what it had not read of the shared
+   * buffer is kept, and the buffer is no longer lent. */
+  cltcp__keep_recover(loop);
   /* Items of an abandoned batch go back to their queue, in order. */
   cltcp__defer_loop_recover(loop);
   cltcp__handles_recover(loop);

@@ -181,6 +181,20 @@ static int keep_append(cltcp__socket *s, const uint8_t *data, size_t len) {
   return append(&k->kbuf, &k->kend, &k->kcap, data, len);
 }
 
+void cltcp__keep_recover(cltcp__loop *loop) {
+  cltcp__socket *s = loop->kb_sock;
+  const uint8_t *rest = loop->kb_ptr;
+  size_t left = loop->kb_len;
+  loop->kb_sock = NULL;
+  loop->kb_ptr = NULL;
+  loop->kb_len = 0;
+  /* Readable until its CLOSE, as after a callback that returned.  Without
+   * memory for them they are dropped: the loop is being torn down, and no
+   * event may be delivered from here. */
+  if (s != NULL && left > 0)
+    (void)keep_append(s, rest, left);
+}
+
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   cltcp__socket *s = sock_of_tcp(h);
   cltcp__sock_keep *k;

@@ -217,6 +217,70 @@ START_TEST(jump_from_a_deferred_dns_result) {
 }
 END_TEST
 
+/* Keep mode: the DATA callback reads 3 of the 8 bytes, then jumps out.
+ * After the repair the other 5 are still readable, and stay so until the
+ * CLOSE of the teardown. */
+static cltcp_id g_keep_sock;
+static size_t g_keep_got, g_close_got;
+static uint8_t g_keep_buf[16], g_close_buf[16];
+
+static void keep_jump_hook(const ev *e) {
+  if (e->id == g_keep_sock && e->event == CLTCP_EV_DATA && g_jump_event != 0) {
+    g_jump_event = 0;
+    ck_assert_int_eq(cltcp_socket_read(&g_keep_got, g_keep_sock, g_keep_buf, 3), 0);
+    g_jumped++;
+    longjmp(g_jump, 1);
+  }
+  if (e->id == g_keep_sock && e->event == CLTCP_EV_CLOSE)
+    ck_assert_int_eq(cltcp_socket_read(&g_close_got, g_keep_sock, g_close_buf,
+                                       sizeof g_close_buf),
+                     0);
+}
+
+START_TEST(jump_from_keep_mode_data_keeps_the_rest) {
+  cltcp_id loop = new_loop(), c = 0;
+  int port = 0, lfd, fd;
+  size_t n = 0;
+  uint8_t buf[16];
+  lfd = raw_listen("127.0.0.1", &port);
+  ck_assert_int_eq(cltcp_socket_new(&c, loop, rec_cb, 1), 0);
+  track(c);
+  ck_assert_int_eq(cltcp_socket_set_read_mode(c, CLTCP_READ_KEEP), 0);
+  ck_assert_int_eq(cltcp_socket_connect(c, "127.0.0.1", port), 0);
+  fd = raw_accept(loop, lfd, 5);
+  wait_ev(loop, c, CLTCP_EV_CONNECT, 1, 5);
+  ck_assert_int_eq(write(fd, "abcdefgh", 8), 8);
+  g_keep_sock = c;
+  g_keep_got = g_close_got = 0;
+  g_jump_event = CLTCP_EV_DATA;
+  g_jumped = 0;
+  rec_hook = keep_jump_hook;
+  if (setjmp(g_jump) == 0) {
+    double deadline = now_s() + 5;
+    while (now_s() < deadline)
+      ck_assert_int_eq(cltcp_loop_run(NULL, loop, CLTCP_RUN_ONCE), 0);
+  }
+  ck_assert_int_eq(g_jumped, 1);
+  ck_assert_uint_eq(g_keep_got, 3);
+  ck_assert_mem_eq(g_keep_buf, "abc", 3);
+  ck_assert_int_eq(cltcp_loop_recover(loop), 0);
+  ck_assert_int_eq(cltcp_socket_buffered(&n, c), 0);
+  ck_assert_uint_eq(n, 5);
+  ck_assert_int_eq(cltcp_socket_read(&n, c, buf, 2), 0);
+  ck_assert_uint_eq(n, 2);
+  ck_assert_mem_eq(buf, "de", 2);
+  /* The rest is read in the CLOSE of the teardown. */
+  ck_assert_int_eq(cltcp_loop_close(loop), 0);
+  rec_hook = NULL;
+  ck_assert_uint_eq(g_close_got, 3);
+  ck_assert_mem_eq(g_close_buf, "fgh", 3);
+  ck_assert_uint_eq(rec_count_ev(c, CLTCP_EV_CLOSE), 1);
+  check_close_last();
+  close(fd);
+  close(lfd);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("recover");
   TCase *tc = tcase_create("recover");
@@ -226,6 +290,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, jump_from_flushed_at_turn_end);
   tcase_add_test(tc, jump_from_a_deferred_dns_result);
   tcase_add_test(tc, jump_from_a_signal_and_an_async);
+  tcase_add_test(tc, jump_from_keep_mode_data_keeps_the_rest);
   suite_add_tcase(s, tc);
   return s;
 }
