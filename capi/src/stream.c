@@ -206,7 +206,8 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
      * usual case) then costs no per-socket memory and one copy in all; only
      * what it leaves is copied into a keep buffer.  An idle keep-mode
      * socket holds none. */
-    keep_free(s);
+    if (k != NULL)
+      keep_free(s);
     buf->base = (char *)cltcp__handle_loop(&s->h)->readbuf;
     buf->len = cltcp__handle_loop(&s->h)->readbuf_len;
     return;
@@ -248,20 +249,19 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     } else {
       cltcp__loop *loop = cltcp__handle_loop(&s->h);
       if ((uint8_t *)buf->base == loop->readbuf) {
-        /* Lent to cltcp_socket_read() for the callback (saved and put back,
-         * should a callback ever run inside another). */
-        void *prev_sock = loop->kb_sock;
-        const uint8_t *prev_ptr = loop->kb_ptr, *rest;
-        size_t prev_len = loop->kb_len, left;
+        /* Lent to cltcp_socket_read() for the callback (read callbacks do
+         * not nest: cltcp_loop_run() refuses to run inside one). */
+        const uint8_t *rest;
+        size_t left;
         loop->kb_sock = s;
         loop->kb_ptr = (const uint8_t *)buf->base;
         loop->kb_len = (size_t)nread;
         sock_emit(s, CLTCP_EV_DATA, 0, loop->kb_ptr, (size_t)nread);
         rest = loop->kb_ptr;
         left = loop->kb_len;
-        loop->kb_sock = prev_sock;
-        loop->kb_ptr = prev_ptr;
-        loop->kb_len = prev_len;
+        loop->kb_sock = NULL;
+        loop->kb_ptr = NULL;
+        loop->kb_len = 0;
         /* Keep what the callback did not read (also when it closed the
          * socket: the bytes stay readable until CLOSE). */
         if (left > 0 && keep_append(s, rest, left) != 0) {
